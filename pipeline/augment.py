@@ -1,0 +1,193 @@
+"""Data augmentation of Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple
+Neural Networks" (arXiv 1903.12136), section 3.3.
+
+For every word w_i of an example draw X_i ~ U[0, 1]:
+  - X_i < p_mask                  -> replace w_i by [MASK];
+  - p_mask <= X_i < p_mask + p_pos -> replace w_i by a word with the same POS tag, drawn from the
+                                      training set's unigram distribution of words with that tag;
+  - otherwise keep w_i.
+Then, with probability p_ng, keep only an n-gram of the result, n uniform in 1..ngram_max (a
+contiguous span is *sampled*, not masked). This is repeated n_iter times per example; samples equal
+to an original training example or to an earlier sample are dropped.
+
+Sentence pairs: both sides go through the same per-word rules with their own draws; the n-gram
+decision is drawn once per sample and, when taken, each side keeps its own n-gram. Rows are built
+fresh for every sample (no shared mutable state between samples or sides).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline.config import AugmentConfig
+from pipeline.data import split_words
+from pipeline.errors import ConfigError
+
+MASK = "[MASK]"
+
+
+class Tagger:
+    """NLTK's averaged perceptron tagger, loaded once; tags each distinct sentence once."""
+
+    def __init__(self, nltk_data: str, tagset: str = "ptb"):
+        import nltk
+
+        for path in (os.environ.get("NLTK_DATA"), nltk_data):
+            if path and path not in nltk.data.path:
+                nltk.data.path.insert(0, path)
+        try:
+            self._tagger = nltk.tag.PerceptronTagger()
+        except LookupError:
+            raise ConfigError(
+                f"augment.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found under {nltk_data!r} "
+                "(or NLTK_DATA)"
+            ) from None
+        self._tagset = tagset
+        self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def tag(self, tokens: Sequence[str]) -> tuple[str, ...]:
+        key = tuple(tokens)
+        if key not in self._cache:
+            tags = [t for _, t in self._tagger.tag(list(key))]
+            if self._tagset == "universal":
+                from nltk.tag import map_tag
+
+                tags = [map_tag("en-ptb", "universal", t) for t in tags]
+            self._cache[key] = tuple(tags)
+        return self._cache[key]
+
+    @property
+    def sentences_tagged(self) -> int:
+        return len(self._cache)
+
+
+class TagUnigrams:
+    """Per POS tag, the training words with that tag, with repetition: a uniform draw from a tag's
+    pool is a draw from the unigram distribution of words with that tag."""
+
+    def __init__(self, tagged: Sequence[tuple[Sequence[str], Sequence[str]]]):
+        pools: dict[str, list[str]] = {}
+        for tokens, tags in tagged:
+            for word, tag in zip(tokens, tags):
+                pools.setdefault(tag, []).append(word)
+        self.pools = {tag: np.array(words, dtype=object) for tag, words in pools.items()}
+
+    def sample(self, tag: str, rng: np.random.Generator) -> str | None:
+        pool = self.pools.get(tag)
+        if pool is None or len(pool) == 0:
+            return None
+        return pool[rng.integers(len(pool))]
+
+    def distribution(self, tag: str) -> dict[str, float]:
+        counts = Counter(self.pools.get(tag, ()))
+        total = sum(counts.values())
+        return {w: c / total for w, c in counts.items()}
+
+
+@dataclass
+class AugmentCounts:
+    source_examples: int = 0
+    samples_drawn: int = 0
+    kept: int = 0
+    dropped_duplicate: int = 0
+    dropped_original: int = 0
+    words_seen: int = 0
+    words_masked: int = 0
+    words_pos_replaced: int = 0
+    ngram_sampled: int = 0
+    sentences_tagged: int = 0
+
+    def as_dict(self) -> dict:
+        out = dict(self.__dict__)
+        seen = max(self.words_seen, 1)
+        out["mask_rate"] = round(self.words_masked / seen, 4)
+        out["pos_rate"] = round(self.words_pos_replaced / seen, 4)
+        out["ngram_rate"] = round(self.ngram_sampled / max(self.samples_drawn, 1), 4)
+        return out
+
+
+def mask_and_replace(tokens: Sequence[str], tags: Sequence[str], cfg: AugmentConfig, unigrams: TagUnigrams,
+                     rng: np.random.Generator, counts: AugmentCounts) -> list[str]:
+    """The per-word step: masking and POS-guided replacement are mutually exclusive per word."""
+    draws = rng.random(len(tokens))
+    out = list(tokens)
+    for i, x in enumerate(draws):
+        if x < cfg.p_mask:
+            out[i] = MASK
+            counts.words_masked += 1
+        elif x < cfg.p_mask + cfg.p_pos:
+            word = unigrams.sample(tags[i], rng)
+            if word is not None:
+                out[i] = word
+                counts.words_pos_replaced += 1
+    counts.words_seen += len(tokens)
+    return out
+
+
+def sample_ngram(tokens: Sequence[str], ngram_max: int, rng: np.random.Generator) -> list[str]:
+    """Keep one contiguous span of n tokens, n uniform in 1..ngram_max (all of it if shorter)."""
+    n = int(rng.integers(1, ngram_max + 1))
+    if n >= len(tokens):
+        return list(tokens)
+    start = int(rng.integers(0, len(tokens) - n + 1))
+    return list(tokens[start:start + n])
+
+
+def augment(texts: Sequence[str], pairs: Sequence[str] | None, cfg: AugmentConfig, seed: int,
+            tagger: Tagger | None = None, progress: bool = True) -> tuple[dict[str, list], AugmentCounts]:
+    """Augment examples; returns rows {text, text_pair, source_idx} and the operation counts.
+
+    `texts`/`pairs` are the training examples (pairs None for single-sentence tasks); the tag
+    unigram distribution is estimated on all of them, augmentation applies to the first
+    `cfg.max_examples` (all if null).
+    """
+    tagger = tagger or Tagger(cfg.nltk_data, cfg.tagset)
+    sides = [texts] if pairs is None else [texts, pairs]
+    tokenised = [[split_words(t) for t in side] for side in sides]
+
+    tagged = []
+    for side in tokenised:
+        for tokens in tqdm(side, desc="POS tagging", unit="sent", disable=not progress, mininterval=2):
+            tagged.append((tokens, tagger.tag(tokens)))
+    unigrams = TagUnigrams(tagged)
+
+    def key(parts: Sequence[Sequence[str]]) -> tuple[str, ...]:
+        return tuple(" ".join(p) for p in parts)
+
+    originals = {key([side[i] for side in tokenised]) for i in range(len(texts))}
+    originals |= {tuple(s[i].strip() for s in sides) for i in range(len(texts))}
+    seen: set[tuple[str, ...]] = set()
+    rows: dict[str, list] = {"text": [], "text_pair": [], "source_idx": []}
+    counts = AugmentCounts()
+    rng = np.random.default_rng(seed)
+    limit = len(texts) if cfg.max_examples is None else min(cfg.max_examples, len(texts))
+    counts.source_examples = limit
+
+    for idx in tqdm(range(limit), desc="augmenting", unit="ex", disable=not progress, mininterval=2):
+        parts_in = [side[idx] for side in tokenised]
+        tags_in = [tagger.tag(tokens) for tokens in parts_in]
+        for _ in range(cfg.n_iter):
+            parts = [mask_and_replace(tok, tag, cfg, unigrams, rng, counts) for tok, tag in zip(parts_in, tags_in)]
+            if rng.random() < cfg.p_ng:
+                parts = [sample_ngram(p, cfg.ngram_max, rng) for p in parts]
+                counts.ngram_sampled += 1
+            counts.samples_drawn += 1
+            sample = key(parts)
+            if sample in originals:
+                counts.dropped_original += 1
+            elif sample in seen:
+                counts.dropped_duplicate += 1
+            else:
+                seen.add(sample)
+                rows["text"].append(sample[0])
+                rows["text_pair"].append(sample[1] if pairs is not None else None)
+                rows["source_idx"].append(idx)
+    counts.kept = len(rows["text"])
+    counts.sentences_tagged = tagger.sentences_tagged
+    return rows, counts

@@ -1,0 +1,221 @@
+"""Evaluate the teacher and every student side by side: task metric, retention, size and CPU speed.
+
+Speed is measured from raw text to logits (tokenisation included, as in serving), in one process
+with a fixed number of threads, models interleaved within each repetition so that drift of the
+machine affects all of them alike; medians over repetitions are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from pipeline.config import EvaluateConfig
+from pipeline.errors import ModelError
+from pipeline.tasks import Task, compute_metrics
+
+
+class Predictor(Protocol):
+    name: str
+    folder: Path
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray: ...
+
+    def num_parameters(self) -> int: ...
+
+
+@dataclass
+class HFPredictor:
+    """A Hugging Face sequence classifier folder (the teacher, Transformer students)."""
+
+    name: str
+    folder: Path
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        from pipeline.models.teacher import load_classifier, load_tokenizer
+
+        self.model = load_classifier(str(self.folder), key=self.name).eval()
+        self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tokenizer(list(texts[i:i + batch_size]),
+                                 list(pairs[i:i + batch_size]) if pairs is not None else None,
+                                 truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+            out.append(self.model(**enc).logits.float().numpy())
+        return np.concatenate(out)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+@dataclass
+class BiLSTMPredictor:
+    """A BiLSTM student folder (pipeline.models.bilstm format)."""
+
+    name: str
+    folder: Path
+
+    def __post_init__(self) -> None:
+        from pipeline.models.bilstm import load_bilstm
+
+        self.model, self.tokenizer, self.config = load_bilstm(self.folder)
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
+        from pipeline.train import bilstm_rows, pad_batch
+
+        out = []
+        for i in range(0, len(texts), batch_size):
+            chunk = bilstm_rows(self.tokenizer, list(texts[i:i + batch_size]),
+                                list(pairs[i:i + batch_size]) if pairs is not None else None,
+                                [-1] * len(texts[i:i + batch_size]))
+            rows = [{k: chunk[k][j] for k in chunk if k.startswith("input_ids")} for j in range(len(chunk["labels"]))]
+            out.append(self.model(**pad_batch(rows, self.tokenizer.pad_id)).numpy())
+        return np.concatenate(out)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def load_predictor(name: str, folder: str | Path, max_length: int = 128) -> Predictor:
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{folder}: no model here (config.json missing); run `dvc repro` first")
+    arch = json.loads(config_file.read_text(encoding="utf-8")).get("arch")
+    if arch == "bilstm":
+        return BiLSTMPredictor(name, folder)
+    return HFPredictor(name, folder, max_length)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: Sequence[str] | None,
+                  cfg: EvaluateConfig) -> dict[str, dict[str, float]]:
+    """Median latency at batch 1 (ms) and throughput at cfg.batch_size (examples/s) per predictor."""
+    torch.set_num_threads(cfg.threads)
+    n_lat = min(cfg.latency_samples, len(texts))
+    n_thr = min(len(texts), cfg.batch_size * 8)
+    lat: dict[str, list[float]] = {p.name: [] for p in predictors}
+    thr: dict[str, list[float]] = {p.name: [] for p in predictors}
+
+    def one_by_one(p: Predictor) -> list[float]:
+        return [_timed(lambda i=i: p.logits(texts[i:i + 1], pairs[i:i + 1] if pairs else None, 1))
+                for i in range(n_lat)]
+
+    def batched(p: Predictor) -> float:
+        return _timed(lambda: p.logits(texts[:n_thr], pairs[:n_thr] if pairs else None, cfg.batch_size))
+
+    for p in predictors:
+        for _ in range(cfg.warmup):
+            p.logits(texts[: cfg.batch_size], pairs[: cfg.batch_size] if pairs else None, cfg.batch_size)
+    for _ in range(cfg.repeats):
+        for p in predictors:  # interleaved: every model sees the same machine state
+            lat[p.name].append(statistics.median(one_by_one(p)) * 1000)
+            thr[p.name].append(n_thr / batched(p))
+    return {p.name: {"latency_ms_b1": round(statistics.median(lat[p.name]), 3),
+                     f"throughput_b{cfg.batch_size}": round(statistics.median(thr[p.name]), 1)}
+            for p in predictors}
+
+
+def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[str, Any],
+                    cfg: EvaluateConfig) -> dict[str, Any]:
+    """Quality on every labelled split, size, speed and retention (student / teacher) per model.
+
+    The first predictor is the reference (the teacher)."""
+    from pipeline.data import texts_of
+
+    dev_texts, dev_pairs = texts_of(splits["dev"], task.is_pair)
+    results: dict[str, dict[str, Any]] = {}
+    for p in predictors:
+        row: dict[str, Any] = {}
+        for split_name, split in splits.items():
+            labels = np.asarray(split["label"])
+            if not (labels >= 0).any():
+                continue
+            logits = p.logits(*texts_of(split, task.is_pair), 128)
+            for metric, value in compute_metrics(task, logits, labels).items():
+                row[f"{split_name}_{metric}"] = round(value, 4)
+        row["parameters"] = p.num_parameters()
+        row["size_mb"] = round(folder_size(p.folder) / 2**20, 2)
+        results[p.name] = row
+    speed = measure_speed(predictors, dev_texts, dev_pairs, cfg)
+    reference = predictors[0].name
+    main = f"dev_{task.main_metric}"
+    thr_key = f"throughput_b{cfg.batch_size}"
+    for name, row in results.items():
+        row.update(speed[name])
+        row["retention"] = round(row[main] / results[reference][main], 4) if results[reference][main] else None
+        row["speedup_b1"] = round(speed[reference]["latency_ms_b1"] / speed[name]["latency_ms_b1"], 2)
+        row["speedup_throughput"] = round(speed[name][thr_key] / speed[reference][thr_key], 2)
+        row["compression"] = round(results[reference]["parameters"] / row["parameters"], 2)
+    return {"task": task.name, "main_metric": main, "reference": reference, "threads": cfg.threads,
+            "torch_threads": torch.get_num_threads(), "models": results}
+
+
+COLUMNS = [
+    ("model", "model"), ("main", "metric"), ("retention", "retention"), ("parameters", "params"),
+    ("compression", "smaller"), ("size_mb", "MB"), ("latency_ms_b1", "ms @b1"), ("speedup_b1", "x @b1"),
+    ("throughput", "ex/s"), ("speedup_throughput", "x ex/s"),
+]
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    main = report["main_metric"]
+    thr_key = next(k for k in next(iter(report["models"].values())) if k.startswith("throughput_b"))
+    header = [label if key != "main" else main for key, label in COLUMNS]
+    header = [h if h != "ex/s" else f"ex/s @b{thr_key.removeprefix('throughput_b')}" for h in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in report["models"].items():
+        cells = []
+        for key, _ in COLUMNS:
+            value = {"model": name, "main": row[main], "throughput": row[thr_key]}.get(key, row.get(key))
+            if key in ("main", "retention") and value is not None:
+                value = f"{100 * value:.2f}" + ("%" if key == "retention" else "")
+            elif key == "parameters":
+                value = f"{value / 1e6:.2f}M"
+            cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_latency(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    main = report["main_metric"]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, row in report["models"].items():
+        ax.scatter(row["latency_ms_b1"], 100 * row[main], s=40)
+        ax.annotate(name, (row["latency_ms_b1"], 100 * row[main]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"CPU latency at batch 1, ms (log scale, {report['threads']} threads)")
+    ax.set_ylabel(f"{main} (%)")
+    ax.set_title(f"{report['task']}: quality vs latency")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

