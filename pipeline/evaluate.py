@@ -20,6 +20,7 @@ import torch
 
 from pipeline.config import EvaluateConfig
 from pipeline.errors import ModelError
+from pipeline.inference import classifier_logits
 from pipeline.tasks import Task, compute_metrics
 
 
@@ -46,15 +47,9 @@ class HFPredictor:
         self.model = load_classifier(str(self.folder), key=self.name).eval()
         self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
 
-    @torch.inference_mode()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(list(texts[i:i + batch_size]),
-                                 list(pairs[i:i + batch_size]) if pairs is not None else None,
-                                 truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-            out.append(self.model(**enc).logits.float().numpy())
-        return np.concatenate(out)
+        return classifier_logits(self.model, self.tokenizer, texts, pairs, batch_size=batch_size,
+                                 max_length=self.max_length, progress=False)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
