@@ -86,6 +86,8 @@ def load_dataset_dir(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: artifact not found (run the stage that makes it: dvc repro)")
+    # map() would otherwise write cache files into the artifact folder, modifying a DVC output.
+    datasets.disable_caching()
     return datasets.load_from_disk(str(path))
 
 

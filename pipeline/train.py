@@ -50,6 +50,7 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_drop_last=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 

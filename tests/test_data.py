@@ -1,0 +1,158 @@
+import json
+
+import pytest
+
+from pipeline.config import DataConfig
+from pipeline.data import atomic_path, prepare, read_raw, save_dataset, split_words, subsample, words
+from pipeline.errors import DataError
+
+from conftest import MRPC, SST2
+
+
+def cfg(source, **kw) -> DataConfig:
+    return DataConfig(source=str(source), max_train=None, **kw)
+
+
+def write(folder, name, text, encoding="utf-8"):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def test_reads_real_sst2():
+    splits = read_raw(cfg(SST2))
+    assert {k: len(v["text"]) for k, v in splits.items()} == {"train": 67349, "dev": 872, "test": 1821}
+    assert splits["train"]["text"][0] == "hide new secretions from the parental units"  # trailing space stripped
+    assert set(splits["train"]["label"]) == {0, 1}
+    assert set(splits["test"]["label"]) == {-1}  # GLUE test has no labels
+    assert all(p is None for p in splits["dev"]["text_pair"])
+
+
+def test_reads_real_mrpc_with_bom_and_quotes():
+    splits = read_raw(cfg(MRPC, task="mrpc"))
+    assert {k: len(v["text"]) for k, v in splits.items()} == {"train": 3668, "dev": 408, "test": 1725}
+    first = splits["train"]
+    assert first["text"][0].startswith("Amrozi accused his brother") and '"the witness"' in first["text"][0]
+    assert first["text_pair"][0].startswith("Referring to him as only")
+    assert first["label"][0] == 1
+
+
+def test_prepare_subsamples_deterministically():
+    a, summary = prepare(DataConfig(source=str(SST2), max_train=100, max_dev=50), seed=1)
+    b, _ = prepare(DataConfig(source=str(SST2), max_train=100, max_dev=50), seed=1)
+    c, _ = prepare(DataConfig(source=str(SST2), max_train=100, max_dev=50), seed=2)
+    assert len(a["train"]) == 100 and len(a["dev"]) == 50 and len(a["test"]) == 1821
+    assert a["train"]["text"][:] == b["train"]["text"][:] != c["train"]["text"][:]
+    assert summary["rows"] == {"train": 100, "dev": 50, "test": 1821}
+    assert sum(summary["label_counts"]["train"].values()) == 100
+
+
+def test_subsample_keeps_all_when_limit_is_large():
+    rows = {"text": ["a", "b"], "label": [0, 1]}
+    assert subsample(rows, 5, 0) is rows and subsample(rows, None, 0) is rows
+
+
+@pytest.mark.parametrize("train, message", [
+    ("sentence\tlabel\ngood\t1\nbad\t7\n", "train.tsv:3: label '7' is not one of the sst2 labels"),
+    ("sentence\tlabel\ngood\t1\nbad\t0\textra\n", "train.tsv:3: expected 2 tab-separated fields, got 3"),
+    ("text\tlabel\ngood\t1\n", "train.tsv:1: missing column 'sentence'"),
+    ("sentence\tgold\ngood\t1\n", "train.tsv:1: missing label column 'label'"),
+    ("sentence\tlabel\ngood\t1\n   \t0\n", "train.tsv:3: empty text in column 'sentence'"),
+    ("", "train.tsv: empty file"),
+    ("sentence\tlabel\n", "train.tsv: no data rows"),
+    (b"sentence\tlabel\ngood\t1\nbad \xff\xfe\t0\n", "train.tsv:3: not UTF-8 text"),
+])
+def test_bad_tsv_rows_name_file_and_line(tmp_path, train, message):
+    write(tmp_path, "train.tsv", train)
+    write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    with pytest.raises(DataError) as err:
+        read_raw(cfg(tmp_path))
+    assert message in str(err.value)
+
+
+def test_missing_folder_and_split(tmp_path):
+    with pytest.raises(DataError, match="data folder not found"):
+        read_raw(cfg(tmp_path / "nowhere"))
+    write(tmp_path, "train.tsv", "sentence\tlabel\ngood\t1\n")
+    with pytest.raises(DataError, match=r"no dev file \(dev\.\{tsv\|csv\|jsonl\}\)"):
+        read_raw(cfg(tmp_path))
+
+
+def test_bom_header_and_label_names(tmp_path):
+    write(tmp_path, "train.tsv", "\ufeffsentence\tlabel\ngood film\tpositive\n")
+    write(tmp_path, "dev.tsv", "sentence\tlabel\nbad film\t0\n")
+    splits = read_raw(cfg(tmp_path))
+    assert splits["train"]["label"] == [1] and splits["dev"]["label"] == [0]
+
+
+def test_csv_and_jsonl_with_custom_columns(tmp_path):
+    write(tmp_path, "train.csv", 'review,stars\n"great, really",1\nawful,0\n')
+    write(tmp_path, "dev.jsonl", '{"review": "fine", "stars": 1}\n\n{"review": "meh", "stars": "0"}\n')
+    splits = read_raw(cfg(tmp_path, columns={"text": "review", "label": "stars"}))
+    assert splits["train"]["text"] == ["great, really", "awful"] and splits["train"]["label"] == [1, 0]
+    assert splits["dev"]["label"] == [1, 0]
+
+
+def test_csv_and_jsonl_errors(tmp_path):
+    write(tmp_path, "train.csv", "sentence,label\nok,1\nbad,1,surplus\n")
+    write(tmp_path, "dev.jsonl", '{"sentence": "x", "label": 1}\n{broken\n')
+    with pytest.raises(DataError, match="train.csv:3: more fields than the header has"):
+        read_raw(cfg(tmp_path))
+    write(tmp_path, "train.csv", "sentence,label\nok,1\n")
+    with pytest.raises(DataError, match="dev.jsonl:2: not valid JSON"):
+        read_raw(cfg(tmp_path))
+
+
+def test_pair_task_needs_both_columns(tmp_path):
+    write(tmp_path, "train.tsv", "Quality\t#1 String\n1\tonly one side\n")
+    write(tmp_path, "dev.tsv", "Quality\t#1 String\t#2 String\n1\ta\tb\n")
+    with pytest.raises(DataError, match="train.tsv:1: missing column '#2 String'"):
+        read_raw(cfg(tmp_path, task="mrpc"))
+
+
+def test_hub_source_goes_through_datasets(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(name, config):
+        calls.append((name, config))
+        part = datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0]})
+        return datasets.DatasetDict({"train": part, "validation": part})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    splits = read_raw(DataConfig(source="nyu-mll/glue", hub_config="sst2"))
+    assert calls == [("nyu-mll/glue", "sst2")] and splits["dev"]["label"] == [1, 0]
+
+
+def test_hub_unreachable_is_a_clear_error():
+    with pytest.raises(DataError, match="cannot load Hub dataset 'no-such-org/no-such-set'"):
+        read_raw(DataConfig(source="no-such-org/no-such-set"))
+
+
+def test_atomic_path_keeps_old_artifact_on_failure(tmp_path):
+    target = tmp_path / "artifact"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "v").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "v").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "v").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["artifact"]  # no temporary left behind
+
+
+def test_save_dataset_writes_meta(tmp_path):
+    import datasets
+
+    save_dataset(datasets.Dataset.from_dict({"a": [1]}), tmp_path / "ds", meta={"rows": 1})
+    assert json.loads((tmp_path / "ds" / "meta.json").read_text()) == {"rows": 1}
+    assert datasets.load_from_disk(str(tmp_path / "ds"))["a"][:] == [1]
+
+
+def test_word_tokens():
+    assert split_words("it 's over-the-top , isn't it ?") == ["it", "'s", "over-the-top", ",", "isn't", "it", "?"]
+    assert words("The [MASK] Film") == ["the", "[", "mask", "]", "film"]

