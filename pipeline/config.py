@@ -43,7 +43,7 @@ class DataConfig(Section):
     )
     hub_config: str | None = Field(None, description="Hub dataset configuration name (e.g. sst2 for glue)")
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="raw column names, if not the task's")
-    max_train: PositiveInt | None = Field(5000, description="subsample train to this many rows (null: all)")
+    max_train: PositiveInt | None = Field(10000, description="subsample train to this many rows (null: all)")
     max_dev: PositiveInt | None = Field(None, description="subsample dev to this many rows (null: all)")
     max_length: PositiveInt = Field(128, description="maximum tokens per example for Transformer models")
 
@@ -58,7 +58,7 @@ class DataConfig(Section):
 
 
 class AugmentConfig(Section):
-    n_iter: Annotated[int, Field(ge=0)] = Field(8, description="augmented samples drawn per example (0: none)")
+    n_iter: Annotated[int, Field(ge=0)] = Field(10, description="augmented samples drawn per example (0: none)")
     p_mask: Probability = Field(0.1, description="per word: probability of replacing it by [MASK]")
     p_pos: Probability = Field(0.1, description="per word: probability of a same-POS-tag replacement")
     p_ng: Probability = Field(0.25, description="per sample: probability of keeping only an n-gram")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from pipeline.config import EvaluateConfig
 from pipeline.errors import ModelError
@@ -124,10 +125,12 @@ def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: 
     for p in predictors:
         for _ in range(cfg.warmup):
             p.logits(texts[: cfg.batch_size], pairs[: cfg.batch_size] if pairs else None, cfg.batch_size)
-    for _ in range(cfg.repeats):
-        for p in predictors:  # interleaved: every model sees the same machine state
-            lat[p.name].append(statistics.median(one_by_one(p)) * 1000)
-            thr[p.name].append(n_thr / batched(p))
+    with tqdm(total=cfg.repeats * len(predictors), desc="timing", unit="model-run") as bar:
+        for _ in range(cfg.repeats):
+            for p in predictors:  # interleaved: every model sees the same machine state
+                lat[p.name].append(statistics.median(one_by_one(p)) * 1000)
+                thr[p.name].append(n_thr / batched(p))
+                bar.update()
     return {p.name: {"latency_ms_b1": round(statistics.median(lat[p.name]), 3),
                      f"throughput_b{cfg.batch_size}": round(statistics.median(thr[p.name]), 1)}
             for p in predictors}
@@ -142,7 +145,7 @@ def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[st
 
     dev_texts, dev_pairs = texts_of(splits["dev"], task.is_pair)
     results: dict[str, dict[str, Any]] = {}
-    for p in predictors:
+    for p in tqdm(predictors, desc="quality", unit="model"):
         row: dict[str, Any] = {}
         for split_name, split in splits.items():
             labels = np.asarray(split["label"])

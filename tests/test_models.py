@@ -92,3 +92,17 @@ def test_load_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"arch": "bert"}')
     with pytest.raises(ModelError, match="not 'bilstm'"):
         load_bilstm(tmp_path)
+
+
+def test_bilstm_teacher_embedding_option_copies_teacher_rows(tiny_teacher):
+    from transformers import AutoModel
+
+    from pipeline.config import BiLSTMStudentConfig, Params, deep_merge, parse_params
+    from pipeline.train import build_bilstm
+
+    params = parse_params(deep_merge(Params().model_dump(), {"teacher": {"pretrained": str(tiny_teacher)}}))
+    cfg = BiLSTMStudentConfig(embedding="teacher", hidden=4, dense=4)
+    model, tok = build_bilstm(cfg, params, TASKS["mrpc"], ["unused"])
+    teacher_rows = AutoModel.from_pretrained(str(tiny_teacher)).get_input_embeddings().weight
+    torch.testing.assert_close(model.embedding.weight, teacher_rows)
+    assert isinstance(tok, WordPieceTokenizer) and model.config["is_pair"] and tok.pad_id == tok.hf.pad_token_id
