@@ -4,6 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# dvc.yaml runs `python -m stages.<name>`: the venv's python must come first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 repro: install
-	$(VENV)/bin/dvc repro
+	dvc repro
 
 test: install
 	$(PY) -m pytest
