@@ -46,6 +46,14 @@ class DataConfig(Section):
     max_train: PositiveInt | None = Field(10000, description="subsample train to this many rows (null: all)")
     max_dev: PositiveInt | None = Field(None, description="subsample dev to this many rows (null: all)")
     max_length: PositiveInt = Field(128, description="maximum tokens per example for Transformer models")
+    empty_text: Literal["fail", "drop"] = Field("fail", description="a row with empty or blank text: fail or drop it")
+    duplicates: Literal["keep", "drop", "fail"] = Field(
+        "keep", description="a row whose text (and pair) repeats an earlier row of its split"
+    )
+    long_text: Literal["truncate", "drop", "fail"] = Field(
+        "truncate", description="a text longer than max_chars: cut it, drop the row, or fail"
+    )
+    max_chars: PositiveInt = Field(5000, description="longest text accepted, in characters")
 
     @field_validator("task")
     @classmethod
@@ -133,6 +141,9 @@ class EvaluateConfig(Section):
 
 class Params(Section):
     seed: int = Field(42, description="seed for every random choice in every stage")
+    checkpoint_steps: PositiveInt = Field(
+        200, description="training stages save a resumable checkpoint every this many optimizer steps"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)

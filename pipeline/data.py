@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections import Counter
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,21 +115,19 @@ def _columns(task: Task, cfg: DataConfig, hub: bool = False) -> tuple[str, str |
     return text, pair, label
 
 
-def _normalise(records: Iterator[tuple[int, dict[str, Any]]], path: str, task: Task,
-               cols: tuple[str, str | None, str], labelled: bool) -> Rows:
+def _normalise(records: Iterator[tuple[int, dict[str, Any]]], path: str, task: Task, cfg: DataConfig,
+               cols: tuple[str, str | None, str], labelled: bool, counts: Counter) -> Rows:
+    """Validate records into normalised rows, applying the data.* policies (counted in `counts`)."""
     text_col, pair_col, label_col = cols
     rows: Rows = {"text": [], "text_pair": [], "label": []}
+    first_line: dict[tuple[str, str | None], int] = {}
     for line, rec in records:
         where = f"{path}:{line}"
-        text = rec.get(text_col)
-        if text is None or not str(text).strip():
-            raise DataError(f"{where}: empty text in column {text_col!r}")
-        pair = None
+        fields = [_clean_text(rec.get(text_col), text_col, where, cfg, counts)]
         if pair_col is not None:
-            pair = rec.get(pair_col)
-            if pair is None or not str(pair).strip():
-                raise DataError(f"{where}: empty text in column {pair_col!r}")
-            pair = str(pair).strip()
+            fields.append(_clean_text(rec.get(pair_col), pair_col, where, cfg, counts))
+        if None in fields:  # dropped by a policy
+            continue
         label = -1
         if labelled:
             raw = rec.get(label_col)
@@ -136,12 +135,42 @@ def _normalise(records: Iterator[tuple[int, dict[str, Any]]], path: str, task: T
             if label is None:
                 allowed = ", ".join(task.raw_labels + task.labels)
                 raise DataError(f"{where}: label {raw!r} is not one of the {task.name} labels ({allowed})")
-        rows["text"].append(str(text).strip())
-        rows["text_pair"].append(pair)
+        key = (fields[0], fields[1] if pair_col is not None else None)
+        if key in first_line:
+            if cfg.duplicates == "fail":
+                raise DataError(f"{where}: duplicate of line {first_line[key]} (data.duplicates: fail)")
+            counts["duplicate_rows"] += 1
+            if cfg.duplicates == "drop":
+                counts["dropped_duplicate"] += 1
+                continue
+        else:
+            first_line[key] = line
+        rows["text"].append(key[0])
+        rows["text_pair"].append(key[1])
         rows["label"].append(label)
     if not rows["text"]:
-        raise DataError(f"{path}: no data rows")
+        raise DataError(f"{path}: no data rows" + (" left after the data.* policies" if counts else ""))
     return rows
+
+
+def _clean_text(value: Any, column: str, where: str, cfg: DataConfig, counts: Counter) -> str | None:
+    """Stripped text, or None when a policy drops the row; raises when a policy says fail."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        if cfg.empty_text == "fail":
+            raise DataError(f"{where}: empty text in column {column!r} (data.empty_text: fail)")
+        counts["dropped_empty"] += 1
+        return None
+    if len(text) > cfg.max_chars:
+        if cfg.long_text == "fail":
+            raise DataError(f"{where}: text in column {column!r} has {len(text)} characters, over "
+                            f"data.max_chars={cfg.max_chars} (data.long_text: fail)")
+        if cfg.long_text == "drop":
+            counts["dropped_long"] += 1
+            return None
+        counts["truncated_long"] += 1
+        text = text[: cfg.max_chars]
+    return text
 
 
 def _check_header(path: Path, header: list[str], cols: tuple[str, str | None, str], split: str) -> bool:
@@ -167,7 +196,7 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line.rstrip("\r\n")
 
 
-def read_tsv(path: Path, task: Task, cfg: DataConfig, split: str) -> Rows:
+def read_tsv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
     """GLUE-style TSV: tab-separated, no quoting (quotes are text), optional BOM."""
     lines = _decoded_lines(path)
     first = next(lines, None)
@@ -186,10 +215,10 @@ def read_tsv(path: Path, task: Task, cfg: DataConfig, split: str) -> Rows:
                 raise DataError(f"{path}:{number}: expected {len(header)} tab-separated fields, got {len(fields)}")
             yield number, dict(zip(header, fields))
 
-    return _normalise(records(), str(path), task, cols, labelled)
+    return _normalise(records(), str(path), task, cfg, cols, labelled, counts)
 
 
-def read_csv(path: Path, task: Task, cfg: DataConfig, split: str) -> Rows:
+def read_csv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
     lines = (line for _, line in _decoded_lines(path))
     reader = csv.DictReader(lines)
     if not reader.fieldnames:
@@ -203,10 +232,10 @@ def read_csv(path: Path, task: Task, cfg: DataConfig, split: str) -> Rows:
                 raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
             yield reader.line_num, rec
 
-    return _normalise(records(), str(path), task, cols, labelled)
+    return _normalise(records(), str(path), task, cfg, cols, labelled, counts)
 
 
-def read_jsonl(path: Path, task: Task, cfg: DataConfig, split: str) -> Rows:
+def read_jsonl(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
     cols = _columns(task, cfg)
     state = {"labelled": None}
 
@@ -233,7 +262,7 @@ def read_jsonl(path: Path, task: Task, cfg: DataConfig, split: str) -> Rows:
         yield first
         yield from it
 
-    return _normalise(chained(), str(path), task, cols, bool(state["labelled"]))
+    return _normalise(chained(), str(path), task, cfg, cols, bool(state["labelled"]), counts)
 
 
 READERS = {"glue": read_tsv, "csv": read_csv, "jsonl": read_jsonl}
@@ -250,7 +279,7 @@ def _find_split_file(folder: Path, split: str, fmt: str) -> Path | None:
     return None
 
 
-def read_folder(folder: Path, task: Task, cfg: DataConfig) -> dict[str, Rows]:
+def read_folder(folder: Path, task: Task, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
     splits: dict[str, Rows] = {}
     for split in SPLITS:
         path = _find_split_file(folder, split, cfg.format)
@@ -259,11 +288,11 @@ def read_folder(folder: Path, task: Task, cfg: DataConfig) -> dict[str, Rows]:
                 wanted = "|".join(ext for ext, kind in EXTENSIONS.items() if cfg.format in ("auto", kind))
                 raise DataError(f"{folder}: no {split} file ({split}.{{{wanted.replace('.', '')}}})")
             continue
-        splits[split] = READERS[EXTENSIONS[path.suffix]](path, task, cfg, split)
+        splits[split] = READERS[EXTENSIONS[path.suffix]](path, task, cfg, split, counts.setdefault(split, Counter()))
     return splits
 
 
-def read_hub(dataset_id: str, task: Task, cfg: DataConfig) -> dict[str, Rows]:
+def read_hub(dataset_id: str, task: Task, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
     """A Hub dataset through `datasets.load_dataset` (needs network access or a local HF cache)."""
     import datasets
 
@@ -284,20 +313,23 @@ def read_hub(dataset_id: str, task: Task, cfg: DataConfig) -> dict[str, Rows]:
         labels = part[cols[2]] if cols[2] in part.column_names else None
         labelled = labels is not None and any(int(v) >= 0 for v in labels if str(v).lstrip("-").isdigit())
         records = ((i + 1, rec) for i, rec in enumerate(part))
-        splits[split] = _normalise(records, where, task, cols, labelled)
+        splits[split] = _normalise(records, where, task, cfg, cols, labelled, counts.setdefault(split, Counter()))
     return splits
 
 
-def read_raw(cfg: DataConfig) -> dict[str, Rows]:
+def read_raw(cfg: DataConfig, counts: dict[str, Counter] | None = None) -> dict[str, Rows]:
+    """Every split of the configured source, validated; `counts` (if given) receives, per split,
+    how many rows each data.* policy dropped or changed."""
     task = get_task(cfg.task)
+    counts = {} if counts is None else counts
     source = Path(cfg.source)
     if cfg.format == "hub" or (cfg.format == "auto" and not source.exists() and _looks_like_hub_id(cfg.source)):
-        return read_hub(cfg.source, task, cfg)
+        return read_hub(cfg.source, task, cfg, counts)
     if not source.exists():
         raise DataError(f"{source}: data folder not found (data.source)")
     if source.is_file():
         raise DataError(f"{source}: data.source must be a folder with train/dev files, not a file")
-    return read_folder(source, task, cfg)
+    return read_folder(source, task, cfg, counts)
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -328,7 +360,8 @@ def build_dataset_dict(splits: dict[str, Rows]):
 def prepare(cfg: DataConfig, seed: int) -> tuple[Any, dict]:
     """Read, validate and subsample raw data; return (DatasetDict, summary)."""
     task = get_task(cfg.task)
-    splits = read_raw(cfg)
+    counts: dict[str, Counter] = {}
+    splits = read_raw(cfg, counts)
     splits["train"] = subsample(splits["train"], cfg.max_train, seed)
     splits["dev"] = subsample(splits["dev"], cfg.max_dev, seed)
     summary = {
@@ -337,6 +370,7 @@ def prepare(cfg: DataConfig, seed: int) -> tuple[Any, dict]:
         "is_pair": task.is_pair,
         "source": cfg.source,
         "rows": {name: len(rows["text"]) for name, rows in splits.items()},
+        "policies": {name: dict(sorted(c.items())) for name, c in counts.items()},
         "label_counts": {
             name: {task.labels[k]: int(v) for k, v in zip(*np.unique([x for x in rows["label"] if x >= 0],
                                                                         return_counts=True))}

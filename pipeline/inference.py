@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pipeline.checkpoint import CheckpointDir, fingerprint
+
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -52,11 +54,38 @@ def content_key(text: str, pair: str | None) -> str:
     return hashlib.sha1(f"{text}\x1f{pair or ''}".encode("utf-8")).hexdigest()
 
 
-def build_teacher_logits(params, teacher_dir: Path, prepared_dir: Path, augmented_dir: Path):
-    """Teacher logits for train + augmented rows, stored beside their text; returns (Dataset, meta)."""
+CHUNK_ROWS = 4096
+
+
+def resumable_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int,
+                     max_length: int, checkpoints: CheckpointDir, desc: str = "inference") -> np.ndarray:
+    """classifier_logits over chunks of CHUNK_ROWS rows, each saved under `checkpoints` when done,
+    so an interrupted pass resumes at the first missing chunk."""
+    checkpoints.start()
+    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
+    with tqdm(total=len(texts), desc=desc, unit="ex", mininterval=2) as bar:
+        for k, start in enumerate(range(0, len(texts), CHUNK_ROWS)):
+            end = min(start + CHUNK_ROWS, len(texts))
+            part = checkpoints.folder / f"part-{k:05d}.npy"
+            if part.is_file():
+                out[start:end] = np.load(part)
+            else:
+                out[start:end] = classifier_logits(model, tokenizer, texts[start:end],
+                                                   pairs[start:end] if pairs is not None else None,
+                                                   batch_size=batch_size, max_length=max_length, progress=False)
+                tmp = part.with_name(f".{part.stem}.tmp.npy")
+                np.save(tmp, out[start:end])
+                tmp.replace(part)
+            bar.update(end - start)
+    return out
+
+
+def build_teacher_logits(params, teacher_dir: Path, prepared_dir: Path, augmented_dir: Path, out_dir: Path,
+                         checkpoint_dir: Path) -> dict:
+    """Teacher logits for train + augmented rows, saved beside their text in `out_dir`; returns its meta."""
     import datasets
 
-    from pipeline.data import load_dataset_dir, texts_of
+    from pipeline.data import load_dataset_dir, save_dataset, texts_of
     from pipeline.models.teacher import load_classifier, load_tokenizer
     from pipeline.tasks import get_task
 
@@ -70,9 +99,11 @@ def build_teacher_logits(params, teacher_dir: Path, prepared_dir: Path, augmente
     key = "teacher (models/teacher)"
     model = load_classifier(str(teacher_dir), key=key).to(device())
     tokenizer = load_tokenizer(str(teacher_dir), key=key)
+    checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
+        [params.data.max_length, CHUNK_ROWS], [teacher_dir, prepared_dir, augmented_dir]))
     start = time.perf_counter()
-    logits = classifier_logits(model, tokenizer, texts, pairs, batch_size=params.teacher_logits.batch_size,
-                               max_length=params.data.max_length, desc="teacher logits")
+    logits = resumable_logits(model, tokenizer, texts, pairs, batch_size=params.teacher_logits.batch_size,
+                              max_length=params.data.max_length, checkpoints=checkpoints, desc="teacher logits")
     seconds = time.perf_counter() - start
     n_train = len(train)
     rows = {
@@ -93,4 +124,6 @@ def build_teacher_logits(params, teacher_dir: Path, prepared_dir: Path, augmente
     meta = {"rows": len(texts), "train_rows": n_train, "augmented_rows": len(augmented),
             "seconds": round(seconds, 1), "examples_per_second": round(len(texts) / max(seconds, 1e-9), 1),
             "device": str(device())}
-    return datasets.Dataset.from_dict(rows, features=features), meta
+    save_dataset(datasets.Dataset.from_dict(rows, features=features), out_dir, meta=meta)
+    checkpoints.complete()
+    return meta

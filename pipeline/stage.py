@@ -20,6 +20,7 @@ TEACHER_LOGITS = Path("data/teacher_logits")
 TEACHER = Path("models/teacher")
 STUDENTS = Path("models/students")
 REPORTS = Path("reports")
+CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (DVC persist outputs)
 
 log = logging.getLogger("pipeline")
 

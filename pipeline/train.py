@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline import losses
+from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.config import BiLSTMStudentConfig, Params
 from pipeline.data import atomic_path, load_dataset_dir, texts_of
 from pipeline.errors import ConfigError
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, batch_size: int, seed: int,
-                       warmup: float = 0.0, weight_decay: float = 0.0, eval_batch_size: int = 128):
+                       checkpoint_steps: int, warmup: float = 0.0, weight_decay: float = 0.0,
+                       eval_batch_size: int = 128):
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -40,7 +41,9 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
         warmup_steps=warmup,
         weight_decay=weight_decay,
         eval_strategy="epoch",
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=checkpoint_steps,
+        save_total_limit=1,
         logging_strategy="steps",
         logging_steps=50,
         train_sampling_strategy="group_by_length",
@@ -62,13 +65,22 @@ def metrics_fn(task: Task):
     return compute
 
 
+def train_resumable(trainer, checkpoints: CheckpointDir):
+    """trainer.train(), resuming from the newest checkpoint of an interrupted run of the same inputs."""
+    resume = checkpoints.latest_trainer_checkpoint() if checkpoints.start() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    return trainer.train(resume_from_checkpoint=resume)
+
+
 def write_history(trainer, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(trainer.state.log_history, indent=1) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- teacher
-def finetune_teacher(params: Params, out_dir: Path, history_path: Path, prepared_dir: Path) -> dict[str, Any]:
+def finetune_teacher(params: Params, out_dir: Path, history_path: Path, prepared_dir: Path,
+                     checkpoint_dir: Path) -> dict[str, Any]:
     """Fine-tune the pretrained teacher on the task's train split; save it (save_pretrained + tokenizer)."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
@@ -90,21 +102,22 @@ def finetune_teacher(params: Params, out_dir: Path, history_path: Path, prepared
     train = prepared["train"].map(encode, batched=True, remove_columns=columns, desc="tokenising train")
     dev = prepared["dev"].map(encode, batched=True, remove_columns=columns, desc="tokenising dev")
     collator = DataCollatorWithPadding(tokenizer)
-
-    with tempfile.TemporaryDirectory(prefix="teacher-trainer-") as scratch:
-        args = training_arguments(scratch, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                                  batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
-                                  weight_decay=cfg.weight_decay)
-        trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                          data_collator=lambda rows: collator([{k: v for k, v in r.items() if k != "length"}
-                                                               for r in rows]),
-                          processing_class=tokenizer, compute_metrics=metrics_fn(task))
-        result = trainer.train()
-        final = trainer.evaluate()
+    checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
+        [params.seed, params.data.task, params.data.max_length, cfg.model_dump()], [prepared_dir]))
+    args = training_arguments(str(checkpoints.folder), epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                              batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
+                              weight_decay=cfg.weight_decay, checkpoint_steps=params.checkpoint_steps)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                      data_collator=lambda rows: collator([{k: v for k, v in r.items() if k != "length"}
+                                                           for r in rows]),
+                      processing_class=tokenizer, compute_metrics=metrics_fn(task))
+    result = train_resumable(trainer, checkpoints)
+    final = trainer.evaluate()
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     write_history(trainer, history_path)
+    checkpoints.complete()
     summary = {
         "pretrained": cfg.pretrained,
         "train_rows": len(train),
@@ -185,7 +198,7 @@ def build_bilstm(cfg: BiLSTMStudentConfig, params: Params, task: Task, corpus: l
 
 
 def train_student(name: str, params: Params, out_dir: Path, history_path: Path, prepared_dir: Path,
-                  logits_dir: Path) -> dict[str, Any]:
+                  logits_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
     """Train student `name` by its recipe; save its folder; return a summary with the dev metric."""
     from transformers import Trainer, set_seed
 
@@ -208,15 +221,17 @@ def train_student(name: str, params: Params, out_dir: Path, history_path: Path, 
     train = datasets.Dataset.from_dict(bilstm_rows(tokenizer, texts, pairs, list(source["label"]), teacher))
     dev = datasets.Dataset.from_dict(bilstm_rows(tokenizer, *texts_of(prepared["dev"], task.is_pair),
                                                  list(prepared["dev"]["label"])))
-    with tempfile.TemporaryDirectory(prefix=f"{name}-trainer-") as scratch:
-        args = training_arguments(scratch, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                                  batch_size=cfg.batch_size, seed=params.seed)
-        trainer = Trainer(model=Distiller(model, cfg.alpha if teacher is not None else 1.0), args=args,
-                          train_dataset=train, eval_dataset=dev,
-                          data_collator=lambda rows: pad_batch(rows, tokenizer.pad_id),
-                          compute_metrics=metrics_fn(task))
-        result = trainer.train()
-        final = trainer.evaluate()
+    inputs = [prepared_dir] + ([logits_dir] if teacher is not None else [])
+    checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
+        [params.seed, params.data.task, params.teacher.pretrained, cfg.model_dump()], inputs))
+    args = training_arguments(str(checkpoints.folder), epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                              batch_size=cfg.batch_size, seed=params.seed, checkpoint_steps=params.checkpoint_steps)
+    trainer = Trainer(model=Distiller(model, cfg.alpha if teacher is not None else 1.0), args=args,
+                      train_dataset=train, eval_dataset=dev,
+                      data_collator=lambda rows: pad_batch(rows, tokenizer.pad_id),
+                      compute_metrics=metrics_fn(task))
+    result = train_resumable(trainer, checkpoints)
+    final = trainer.evaluate()
     summary = {
         "student": name,
         "arch": cfg.arch,
@@ -229,5 +244,6 @@ def train_student(name: str, params: Params, out_dir: Path, history_path: Path, 
         bilstm.save_bilstm(model, tokenizer, tmp, {"task": task.name, "labels": list(task.labels),
                                                    "student": name, "params": cfg.model_dump()})
     write_history(trainer, history_path)
+    checkpoints.complete()
     log.info("student %s: %s", name, summary)
     return summary

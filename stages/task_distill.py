@@ -3,7 +3,7 @@
 from pipeline.config import Params
 from pipeline.data import write_json
 from pipeline.errors import ConfigError
-from pipeline.stage import PREPARED, REPORTS, TEACHER_LOGITS, stage, student_dir
+from pipeline.stage import CHECKPOINTS, PREPARED, REPORTS, TEACHER_LOGITS, stage, student_dir
 from pipeline.train import train_student
 
 
@@ -13,7 +13,7 @@ def main(params: Params, args: list[str]) -> None:
         raise ConfigError(f"usage: python -m stages.task_distill <student>; students: {', '.join(params.students)}")
     name = args[0]
     summary = train_student(name, params, student_dir(name), REPORTS / "history" / f"{name}.json",
-                            PREPARED, TEACHER_LOGITS)
+                            PREPARED, TEACHER_LOGITS, CHECKPOINTS / "task_distill" / name)
     write_json(REPORTS / "students" / f"{name}.json", summary)
 
 

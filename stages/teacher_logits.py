@@ -2,14 +2,13 @@
 
 from pipeline.config import Params
 from pipeline.inference import build_teacher_logits
-from pipeline.data import save_dataset
-from pipeline.stage import AUGMENTED, PREPARED, TEACHER, TEACHER_LOGITS, stage
+from pipeline.stage import AUGMENTED, CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, log, stage
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    dataset, meta = build_teacher_logits(params, TEACHER, PREPARED, AUGMENTED)
-    save_dataset(dataset, TEACHER_LOGITS, meta=meta)
+    meta = build_teacher_logits(params, TEACHER, PREPARED, AUGMENTED, TEACHER_LOGITS, CHECKPOINTS / "teacher_logits")
+    log.info("teacher logits: %s", meta)
 
 
 if __name__ == "__main__":

@@ -156,3 +156,42 @@ def test_save_dataset_writes_meta(tmp_path):
 def test_word_tokens():
     assert split_words("it 's over-the-top , isn't it ?") == ["it", "'s", "over-the-top", ",", "isn't", "it", "?"]
     assert words("The [MASK] Film") == ["the", "[", "mask", "]", "film"]
+
+
+POLICY_TRAIN = "sentence\tlabel\ngood\t1\n \t0\ngood\t1\n" + "x" * 50 + "\t0\nbad\t0\n"
+
+
+@pytest.mark.parametrize("policies, rows, counts", [
+    ({"empty_text": "drop"}, ["good", "good", "x" * 40, "bad"], {"dropped_empty": 1, "duplicate_rows": 1,
+                                                                 "truncated_long": 1}),
+    ({"empty_text": "drop", "duplicates": "drop", "long_text": "drop"}, ["good", "bad"],
+     {"dropped_empty": 1, "duplicate_rows": 1, "dropped_duplicate": 1, "dropped_long": 1}),
+])
+def test_row_policies_apply_and_are_counted(tmp_path, policies, rows, counts):
+    write(tmp_path, "train.tsv", POLICY_TRAIN)
+    write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    _, summary = prepare(DataConfig(source=str(tmp_path), max_chars=40, **policies), seed=0)
+    splits = read_raw(DataConfig(source=str(tmp_path), max_chars=40, **policies))
+    assert splits["train"]["text"] == rows
+    assert summary["policies"]["train"] == counts and summary["rows"]["train"] == len(rows)
+
+
+@pytest.mark.parametrize("policies, message", [
+    ({}, "train.tsv:3: empty text in column 'sentence' (data.empty_text: fail)"),
+    ({"empty_text": "drop", "duplicates": "fail"}, "train.tsv:4: duplicate of line 2 (data.duplicates: fail)"),
+    ({"empty_text": "drop", "long_text": "fail"},
+     "train.tsv:5: text in column 'sentence' has 50 characters, over data.max_chars=40 (data.long_text: fail)"),
+])
+def test_row_policies_that_fail_name_the_line(tmp_path, policies, message):
+    write(tmp_path, "train.tsv", POLICY_TRAIN)
+    write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    with pytest.raises(DataError) as err:
+        read_raw(DataConfig(source=str(tmp_path), max_chars=40, **policies))
+    assert message in str(err.value)
+
+
+def test_all_rows_dropped_is_an_error(tmp_path):
+    write(tmp_path, "train.tsv", "sentence\tlabel\n \t1\n")
+    write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    with pytest.raises(DataError, match="train.tsv: no data rows left after the data.\\* policies"):
+        read_raw(DataConfig(source=str(tmp_path), empty_text="drop"))

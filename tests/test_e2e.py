@@ -86,6 +86,45 @@ def test_repro_builds_every_artifact(repo):
     assert "up to date" in dvc(repo, "status").stdout
 
 
+def quality_snapshot(repo: Path) -> dict:
+    """Everything a rerun must reproduce: artifact hashes and every non-timing metric."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    hashes = {f"{stage}:{out['path']}": out.get("md5")
+              for stage, entry in lock.items() for out in entry.get("outs", [])
+              if not out["path"].startswith(("checkpoints", "reports"))}
+    timing = re.compile(r"seconds|per_second|latency|throughput|speedup")
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if not timing.search(k)}
+        return obj
+    reports = {str(p.relative_to(repo)): strip(json.loads(p.read_text()))
+               for p in sorted((repo / "reports").rglob("*.json")) if "history" not in p.parts}
+    return {"hashes": hashes, "reports": reports}
+
+
+def test_same_params_and_seed_give_the_same_artifacts_and_metrics(repo):
+    before = quality_snapshot(repo)
+    proc = dvc(repo, "repro", "--force")
+    assert len(ran(proc)) == 7
+    assert quality_snapshot(repo) == before
+
+
+def test_two_repros_in_one_workspace_do_not_corrupt_it(repo):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--force", "-s", "evaluate"], cwd=repo,
+                              env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0 and codes[1] != 0, outputs
+    loser = outputs[[p.returncode for p in procs].index(codes[1])]
+    assert "Unable to acquire lock" in loser
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics["models"]) == {"teacher", "bilstm_kd", "bilstm_nokd"}
+    assert "up to date" in dvc(repo, "status").stdout
+
+
 def test_changing_one_student_reruns_only_it_and_evaluate(repo):
     overlay = deep_merge(TINY, {"students": {"bilstm_kd": {"hidden": 12}}})
     set_params(repo, overlay)

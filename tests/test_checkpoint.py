@@ -1,0 +1,88 @@
+"""Checkpoints: resumable state, and a stage killed with SIGKILL resumes where it stopped."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.checkpoint import CheckpointDir, fingerprint
+from pipeline.config import Params, deep_merge, parse_params, render_params
+
+from conftest import ROOT, SST2
+
+
+def test_fingerprint_tracks_config_and_inputs(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "meta.json").write_text('{"rows": 1}')
+    a = fingerprint({"lr": 1}, [tmp_path / "in"])
+    assert a == fingerprint({"lr": 1}, [tmp_path / "in"]) != fingerprint({"lr": 2}, [tmp_path / "in"])
+    (tmp_path / "in" / "meta.json").write_text('{"rows": 2}')
+    assert fingerprint({"lr": 1}, [tmp_path / "in"]) != a
+
+
+def test_checkpoint_dir_resumes_only_the_same_unfinished_run(tmp_path):
+    folder = tmp_path / "ckpt"
+    run = CheckpointDir(folder, "abc")
+    assert run.start() is False
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoint-30").mkdir()
+    (folder / "checkpoint-30" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoint-40").mkdir()  # half-written: no trainer_state.json
+    assert CheckpointDir(folder, "abc").start() is True
+    assert run.latest_trainer_checkpoint().endswith("checkpoint-30")
+    assert CheckpointDir(folder, "other").start() is False  # other params: cleared
+    assert sorted(p.name for p in folder.iterdir()) == ["run.json"]
+    run = CheckpointDir(folder, "other")
+    (folder / "part-00000.npy").write_bytes(b"x")
+    run.complete()
+    assert sorted(p.name for p in folder.iterdir()) == ["run.json"]
+    assert json.loads((folder / "run.json").read_text()) == {"fingerprint": "other", "complete": True}
+    assert CheckpointDir(folder, "other").start() is False  # a finished run is not resumed
+
+
+def run_stage(workspace: Path, name: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=workspace, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path, tiny_teacher):
+    params = parse_params(deep_merge(Params().model_dump(), {
+        "checkpoint_steps": 10,
+        "data": {"source": str(SST2), "max_train": 1500, "max_dev": 50},
+        "teacher": {"pretrained": str(tiny_teacher), "epochs": 2.0, "batch_size": 8},
+    }))
+    (tmp_path / "params.yaml").write_text(render_params(params))
+    assert run_stage(tmp_path, "prepare").wait(timeout=120) == 0
+
+    ckpt = tmp_path / "checkpoints" / "teacher_finetune"
+    first = run_stage(tmp_path, "teacher_finetune")
+    deadline = time.time() + 180
+    while not list(ckpt.glob("checkpoint-*/trainer_state.json")):
+        assert first.poll() is None, "stage finished before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    saved = max(int(p.name.split("-")[1]) for p in ckpt.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    assert not (tmp_path / "models" / "teacher").exists()  # no final artifact from the killed run
+
+    second = run_stage(tmp_path, "teacher_finetune")
+    output = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, output[-3000:]
+    resumed = re.search(r"resuming from \S*checkpoint-(\d+)", output)
+    assert resumed and int(resumed.group(1)) >= saved
+    history = json.loads((tmp_path / "reports" / "history" / "teacher.json").read_text())
+    steps = [h["step"] for h in history if "loss" in h]
+    total = 2 * -(-1500 // 8)
+    assert history[-1]["step"] == total and max(steps) <= total  # the step counter continued to the end
+    assert (tmp_path / "models" / "teacher" / "model.safetensors").is_file()
+    assert sorted(p.name for p in ckpt.iterdir()) == ["run.json"]
