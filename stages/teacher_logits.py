@@ -2,13 +2,16 @@
 
 from pipeline.config import Params
 from pipeline.inference import build_teacher_logits
-from pipeline.stage import AUGMENTED, CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, log, stage
+from pipeline.data import write_json
+from pipeline.stage import AUGMENTED, CHECKPOINTS, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS, log, stage
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    meta = build_teacher_logits(params, TEACHER, PREPARED, AUGMENTED, TEACHER_LOGITS, CHECKPOINTS / "teacher_logits")
-    log.info("teacher logits: %s", meta)
+    summary = build_teacher_logits(params, TEACHER, PREPARED, AUGMENTED, TEACHER_LOGITS,
+                                   CHECKPOINTS / "teacher_logits")
+    write_json(REPORTS / "teacher_logits.json", summary)
+    log.info("teacher logits: %s", summary)
 
 
 if __name__ == "__main__":
