@@ -93,6 +93,18 @@ class TeacherConfig(Section):
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(0.1, description="share of steps with linear warm-up")
     weight_decay: Annotated[float, Field(ge=0)] = Field(0.01, description="AdamW weight decay")
 
+    @field_validator("pretrained")
+    @classmethod
+    def _loadable(cls, value: str) -> str:
+        from pipeline.errors import ModelError
+        from pipeline.models.teacher import resolve_pretrained
+
+        try:
+            resolve_pretrained(value, key="")
+        except ModelError as exc:
+            raise ValueError(str(exc).removeprefix(": ")) from None
+        return value
+
 
 class TeacherLogitsConfig(Section):
     batch_size: PositiveInt = Field(128, description="inference batch size (batches are length-bucketed)")

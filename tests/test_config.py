@@ -35,6 +35,10 @@ def test_rendered_params_round_trip_and_carry_comments():
      "students.bilstm_kd.train_on: Input should be 'prepared' or 'teacher_logits'"),
     ({"students": {}}, "students: at least one student is required"),
     ({"surprise": 1}, "surprise: unknown key"),
+    ({"teacher": {"pretrained": "./no/such/model"}},
+     "teacher.pretrained: './no/such/model' does not exist and is not a Hub model id"),
+    ({"teacher": {"pretrained": "package:no_such_package"}},
+     "teacher.pretrained: package 'no_such_package' is not installed"),
 ])
 def test_bad_params_name_the_key(overlay, message):
     raw = deep_merge(Params().model_dump(), overlay) if "students" not in overlay or overlay["students"] else overlay
@@ -75,3 +79,8 @@ def test_profiles(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         profile_main(["no_such_profile", "--output", str(out)])
     assert exc.value.code == 2 and load_params(out) == full  # the old file survives
+
+
+def test_teacher_folder_without_a_model_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=f"teacher.pretrained: '{tmp_path}' is not a model folder"):
+        parse_params({"teacher": {"pretrained": str(tmp_path)}})
