@@ -1,7 +1,8 @@
 """Resumable long stages.
 
-Each long stage keeps its checkpoints in `checkpoints/<stage>[/<name>]`, a DVC output marked
-`persist: true` (DVC does not delete it before rerunning the stage) and `cache: false`. The folder
+Each long stage keeps its checkpoints in `checkpoints/<stage>[/<name>]`. That folder is deliberately
+not a DVC output: DVC deletes a stage's outputs before rerunning it and would report them missing in a
+fresh clone, while this is scratch state that must survive a crash and nothing else. The folder
 holds a `run.json` with the fingerprint of what the stage is computing (its params and inputs): a
 rerun resumes only a checkpoint of the same fingerprint, anything else is cleared first. When the
 stage completes, the checkpoints are removed and `run.json` says `complete`, so a checkpoint is never

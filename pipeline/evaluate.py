@@ -68,18 +68,10 @@ class BiLSTMPredictor:
 
         self.model, self.tokenizer, self.config = load_bilstm(self.folder)
 
-    @torch.inference_mode()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        from pipeline.train import bilstm_rows, pad_batch
+        from pipeline.models.bilstm import predict_logits
 
-        out = []
-        for i in range(0, len(texts), batch_size):
-            chunk = bilstm_rows(self.tokenizer, list(texts[i:i + batch_size]),
-                                list(pairs[i:i + batch_size]) if pairs is not None else None,
-                                [-1] * len(texts[i:i + batch_size]))
-            rows = [{k: chunk[k][j] for k in chunk if k.startswith("input_ids")} for j in range(len(chunk["labels"]))]
-            out.append(self.model(**pad_batch(rows, self.tokenizer.pad_id)).numpy())
-        return np.concatenate(out)
+        return predict_logits(self.model, self.tokenizer, texts, pairs, batch_size)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())

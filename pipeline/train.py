@@ -145,31 +145,11 @@ class Distiller(nn.Module):
         return {"loss": losses.tang_kd(logits, teacher_logits, labels, self.alpha), "logits": logits}
 
 
-def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Collate BiLSTM rows: pad id sequences to the batch maximum, keep their lengths."""
-    batch: dict[str, torch.Tensor] = {}
-    for side in ("", "_b"):
-        key = f"input_ids{side}"
-        if key not in rows[0]:
-            continue
-        seqs = [r[key] for r in rows]
-        width = max(len(s) for s in seqs)
-        batch[key] = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long)
-        batch[f"lengths{side}"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    if "labels" in rows[0]:
-        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
-    if "teacher_logits" in rows[0]:
-        batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
-    return batch
-
-
 def bilstm_rows(tokenizer, texts: list[str], pairs: list[str] | None, labels: list[int],
                 teacher_logits: list[list[float]] | None = None) -> dict[str, list]:
-    rows: dict[str, list] = {"input_ids": [tokenizer(t) for t in texts], "labels": list(labels)}
-    if pairs is not None:
-        rows["input_ids_b"] = [tokenizer(t) for t in pairs]
-    rows["length"] = [len(ids) + len(rows["input_ids_b"][i]) if pairs is not None else len(ids)
-                      for i, ids in enumerate(rows["input_ids"])]
+    """Training rows for a BiLSTM: its inputs plus labels and (for distillation) teacher logits."""
+    rows = bilstm.encode(tokenizer, texts, pairs)
+    rows["labels"] = list(labels)
     if teacher_logits is not None:
         rows["teacher_logits"] = teacher_logits
     return rows
@@ -228,7 +208,7 @@ def train_student(name: str, params: Params, out_dir: Path, history_path: Path, 
                               batch_size=cfg.batch_size, seed=params.seed, checkpoint_steps=params.checkpoint_steps)
     trainer = Trainer(model=Distiller(model, cfg.alpha if teacher is not None else 1.0), args=args,
                       train_dataset=train, eval_dataset=dev,
-                      data_collator=lambda rows: pad_batch(rows, tokenizer.pad_id),
+                      data_collator=lambda rows: bilstm.collate(rows, tokenizer.pad_id),
                       compute_metrics=metrics_fn(task))
     result = train_resumable(trainer, checkpoints)
     final = trainer.evaluate()

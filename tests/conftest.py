@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,60 @@ def tiny_teacher(tmp_path_factory) -> Path:
     BertForSequenceClassification(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+# Tiny settings for end-to-end runs: a few seconds per stage with the tiny teacher.
+TINY = {
+    "data": {"max_train": 120, "max_dev": 60},
+    "augment": {"n_iter": 3},
+    "students": {"bilstm_kd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500},
+                 "bilstm_nokd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}},
+    "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4},
+}
+
+
+def write_params(repo: Path, overlay: dict) -> None:
+    """params.yaml = the ci profile + overlay (validated)."""
+    from pipeline.config import deep_merge, parse_params, render_params
+    from pipeline.profile import profile_params
+
+    base = profile_params("ci", ROOT / "profiles").model_dump()
+    (repo / "params.yaml").write_text(render_params(parse_params(deep_merge(base, overlay))))
+
+
+def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
+    """A git + DVC copy of the tracked files under root/repo, ../shared pointing at the real data,
+    with tiny params and `teacher` as the pretrained teacher, committed."""
+    from pipeline.config import deep_merge
+
+    (root / "shared").symlink_to(SHARED.parent, target_is_directory=True)
+    repo = root / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("reports/", "tests/")) and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    write_params(repo, deep_merge(deep_merge(TINY, {"teacher": {"pretrained": str(teacher)}}), overlay or {}))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tiny pipeline")
+    return repo
+
+
+def git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def tool_env() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=tool_env(), text=True,
+                          capture_output=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc

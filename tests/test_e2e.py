@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,35 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import deep_merge, parse_params, render_params
-from pipeline.profile import profile_params
+from pipeline.config import deep_merge
 
-from conftest import ROOT, SHARED
+from conftest import TINY, dvc, make_repo, tool_env, write_params
 
 pytestmark = pytest.mark.e2e
 
-TINY = {
-    "data": {"max_train": 120, "max_dev": 60},
-    "augment": {"n_iter": 3},
-    "students": {"bilstm_kd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500},
-                 "bilstm_nokd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}},
-    "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4},
-}
-
-
 def set_params(repo: Path, overlay: dict) -> None:
-    base = profile_params("ci", ROOT / "profiles").model_dump()
-    (repo / "params.yaml").write_text(render_params(parse_params(deep_merge(base, overlay))))
-
-
-def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, text=True,
-                          capture_output=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+    """Tiny params + overlay, keeping the repo's (tiny) teacher."""
+    teacher = yaml.safe_load((repo / "params.yaml").read_text())["teacher"]["pretrained"]
+    write_params(repo, deep_merge(deep_merge(TINY, {"teacher": {"pretrained": teacher}}), overlay))
 
 
 def ran(proc: subprocess.CompletedProcess) -> set[str]:
@@ -50,19 +29,7 @@ def ran(proc: subprocess.CompletedProcess) -> set[str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_teacher) -> Path:
-    """A git + DVC copy of the tracked files, with ../shared pointing at the real shared data."""
-    root = tmp_path_factory.mktemp("e2e")
-    (root / "shared").symlink_to(SHARED.parent, target_is_directory=True)
-    repo = root / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file() and not name.startswith(("reports/", "tests/")):
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    TINY["teacher"] = {"pretrained": str(tiny_teacher)}
-    set_params(repo, TINY)
-    return repo
+    return make_repo(tmp_path_factory.mktemp("e2e"), tiny_teacher)
 
 
 def test_repro_builds_every_artifact(repo):
@@ -110,10 +77,8 @@ def test_same_params_and_seed_give_the_same_artifacts_and_metrics(repo):
 
 
 def test_two_repros_in_one_workspace_do_not_corrupt_it(repo):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
     procs = [subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--force", "-s", "evaluate"], cwd=repo,
-                              env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=tool_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     codes = sorted(p.returncode for p in procs)

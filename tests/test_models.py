@@ -5,11 +5,10 @@ import torch
 from pipeline.errors import ModelError
 from pipeline.evaluate import load_predictor
 from pipeline.inference import classifier_logits, length_buckets
-from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, glove_vectors,
-                                    init_embeddings, load_bilstm, save_bilstm)
+from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, collate, encode,
+                                    glove_vectors, init_embeddings, load_bilstm, predict_logits, save_bilstm)
 from pipeline.models.teacher import load_classifier, load_tokenizer, resolve_pretrained
 from pipeline.tasks import TASKS
-from pipeline.train import bilstm_rows, pad_batch
 
 
 def test_resolve_pretrained(tmp_path):
@@ -58,9 +57,11 @@ def test_bilstm_shapes_and_folder_round_trip(tmp_path, is_pair):
     model = BiLSTMClassifier(len(tok.vocab), 8, hidden=6, dense=5, num_labels=2, is_pair=is_pair).eval()
     texts = ["a good film", "bad"]
     pairs = ["fine", "a film"] if is_pair else None
-    rows = bilstm_rows(tok, texts, pairs, [0, 1])
-    batch = pad_batch([{k: rows[k][i] for k in rows if k.startswith("input_ids")} for i in range(2)], tok.pad_id)
+    rows = encode(tok, texts, pairs)
+    batch = collate([{k: v[i] for k, v in rows.items()} for i in range(2)], tok.pad_id)
+    assert set(batch) == {"input_ids", "lengths"} | ({"input_ids_b", "lengths_b"} if is_pair else set())
     logits = model(**batch)
+    np.testing.assert_allclose(predict_logits(model, tok, texts, pairs, 1), logits.detach().numpy(), atol=1e-5)
     assert logits.shape == (2, 2)
     save_bilstm(model, tok, tmp_path / "s", {"task": "sst2"})
     loaded, loaded_tok, config = load_bilstm(tmp_path / "s")
@@ -73,8 +74,8 @@ def test_bilstm_shapes_and_folder_round_trip(tmp_path, is_pair):
 def test_bilstm_padding_does_not_change_logits():
     tok = WordTokenizer.build(["a good film that is long"], max_words=16)
     model = BiLSTMClassifier(len(tok.vocab), 8, hidden=6, dense=5, num_labels=2).eval()
-    short = pad_batch([{"input_ids": tok("a film")}], tok.pad_id)
-    mixed = pad_batch([{"input_ids": tok("a film")}, {"input_ids": tok("a good film that is long")}], tok.pad_id)
+    short = collate([{"input_ids": tok("a film")}], tok.pad_id)
+    mixed = collate([{"input_ids": tok("a film")}, {"input_ids": tok("a good film that is long")}], tok.pad_id)
     torch.testing.assert_close(model(**short)[0], model(**mixed)[0])
 
 

