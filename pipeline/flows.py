@@ -76,7 +76,7 @@ def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]
 
     with Repo(str(repo)) as dvc_repo:
         graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
-        names = {stage: stage.addressing for stage in graph.nodes}
+        names = {stage: stage.name for stage in graph.nodes}
         order = [names[s] for s in reversed(list(nx.topological_sort(graph)))]
         if not targets:
             return order

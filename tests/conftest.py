@@ -68,6 +68,7 @@ def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
     with tiny params and `teacher` as the pretrained teacher, committed."""
     from pipeline.config import deep_merge
 
+    root.mkdir(parents=True, exist_ok=True)
     (root / "shared").symlink_to(SHARED.parent, target_is_directory=True)
     repo = root / "repo"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()

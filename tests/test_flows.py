@@ -154,7 +154,7 @@ def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, 
 
     second = tmp_path / "b" / "repo"
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "shared").symlink_to(first.parent.joinpath("shared").resolve(), target_is_directory=True)
+    (tmp_path / "b" / "shared").symlink_to((first.parent / "shared").resolve(), target_is_directory=True)
     subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True)
     ran = distill_pipeline(repo=str(second), use_remote=True)
     assert set(ran.values()) == {"up to date"}, ran
