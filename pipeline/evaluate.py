@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.config import EvaluateConfig
+from pipeline.data import texts_of
 from pipeline.errors import ModelError
 from pipeline.inference import classifier_logits
 from pipeline.tasks import Task, compute_metrics
@@ -133,8 +134,6 @@ def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[st
     """Quality on every labelled split, size, speed and retention (student / teacher) per model.
 
     The first predictor is the reference (the teacher)."""
-    from pipeline.data import texts_of
-
     dev_texts, dev_pairs = texts_of(splits["dev"], task.is_pair)
     results: dict[str, dict[str, Any]] = {}
     for p in tqdm(predictors, desc="quality", unit="model"):

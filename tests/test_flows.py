@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import dvc, git, make_repo, tool_env
+from conftest import NLTK_DATA, SST2, dvc, git, make_repo, tool_env
 
 pytestmark = pytest.mark.e2e
 POOL = "distill-test"
@@ -104,7 +104,9 @@ with get_client(sync_client=True) as c:
 
 @pytest.fixture(scope="module")
 def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher)
+    # Absolute data paths: DVC experiments run in copies under .dvc/tmp, where ../shared is elsewhere.
+    repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher,
+                     {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)}})
     out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -140,35 +142,34 @@ def test_param_change_through_the_flow_reruns_only_dependents(server, deployed):
     assert yaml.safe_load((deployed / "params.yaml").read_text())["students"]["bilstm_kd"]["hidden"] == 12
 
 
-def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, tmp_path, tiny_teacher):
+def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, deployed, tmp_path):
     from pipeline.flows import distill_pipeline
 
-    remote = tmp_path / "dvc-remote"
-    first = make_repo(tmp_path / "a", tiny_teacher)
-    dvc(first, "remote", "add", "-d", "shared", str(remote))
-    git(first, "commit", "-qam", "shared remote")
-    ran = distill_pipeline(repo=str(first), use_remote=True)
-    assert set(ran.values()) == {"ran"}
-    git(first, "add", "-A")
-    git(first, "commit", "-qm", "results")  # dvc.lock and metrics travel through git
+    dvc(deployed, "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote"))
+    ran = distill_pipeline(repo=str(deployed), use_remote=True)  # computed earlier: pushes what it has
+    assert set(ran.values()) == {"up to date"}
+    assert list((tmp_path / "dvc-remote").rglob("*"))
+    git(deployed, "add", "-A")
+    git(deployed, "commit", "-qm", "results and shared remote")  # dvc.lock and metrics travel through git
 
-    second = tmp_path / "b" / "repo"
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "shared").symlink_to((first.parent / "shared").resolve(), target_is_directory=True)
-    subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True)
+    second = tmp_path / "second" / "repo"
+    subprocess.run(["git", "clone", "-q", str(deployed), str(second)], check=True)
     ran = distill_pipeline(repo=str(second), use_remote=True)
-    assert set(ran.values()) == {"up to date"}, ran
+    assert set(ran.values()) == {"up to date"}, ran  # pulled, nothing recomputed
     assert (second / "models" / "students" / "bilstm_kd" / "model.safetensors").is_file()
+    assert "up to date" in dvc(second, "status").stdout
 
 
 def test_sweep_runs_each_set_as_an_experiment(server, deployed):
     from pipeline.flows import distill_sweep
 
+    before = (dvc(deployed, "status").stdout, (deployed / "params.yaml").read_text())
     rows = distill_sweep(repo=str(deployed), param_sets=[{"students": {"bilstm_kd": {"alpha": 0.5}}},
                                                          {"students": {"bilstm_kd": {"alpha": 1.0}}}])
     assert [r["experiment"] for r in rows] == ["sweep-0", "sweep-1"]
     assert all(0 <= r["bilstm_kd dev_accuracy"] <= 1 for r in rows)
-    assert "up to date" in dvc(deployed, "status").stdout  # experiments did not touch the workspace
+    # each experiment ran in its own temporary workspace: this one is as it was
+    assert (dvc(deployed, "status").stdout, (deployed / "params.yaml").read_text()) == before
 
 
 def test_stages_import_without_prefect():
