@@ -84,3 +84,15 @@ def test_profiles(tmp_path, monkeypatch):
 def test_teacher_folder_without_a_model_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match=f"teacher.pretrained: '{tmp_path}' is not a model folder"):
         parse_params({"teacher": {"pretrained": str(tmp_path)}})
+
+
+def test_unknown_student_name_is_rejected_before_any_work(tmp_path, monkeypatch, capsys):
+    import stages.task_distill
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(render_params(Params()))
+    with pytest.raises(SystemExit) as exc:
+        stages.task_distill.main(["bilstm_typo"])
+    assert exc.value.code == 2
+    assert "students.bilstm_typo: no such student in params (have: bilstm_kd, bilstm_nokd)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]  # nothing written

@@ -160,14 +160,32 @@ def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, 
     assert "up to date" in dvc(second, "status").stdout
 
 
-def test_sweep_runs_each_set_as_an_experiment(server, deployed):
+def test_sweep_fans_out_experiments_to_workers_and_tabulates_them(server, deployed):
     from pipeline.flows import distill_sweep
 
+    git(deployed, "add", "-A")
+    git(deployed, "commit", "-qm", "baseline for experiments")
     before = (dvc(deployed, "status").stdout, (deployed / "params.yaml").read_text())
-    rows = distill_sweep(repo=str(deployed), param_sets=[{"students": {"bilstm_kd": {"alpha": 0.5}}},
-                                                         {"students": {"bilstm_kd": {"alpha": 1.0}}}])
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", POOL,
+                               "--type", "process"], env=server, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        rows = distill_sweep(repo=str(deployed), experiment_deployment="distill-experiment/distill-experiment",
+                             param_sets=[{"students": {"bilstm_kd": {"alpha": 0.5}}},
+                                         {"students": {"bilstm_kd": {"alpha": 1.0}}}])
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
     assert [r["experiment"] for r in rows] == ["sweep-0", "sweep-1"]
-    assert all(0 <= r["bilstm_kd dev_accuracy"] <= 1 for r in rows)
+    assert all(0 <= r["bilstm_kd dev_accuracy"] <= 1 and "teacher dev_accuracy" in r for r in rows)
+    names = client_call(server, """
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+with get_client(sync_client=True) as c:
+    runs = c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["distill-experiment"])))
+    print(sorted(r.state.name for r in runs))
+""")
+    assert names == "['Completed', 'Completed']"  # one flow run per params set, run by the worker
     # each experiment ran in its own temporary workspace: this one is as it was
     assert (dvc(deployed, "status").stdout, (deployed / "params.yaml").read_text()) == before
 
