@@ -164,7 +164,7 @@ def test_sweep_fans_out_experiments_to_workers_and_tabulates_them(server, deploy
     from pipeline.flows import distill_sweep
 
     git(deployed, "add", "-A")
-    git(deployed, "commit", "-qm", "baseline for experiments")
+    git(deployed, "commit", "-qm", "baseline for experiments", "--allow-empty")
     before = (dvc(deployed, "status").stdout, (deployed / "params.yaml").read_text())
     worker = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", POOL,
                                "--type", "process"], env=server, stdout=subprocess.DEVNULL,
