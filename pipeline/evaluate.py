@@ -190,6 +190,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def plot_accuracy_latency(report: dict[str, Any], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -201,6 +202,8 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> None:
         ax.annotate(name, (row["latency_ms_b1"], 100 * row[main]), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"CPU latency at batch 1, ms (log scale, {report['threads']} threads)")
     ax.set_ylabel(f"{main} (%)")
     ax.set_title(f"{report['task']}: quality vs latency")
