@@ -28,7 +28,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
-from pipeline.config import PARAMS_FILE, deep_merge, parse_params, render_params
+from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params, render_params
+from pipeline.data import atomic_path
 from pipeline.errors import ConfigError
 
 VALIDATION_EXIT = 2  # what a stage exits with on a PipelineError (pipeline/stage.py)
@@ -90,17 +91,23 @@ def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]
         return [name for name in order if name in keep]
 
 
-def apply_params(repo: str | Path, overrides: dict[str, Any]) -> None:
-    """Merge overrides into params.yaml (validated first; the file is untouched when they are bad)."""
-    path = Path(repo) / PARAMS_FILE
-    current = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def current_params(repo: str | Path) -> dict[str, Any]:
+    return yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {}
+
+
+def merged_params(repo: str | Path, overrides: dict[str, Any]) -> Params:
+    """The repo's params with overrides merged in, validated (InvalidInput naming the key if bad)."""
     try:
-        params = parse_params(deep_merge(current, overrides), "params overrides")
+        return parse_params(deep_merge(current_params(repo), overrides), "params overrides")
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_params(params), encoding="utf-8")
-    tmp.replace(path)
+
+
+def apply_params(repo: str | Path, overrides: dict[str, Any]) -> None:
+    """Merge overrides into params.yaml (validated first; the file is untouched when they are bad)."""
+    params = merged_params(repo, overrides)
+    with atomic_path(Path(repo) / PARAMS_FILE) as tmp:
+        tmp.write_text(render_params(params), encoding="utf-8")
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -155,14 +162,6 @@ def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: 
     return results
 
 
-def check_overrides(repo: str | Path, overrides: dict[str, Any]) -> None:
-    current = yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {}
-    try:
-        parse_params(deep_merge(current, overrides), "sweep overrides")
-    except ConfigError as exc:
-        raise InvalidInput(str(exc)) from None
-
-
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
@@ -183,7 +182,7 @@ PATH_PARAMS = ("data.source", "augment.nltk_data")
 
 
 def experiment_args(repo: str | Path, name: str, overrides: dict[str, Any]) -> list[str]:
-    current = _flatten(yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {})
+    current = _flatten(current_params(repo))
     flat = {**{k: current[k] for k in PATH_PARAMS if k in current}, **_flatten(overrides)}
     for key in PATH_PARAMS:
         if key in flat and not Path(str(flat[key])).is_absolute() and (Path(repo) / str(flat[key])).exists():
@@ -194,7 +193,7 @@ def experiment_args(repo: str | Path, name: str, overrides: dict[str, Any]) -> l
 @task(task_run_name="experiment-{name}", retries=1, retry_condition_fn=_retry_transient)
 def run_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
     """One DVC experiment in its own temporary workspace (no clash with the workspace lock)."""
-    check_overrides(repo, overrides)
+    merged_params(repo, overrides)
     run_dvc(repo, *experiment_args(repo, name, overrides), log=get_run_logger())
     return name
 
@@ -253,7 +252,7 @@ def distill_sweep(repo: str = ".", param_sets: list[dict[str, Any]] | None = Non
     repo = str(Path(repo).resolve())
     param_sets = param_sets or []
     for overrides in param_sets:  # a bad set fails the sweep before anything runs
-        check_overrides(repo, overrides)
+        merged_params(repo, overrides)
     names = [f"{prefix}-{i}" for i in range(len(param_sets))]
     if experiment_deployment:
         from prefect.deployments import run_deployment

@@ -20,7 +20,7 @@ TEACHER_LOGITS = Path("data/teacher_logits")
 TEACHER = Path("models/teacher")
 STUDENTS = Path("models/students")
 REPORTS = Path("reports")
-CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (DVC persist outputs)
+CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, not a DVC output)
 
 log = logging.getLogger("pipeline")
 
