@@ -133,13 +133,110 @@ class BiLSTMStudentConfig(Section):
     batch_size: PositiveInt = Field(64, description="training batch size")
 
 
-StudentConfig = BiLSTMStudentConfig
+class DistilStudentConfig(Section):
+    train_on: Literal["prepared", "teacher_logits"] = Field(
+        "prepared", description="prepared: the gold-labelled train split; teacher_logits: train + augmented rows"
+    )
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="0-based fine-tuned teacher layers copied into the student (null: every other one)"
+    )
+    temperature: Annotated[float, Field(gt=0)] = Field(2.0, description="softmax temperature of the soft-label term")
+    soft_weight: Annotated[float, Field(ge=0)] = Field(1.0, description="weight of soft CE on the teacher's logits (x T^2)")
+    hard_weight: Annotated[float, Field(ge=0)] = Field(1.0, description="weight of CE on gold labels")
+    cosine_weight: Annotated[float, Field(ge=0)] = Field(1.0, description="weight of the last-hidden-state cosine loss")
+    max_rows: PositiveInt | None = Field(None, description="train on a random sample of this many rows (null: all)")
+    epochs: Annotated[float, Field(gt=0)] = Field(2.0, description="training epochs")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(5e-5, description="AdamW learning rate")
+    batch_size: PositiveInt = Field(32, description="training batch size")
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(0.1, description="share of steps with linear warm-up")
 
 
-def _default_students() -> dict[str, StudentConfig]:
+def _default_students() -> dict[str, BiLSTMStudentConfig]:
     return {
         "bilstm_kd": BiLSTMStudentConfig(train_on="teacher_logits", alpha=0.0),
         "bilstm_nokd": BiLSTMStudentConfig(train_on="prepared", alpha=1.0),
+    }
+
+
+class StudentShape(Section):
+    layers: PositiveInt = Field(4, description="Transformer layers")
+    hidden: PositiveInt = Field(312, description="hidden width")
+    heads: PositiveInt = Field(12, description="attention heads (the teacher's count, for the attention loss)")
+    intermediate: PositiveInt = Field(1200, description="feed-forward width")
+
+
+class IntermediateWeights(Section):
+    embedding: Annotated[float, Field(ge=0)] = Field(1.0, description="embedding-output MSE (through the projection)")
+    hidden: Annotated[float, Field(ge=0)] = Field(1.0, description="hidden-state MSE (through the projection)")
+    attention: Annotated[float, Field(ge=0)] = Field(1.0, description="pre-softmax attention-score MSE")
+
+
+class DistilBERTWeights(Section):
+    soft: Annotated[float, Field(ge=0)] = Field(5.0, description="soft CE between MLM distributions at T")
+    mlm: Annotated[float, Field(ge=0)] = Field(2.0, description="masked-LM loss")
+    cosine: Annotated[float, Field(ge=0)] = Field(1.0, description="cosine loss between last hidden states")
+
+
+LayerMap = list[Annotated[int, Field(ge=1)]] | None
+LAYER_MAP_HELP = "1-based teacher layer for each student layer (null: uniform, g(m) = m * N / M)"
+
+
+class GeneralDistillConfig(Section):
+    objective: Literal["tinybert", "distilbert"] = Field(
+        "tinybert", description="tinybert: embeddings + hidden + attention; distilbert: MLM soft CE + MLM + cosine"
+    )
+    corpus: str = Field("../shared/data/corpus/wikitext-2-raw/wiki.test.raw",
+                        description="general text: a file, or a folder of .txt/.raw files, one passage per line")
+    task_text: bool = Field(False, description="also learn on the task's train text (labels unused)")
+    seq_length: Annotated[int, Field(ge=8)] = Field(128, description="tokens per training sequence")
+    max_sequences: PositiveInt | None = Field(None, description="random sample of this many sequences (null: all)")
+    student: StudentShape = Field(default_factory=StudentShape, description="student shape (also used by random-init ablations)")
+    init: Literal["random", "teacher_slice"] = Field(
+        "teacher_slice", description="random, or the mapped teacher layers cut to the student's width (structured-pruning init)")
+    layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
+    weights: IntermediateWeights = Field(default_factory=IntermediateWeights, description="tinybert objective weights")
+    distilbert: DistilBERTWeights = Field(default_factory=DistilBERTWeights, description="distilbert objective weights")
+    temperature: Annotated[float, Field(gt=0)] = Field(2.0, description="distilbert: softmax temperature")
+    mlm_probability: Probability = Field(0.15, description="distilbert: share of tokens masked (80/10/10)")
+    epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="passes over the corpus")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(5e-4, description="AdamW learning rate")
+    batch_size: PositiveInt = Field(32, description="sequences per batch")
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(0.1, description="share of steps with linear warm-up")
+
+
+class IntermediateStep(Section):
+    layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
+    weights: IntermediateWeights = Field(default_factory=IntermediateWeights, description="loss weights")
+    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
+    epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
+    batch_size: PositiveInt = Field(32, description="training batch size")
+
+
+class PredictionStep(Section):
+    temperature: Annotated[float, Field(gt=0)] = Field(1.0, description="softmax temperature of the soft CE")
+    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
+    epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
+    batch_size: PositiveInt = Field(32, description="training batch size")
+
+
+class TinyBERTStudentConfig(Section):
+    init: Literal["general_distill", "random"] = Field(
+        "general_distill", description="start from the general_distill student, or from random weights"
+    )
+    augmented: bool = Field(True, description="learn on train + augmented rows (false: train rows only)")
+    intermediate: IntermediateStep = Field(
+        default_factory=IntermediateStep, description="step 1: intermediate layers, fine-tuned teacher run on the fly")
+    prediction: PredictionStep = Field(
+        default_factory=PredictionStep, description="step 2: soft CE on the cached teacher logits")
+
+
+def _default_tinybert() -> dict[str, TinyBERTStudentConfig]:
+    return {
+        "tinybert4": TinyBERTStudentConfig(),
+        "tinybert4_nogd": TinyBERTStudentConfig(init="random"),
+        "tinybert4_noaug": TinyBERTStudentConfig(augmented=False),
     }
 
 
@@ -160,20 +257,44 @@ class Params(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     teacher_logits: TeacherLogitsConfig = Field(default_factory=TeacherLogitsConfig)
-    students: dict[str, StudentConfig] = Field(
-        default_factory=_default_students, description="one entry per student; each is a task_distill stage"
+    students: dict[str, BiLSTMStudentConfig] = Field(
+        default_factory=_default_students, description="BiLSTM students (Tang et al.); each is a task_distill stage"
+    )
+    distil: dict[str, DistilStudentConfig] = Field(
+        default_factory=lambda: {"distil3": DistilStudentConfig()},
+        description="DistilBERT-style students (teacher-layer init, triple loss); each is a distil_task stage",
+    )
+    general_distill: GeneralDistillConfig = Field(default_factory=GeneralDistillConfig)
+    tinybert: dict[str, TinyBERTStudentConfig] = Field(
+        default_factory=_default_tinybert,
+        description="TinyBERT students: tinybert_intermediate (step 1) then tinybert_prediction (step 2) stages",
     )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
-    @field_validator("students")
+    @field_validator("students", "distil", "tinybert")
     @classmethod
-    def _student_names(cls, value: dict[str, StudentConfig]) -> dict[str, StudentConfig]:
-        if not value:
-            raise ValueError("at least one student is required")
+    def _student_names(cls, value: dict) -> dict:
         for name in value:
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"student name {name!r} must be letters, digits and underscores")
         return value
+
+    @model_validator(mode="after")
+    def _unique_students(self) -> Params:
+        sections = {"students": self.students, "distil": self.distil, "tinybert": self.tinybert}
+        if not any(sections.values()):
+            raise ValueError("at least one student (students, distil or tinybert) is required")
+        seen: dict[str, str] = {}
+        for section, entries in sections.items():
+            for name in entries:
+                if name in seen:
+                    raise ValueError(f"student {name!r} is in both {seen[name]} and {section}; names must be unique")
+                seen[name] = section
+        return self
+
+    def all_students(self) -> dict[str, Any]:
+        """Every student by name, in report order: BiLSTM, DistilBERT-style, then TinyBERT students."""
+        return {**self.students, **self.distil, **self.tinybert}
 
 
 def _describe(error: dict[str, Any]) -> str:

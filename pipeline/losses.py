@@ -38,3 +38,138 @@ def tang_kd(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.T
     if labels is None or alpha == 0.0:
         return distill
     return alpha * hard_ce(student, labels) + (1.0 - alpha) * distill
+
+
+# ------------------------------------------------------------------ Transformer students
+# Conventions below: hidden states are (batch, seq, width); attention scores are pre-softmax
+# (batch, heads, seq, seq); `mask` is the attention mask (batch, seq), 1 for real tokens, 0 for padding.
+
+
+def soft_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Soft-target cross-entropy -sum p_T(teacher) * log p_T(student), averaged over rows, times T^2.
+
+    The T^2 factor (Hinton et al. 2015) keeps the gradient scale independent of T, so the weight of
+    this term means the same at any temperature. With T = 1 it is TinyBERT's prediction-layer loss."""
+    t = float(temperature)
+    target = F.softmax(teacher.to(student.dtype) / t, dim=-1)
+    return -(target * F.log_softmax(student / t, dim=-1)).sum(-1).mean() * t * t
+
+
+def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+               projection: torch.nn.Module | None = None) -> torch.Tensor:
+    """TinyBERT's hidden-state (and embedding) loss: MSE(student @ W, teacher) over real tokens only.
+
+    `projection` maps the student width to the teacher's (a learned nn.Linear when widths differ);
+    padded positions contribute nothing, and the mean is over real tokens times the teacher width."""
+    if projection is not None:
+        student = projection(student)
+    if student.shape != teacher.shape:
+        raise ValueError(f"hidden_mse: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}; "
+                         "a projection to the teacher width is needed")
+    keep = mask.to(student.dtype).unsqueeze(-1)
+    squared = (student - teacher.to(student.dtype)).pow(2) * keep
+    return squared.sum() / (keep.sum() * student.shape[-1]).clamp_min(1.0)
+
+
+def pair_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, seq, seq) mask of query-key pairs where both tokens are real."""
+    m = mask.to(torch.bool)
+    return (m[:, None, :, None] & m[:, None, None, :])
+
+
+def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TinyBERT's attention loss: MSE between pre-softmax attention scores, heads averaged.
+
+    Positions whose query or key is padding are zeroed in both (TinyBERT zeroes the -inf-masked
+    entries), and the mean is taken over the real query-key pairs only, so padding never counts."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"attention_mse: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}; "
+                         "student and teacher need the same number of heads")
+    keep = pair_mask(mask).to(student.dtype)
+    squared = (student * keep - teacher.to(student.dtype) * keep).pow(2)
+    return squared.sum() / (keep.sum() * student.shape[1]).clamp_min(1.0)
+
+
+def cosine_hidden(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """DistilBERT's cosine loss: mean of 1 - cos(student_i, teacher_i) over real tokens."""
+    keep = mask.to(torch.bool)
+    cos = F.cosine_similarity(student[keep], teacher.to(student.dtype)[keep], dim=-1)
+    return (1.0 - cos).mean() if cos.numel() else student.sum() * 0.0
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """TinyBERT's uniform mapping g(m) = m * N / M (1-based teacher layer for student layer m = 1..M).
+
+    When N / M is not an integer it is rounded half up, so the last student layer always learns from
+    the last teacher layer: 6 -> 4 gives [2, 3, 5, 6], 6 -> 3 gives [2, 4, 6], 12 -> 4 gives [3, 6, 9, 12]."""
+    if not 0 < student_layers <= teacher_layers:
+        raise ValueError(f"cannot map {student_layers} student layers onto {teacher_layers} teacher layers")
+    return [int(m * teacher_layers / student_layers + 0.5) for m in range(1, student_layers + 1)]
+
+
+def tinybert_intermediate(student_hidden: tuple[torch.Tensor, ...], student_scores: list[torch.Tensor],
+                          teacher_hidden: tuple[torch.Tensor, ...], teacher_scores: list[torch.Tensor],
+                          mask: torch.Tensor, layer_map: list[int], projection: torch.nn.Module | None,
+                          weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """TinyBERT's intermediate-layer objective (Jiao et al. 2020, eqs. 7-10).
+
+    hidden tuples hold the embedding output at index 0 and layer outputs at 1..L (HF's
+    `output_hidden_states`); score lists hold each layer's pre-softmax attention scores (0-based).
+    Student layer m learns from teacher layer layer_map[m-1]; the embedding output from the teacher's.
+    Returns each weighted term and their sum under "loss"."""
+    embedding = hidden_mse(student_hidden[0], teacher_hidden[0], mask, projection)
+    hidden = sum(hidden_mse(student_hidden[m], teacher_hidden[t], mask, projection)
+                 for m, t in enumerate(layer_map, start=1)) / len(layer_map)
+    attention = sum(attention_mse(student_scores[m], teacher_scores[t - 1], mask)
+                    for m, t in enumerate(layer_map)) / len(layer_map)
+    terms = {"embedding": weights["embedding"] * embedding, "hidden": weights["hidden"] * hidden,
+             "attention": weights["attention"] * attention}
+    terms["loss"] = terms["embedding"] + terms["hidden"] + terms["attention"]
+    return terms
+
+
+def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int,
+                probability: float = 0.15, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's MLM corruption: choose `probability` of the non-special tokens; of those 80% become
+    [MASK], 10% a random token, 10% stay. Returns (corrupted ids, labels with -100 where not chosen)."""
+    draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    chosen = (draw < probability) & ~special.to(torch.bool)
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    how = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    corrupted = input_ids.clone()
+    corrupted[chosen & (how < 0.8)] = mask_id
+    randomised = chosen & (how >= 0.8) & (how < 0.9)
+    corrupted[randomised] = torch.randint(vocab_size, input_ids.shape, generator=generator,
+                                          device=input_ids.device)[randomised]
+    return corrupted, labels
+
+
+def distilbert_mlm(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mlm_labels: torch.Tensor,
+                   student_last: torch.Tensor, teacher_last: torch.Tensor, mask: torch.Tensor,
+                   temperature: float, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """DistilBERT's triple loss (Sanh et al. 2019): soft CE between the MLM distributions at T on the
+    masked positions, the MLM loss itself, and the cosine loss between last hidden states."""
+    chosen = mlm_labels != -100
+    if bool(chosen.any()):
+        soft = soft_ce(student_logits[chosen], teacher_logits[chosen], temperature)
+        mlm = F.cross_entropy(student_logits[chosen], mlm_labels[chosen])
+    else:
+        soft = mlm = student_logits.sum() * 0.0
+    cos = cosine_hidden(student_last, teacher_last, mask)
+    terms = {"soft": weights["soft"] * soft, "mlm": weights["mlm"] * mlm, "cosine": weights["cosine"] * cos}
+    terms["loss"] = terms["soft"] + terms["mlm"] + terms["cosine"]
+    return terms
+
+
+def distil_task(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+                student_last: torch.Tensor, teacher_last: torch.Tensor, mask: torch.Tensor,
+                temperature: float, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """DistilBERT's triple loss at task level: soft CE at T on the teacher's logits, hard CE on gold
+    labels (rows without one are skipped), cosine between the last hidden states."""
+    soft = soft_ce(student_logits, teacher_logits, temperature)
+    hard = hard_ce(student_logits, labels) if labels is not None else student_logits.sum() * 0.0
+    cos = cosine_hidden(student_last, teacher_last, mask)
+    terms = {"soft": weights["soft"] * soft, "hard": weights["hard"] * hard, "cosine": weights["cosine"] * cos}
+    terms["loss"] = terms["soft"] + terms["hard"] + terms["cosine"]
+    return terms

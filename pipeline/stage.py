@@ -19,6 +19,8 @@ AUGMENTED = Path("data/augmented")
 TEACHER_LOGITS = Path("data/teacher_logits")
 TEACHER = Path("models/teacher")
 STUDENTS = Path("models/students")
+GENERAL = Path("models/general")  # general_distill student
+INTERMEDIATE = Path("models/intermediate")  # TinyBERT step-1 students
 REPORTS = Path("reports")
 CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, not a DVC output)
 

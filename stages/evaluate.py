@@ -12,7 +12,7 @@ def main(params: Params, args: list[str]) -> None:
     task = get_task(params.data.task)
     prepared = load_dataset_dir(PREPARED)
     predictors = [load_predictor("teacher", TEACHER, params.data.max_length)]
-    predictors += [load_predictor(name, student_dir(name), params.data.max_length) for name in params.students]
+    predictors += [load_predictor(name, student_dir(name), params.data.max_length) for name in params.all_students()]
     report = evaluate_models(task, predictors, dict(prepared), params.evaluate)
     table = markdown_table(report)
     write_json(REPORTS / "metrics.json", report)

@@ -45,13 +45,27 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 # Tiny settings for end-to-end runs: a few seconds per stage with the tiny teacher.
+TINY_STEPS = {"intermediate": {"epochs": 1.0, "batch_size": 16}, "prediction": {"epochs": 1.0, "batch_size": 16}}
 TINY = {
     "data": {"max_train": 120, "max_dev": 60},
     "augment": {"n_iter": 3},
     "students": {"bilstm_kd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500},
                  "bilstm_nokd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}},
+    "distil": {"distil3": {"epochs": 1.0, "batch_size": 16}},
+    "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8,
+                        "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
+    "tinybert": {name: TINY_STEPS for name in ("tinybert4", "tinybert4_nogd", "tinybert4_noaug")},
     "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4},
 }
+
+
+# What a full `dvc repro` of the default DAG runs and reports.
+STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", "tinybert4", "tinybert4_nogd", "tinybert4_noaug"}
+TINYBERT = ("tinybert4", "tinybert4_nogd", "tinybert4_noaug")
+ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "task_distill@bilstm_kd",
+               "task_distill@bilstm_nokd", "distil_task@distil3", "general_distill", "evaluate"}
+              | {f"tinybert_{step}@{name}" for name in TINYBERT for step in ("intermediate", "prediction")})
+
 
 
 def write_params(repo: Path, overlay: dict) -> None:

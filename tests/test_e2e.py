@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import TINY, dvc, make_repo, tool_env, write_params
+from conftest import ALL_STAGES, STUDENTS, TINY, TINYBERT, dvc, make_repo, tool_env, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -34,10 +34,9 @@ def repo(tmp_path_factory, tiny_teacher) -> Path:
 
 def test_repro_builds_every_artifact(repo):
     proc = dvc(repo, "repro")
-    assert ran(proc) == {"prepare", "augment", "teacher_finetune", "teacher_logits", "task_distill@bilstm_kd",
-                         "task_distill@bilstm_nokd", "evaluate"}
+    assert ran(proc) == ALL_STAGES
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics["models"]) == {"teacher", "bilstm_kd", "bilstm_nokd"}
+    assert set(metrics["models"]) == {"teacher"} | STUDENTS
     for name, row in metrics["models"].items():
         assert 0.0 <= row["dev_accuracy"] <= 1.0 and row["parameters"] > 0 and row["latency_ms_b1"] > 0
     assert metrics["models"]["teacher"]["retention"] == 1.0
@@ -48,9 +47,37 @@ def test_repro_builds_every_artifact(repo):
     assert counts["source_examples"] == 120 and counts["kept"] > 0
     logits = json.loads((repo / "data/teacher_logits/meta.json").read_text())
     assert logits["rows"] == 120 + counts["kept"]
-    for student in ("bilstm_kd", "bilstm_nokd"):
+    for student in STUDENTS:
         assert (repo / "models/students" / student / "model.safetensors").is_file()
+    general = json.loads((repo / "reports/general_distill.json").read_text())
+    assert general["objective"] == "tinybert" and general["sequences"] == 16
+    steps = {name: json.loads((repo / f"reports/intermediate/{name}.json").read_text()) for name in TINYBERT}
+    assert steps["tinybert4_nogd"]["init"] == "random" and steps["tinybert4"]["init"] == "general_distill"
+    assert steps["tinybert4_noaug"]["train_rows"] == 120 < steps["tinybert4"]["train_rows"]
     assert "up to date" in dvc(repo, "status").stdout
+
+
+def test_transformer_students_load_with_plain_transformers(repo):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    for name in ("tinybert4", "distil3"):
+        folder = str(repo / "models/students" / name)
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        assert model.config.id2label == {0: "negative", 1: "positive"}
+        classify = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
+        assert classify("a gorgeous , witty film")[0]["label"] in ("negative", "positive")
+    assert AutoModelForSequenceClassification.from_pretrained(str(repo / "models/students/tinybert4")).config \
+        .num_hidden_layers == 2
+    assert AutoModelForSequenceClassification.from_pretrained(str(repo / "models/students/distil3")).config \
+        .num_hidden_layers == 1  # half of the tiny teacher's 2 layers
+
+
+def test_changing_tinybert_step2_reruns_only_step2_and_evaluate(repo):
+    overlay = deep_merge(TINY, {"tinybert": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
+    set_params(repo, overlay)
+    assert ran(dvc(repo, "repro")) == {"tinybert_prediction@tinybert4", "evaluate"}
+    set_params(repo, TINY)
+    assert ran(dvc(repo, "repro")) == {"tinybert_prediction@tinybert4", "evaluate"}
 
 
 def quality_snapshot(repo: Path) -> dict:
@@ -72,7 +99,7 @@ def quality_snapshot(repo: Path) -> dict:
 def test_same_params_and_seed_give_the_same_artifacts_and_metrics(repo):
     before = quality_snapshot(repo)
     proc = dvc(repo, "repro", "--force")
-    assert len(ran(proc)) == 7
+    assert ran(proc) == ALL_STAGES
     assert quality_snapshot(repo) == before
 
 
@@ -87,7 +114,7 @@ def test_two_repros_in_one_workspace_do_not_corrupt_it(repo):
     # DVC's repo lock ("Unable to acquire lock") or its per-output lock ("... is busy, it is being blocked by")
     assert "Unable to acquire lock" in loser or "is being blocked by" in loser, loser
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics["models"]) == {"teacher", "bilstm_kd", "bilstm_nokd"}
+    assert set(metrics["models"]) == {"teacher"} | STUDENTS
     assert "up to date" in dvc(repo, "status").stdout
 
 
@@ -120,7 +147,7 @@ def test_mrpc_needs_only_params(repo):
     assert "prepare" in ran(proc) and "evaluate" in ran(proc)
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["task"] == "mrpc" and metrics["main_metric"] == "dev_f1"
-    assert set(metrics["models"]) == {"teacher", "bilstm_kd", "bilstm_nokd"}
+    assert set(metrics["models"]) == {"teacher"} | STUDENTS
     assert all("dev_accuracy" in row and "dev_f1" in row for row in metrics["models"].values())
     prepared = json.loads((repo / "data/prepared/meta.json").read_text())
     assert prepared["is_pair"] and prepared["rows"]["train"] == 80

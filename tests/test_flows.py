@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NLTK_DATA, SST2, dvc, git, make_repo, tool_env
+from conftest import ALL_STAGES, NLTK_DATA, SST2, dvc, git, make_repo, tool_env
 
 pytestmark = pytest.mark.e2e
 POOL = "distill-test"
@@ -122,8 +122,7 @@ def stages_run(report: str) -> set[str]:
 def test_deployment_run_on_a_worker_completes_the_pipeline(server, deployed):
     result = run_deployment_once(server, deployed, {})
     assert result["state"] == "Completed", result
-    assert stages_run(result["report"]) == {"prepare", "augment", "teacher_finetune", "teacher_logits",
-                                            "task_distill@bilstm_kd", "task_distill@bilstm_nokd", "evaluate"}
+    assert stages_run(result["report"]) == ALL_STAGES
     assert "| teacher |" in result["report"] and "| bilstm_kd |" in result["report"]
     assert "up to date" in dvc(deployed, "status").stdout  # DVC agrees: nothing left for `dvc repro`
 
@@ -193,7 +192,8 @@ with get_client(sync_client=True) as c:
 def test_stages_import_without_prefect():
     code = ("import sys; sys.modules['prefect'] = None\n"
             "import stages.prepare, stages.augment, stages.teacher_finetune, stages.teacher_logits, "
-            "stages.task_distill, stages.evaluate")
+            "stages.task_distill, stages.distil_task, stages.general_distill, stages.tinybert_intermediate, "
+            "stages.tinybert_prediction, stages.evaluate")
     subprocess.run([sys.executable, "-c", code], check=True, env=tool_env())
 
 

