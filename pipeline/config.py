@@ -145,7 +145,7 @@ class DistilStudentConfig(Section):
     hard_weight: Annotated[float, Field(ge=0)] = Field(1.0, description="weight of CE on gold labels")
     cosine_weight: Annotated[float, Field(ge=0)] = Field(1.0, description="weight of the last-hidden-state cosine loss")
     max_rows: PositiveInt | None = Field(None, description="train on a random sample of this many rows (null: all)")
-    epochs: Annotated[float, Field(gt=0)] = Field(2.0, description="training epochs")
+    epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
     learning_rate: Annotated[float, Field(gt=0)] = Field(5e-5, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(0.1, description="share of steps with linear warm-up")
@@ -188,8 +188,8 @@ class GeneralDistillConfig(Section):
     corpus: str = Field("../shared/data/corpus/wikitext-2-raw/wiki.test.raw",
                         description="general text: a file, or a folder of .txt/.raw files, one passage per line")
     task_text: bool = Field(False, description="also learn on the task's train text (labels unused)")
-    seq_length: Annotated[int, Field(ge=8)] = Field(128, description="tokens per training sequence")
-    max_sequences: PositiveInt | None = Field(None, description="random sample of this many sequences (null: all)")
+    seq_length: Annotated[int, Field(ge=8)] = Field(64, description="tokens per training sequence")
+    max_sequences: PositiveInt | None = Field(1500, description="random sample of this many sequences (null: all)")
     student: StudentShape = Field(default_factory=StudentShape, description="student shape (also used by random-init ablations)")
     init: Literal["random", "teacher_slice"] = Field(
         "teacher_slice", description="random, or the mapped teacher layers cut to the student's width (structured-pruning init)")
@@ -207,7 +207,7 @@ class GeneralDistillConfig(Section):
 class IntermediateStep(Section):
     layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
     weights: IntermediateWeights = Field(default_factory=IntermediateWeights, description="loss weights")
-    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
+    max_rows: PositiveInt | None = Field(4000, description="random sample of this many training rows (null: all)")
     epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
     learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
@@ -215,7 +215,7 @@ class IntermediateStep(Section):
 
 class PredictionStep(Section):
     temperature: Annotated[float, Field(gt=0)] = Field(1.0, description="softmax temperature of the soft CE")
-    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
+    max_rows: PositiveInt | None = Field(20000, description="random sample of this many training rows (null: all)")
     epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
     learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
@@ -243,9 +243,12 @@ def _default_tinybert() -> dict[str, TinyBERTStudentConfig]:
 class EvaluateConfig(Section):
     threads: PositiveInt = Field(2, description="CPU threads for every speed measurement")
     batch_size: PositiveInt = Field(32, description="batch size of the throughput measurement")
-    warmup: Annotated[int, Field(ge=0)] = Field(3, description="untimed warm-up repetitions")
-    repeats: PositiveInt = Field(5, description="timed repetitions; medians are reported")
-    latency_samples: PositiveInt = Field(64, description="dev examples timed one at a time for latency")
+    warmup: Annotated[int, Field(ge=0)] = Field(2, description="untimed warm-up repetitions")
+    repeats: PositiveInt = Field(3, description="timed repetitions; medians are reported")
+    latency_samples: PositiveInt = Field(48, description="dev examples timed one at a time for latency")
+    runtimes: list[Literal["torch", "onnx", "int8"]] = Field(
+        ["torch", "onnx", "int8"], min_length=1,
+        description="runtimes each student is evaluated in (exports always hold all three)")
 
 
 class Params(Section):

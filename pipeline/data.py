@@ -51,12 +51,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
-        _remove(old)
+        remove_path(old)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():

@@ -89,8 +89,12 @@ def load_predictor(name: str, folder: str | Path, max_length: int = 128) -> Pred
     return HFPredictor(name, folder, max_length)
 
 
-def folder_size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+def weights_size(p: Predictor) -> int:
+    """Bytes of what a runtime loads as weights: the ONNX graph, or the PyTorch safetensors file(s)."""
+    onnx_path = getattr(p, "path", None)
+    if onnx_path is not None:
+        return Path(onnx_path).stat().st_size
+    return sum(f.stat().st_size for f in Path(p.folder).glob("*.safetensors"))
 
 
 def _timed(fn) -> float:
@@ -129,15 +133,29 @@ def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: 
             for p in predictors}
 
 
+RUNTIME_SEP = ":"  # row names: "tinybert4" (PyTorch), "tinybert4:onnx", "tinybert4:int8"
+
+
+def row_name(model: str, runtime: str) -> str:
+    return model if runtime == "torch" else f"{model}{RUNTIME_SEP}{runtime}"
+
+
+def split_row_name(name: str) -> tuple[str, str]:
+    model, _, runtime = name.partition(RUNTIME_SEP)
+    return model, runtime or "torch"
+
+
 def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[str, Any],
                     cfg: EvaluateConfig) -> dict[str, Any]:
-    """Quality on every labelled split, size, speed and retention (student / teacher) per model.
+    """Quality on every labelled split, size, speed and retention (vs the reference) per predictor.
 
-    The first predictor is the reference (the teacher)."""
+    The first predictor is the reference (the teacher in PyTorch). Predictor names follow row_name():
+    the model, then the runtime after a colon for ONNX fp32 / int8."""
     dev_texts, dev_pairs = texts_of(splits["dev"], task.is_pair)
     results: dict[str, dict[str, Any]] = {}
     for p in tqdm(predictors, desc="quality", unit="model"):
-        row: dict[str, Any] = {}
+        model, runtime = split_row_name(p.name)
+        row: dict[str, Any] = {"model": model, "runtime": runtime}
         for split_name, split in splits.items():
             labels = np.asarray(split["label"])
             if not (labels >= 0).any():
@@ -146,8 +164,11 @@ def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[st
             for metric, value in compute_metrics(task, logits, labels).items():
                 row[f"{split_name}_{metric}"] = round(value, 4)
         row["parameters"] = p.num_parameters()
-        row["size_mb"] = round(folder_size(p.folder) / 2**20, 2)
+        row["size_mb"] = round(weights_size(p) / 2**20, 2)
         results[p.name] = row
+    for row in results.values():  # a runtime runs the same network: count its parameters once
+        if row["runtime"] != "torch" and row["model"] in results:
+            row["parameters"] = results[row["model"]]["parameters"]
     speed = measure_speed(predictors, dev_texts, dev_pairs, cfg)
     reference = predictors[0].name
     main = f"dev_{task.main_metric}"
@@ -163,7 +184,7 @@ def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[st
 
 
 COLUMNS = [
-    ("model", "model"), ("main", "metric"), ("retention", "retention"), ("parameters", "params"),
+    ("model", "model"), ("runtime", "runtime"), ("main", "metric"), ("retention", "retention"), ("parameters", "params"),
     ("compression", "smaller"), ("size_mb", "MB"), ("latency_ms_b1", "ms @b1"), ("speedup_b1", "x @b1"),
     ("throughput", "ex/s"), ("speedup_throughput", "x ex/s"),
 ]
@@ -178,7 +199,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     for name, row in report["models"].items():
         cells = []
         for key, _ in COLUMNS:
-            value = {"model": name, "main": row[main], "throughput": row[thr_key]}.get(key, row.get(key))
+            value = {"model": row.get("model", name), "main": row[main], "throughput": row[thr_key]}.get(key, row.get(key))
             if key in ("main", "retention") and value is not None:
                 value = f"{100 * value:.2f}" + ("%" if key == "retention" else "")
             elif key == "parameters":
@@ -186,28 +207,3 @@ def markdown_table(report: dict[str, Any]) -> str:
             cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def plot_accuracy_latency(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    main = report["main_metric"]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, row in report["models"].items():
-        ax.scatter(row["latency_ms_b1"], 100 * row[main], s=40)
-        ax.annotate(name, (row["latency_ms_b1"], 100 * row[main]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(f"CPU latency at batch 1, ms (log scale, {report['threads']} threads)")
-    ax.set_ylabel(f"{main} (%)")
-    ax.set_title(f"{report['task']}: quality vs latency")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)

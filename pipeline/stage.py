@@ -22,6 +22,7 @@ STUDENTS = Path("models/students")
 GENERAL = Path("models/general")  # general_distill student
 INTERMEDIATE = Path("models/intermediate")  # TinyBERT step-1 students
 REPORTS = Path("reports")
+EXPORTS = Path("exports")  # served models: HF/BiLSTM folder, ONNX fp32 + int8, model card
 CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, not a DVC output)
 
 log = logging.getLogger("pipeline")

@@ -62,6 +62,7 @@ TINY = {
 # What a full `dvc repro` of the default DAG runs and reports.
 STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", "tinybert4", "tinybert4_nogd", "tinybert4_noaug"}
 TINYBERT = ("tinybert4", "tinybert4_nogd", "tinybert4_noaug")
+REPORT_ROWS = {"teacher"} | STUDENTS | {f"{s}:{runtime}" for s in STUDENTS for runtime in ("onnx", "int8")}
 ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "task_distill@bilstm_kd",
                "task_distill@bilstm_nokd", "distil_task@distil3", "general_distill", "evaluate"}
               | {f"tinybert_{step}@{name}" for name in TINYBERT for step in ("intermediate", "prediction")})

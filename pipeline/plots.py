@@ -1,0 +1,120 @@
+"""Report figures: quality vs latency with the Pareto front, size on disk, training curves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RUNTIME_MARKERS = {"torch": "o", "onnx": "s", "int8": "^"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Names of the (name, latency, quality) points no other point beats on both axes (lower latency
+    and higher quality), ordered by latency: the models worth shipping at some latency budget."""
+    front, best = [], float("-inf")
+    for name, _latency, quality in sorted(points, key=lambda p: (p[1], -p[2])):
+        if quality > best:
+            front.append(name)
+            best = quality
+    return front
+
+
+def plot_accuracy_latency(report: dict[str, Any], path: Path) -> list[str]:
+    """Scatter of the main metric vs CPU latency at batch 1 (log scale), one point per model and runtime,
+    the Pareto front drawn as a line. Returns the front."""
+    import matplotlib.ticker
+
+    plt = _pyplot()
+    main = report["main_metric"]
+    rows = report["models"]
+    front = pareto_front([(n, r["latency_ms_b1"], r[main]) for n, r in rows.items()])
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    for runtime, marker in RUNTIME_MARKERS.items():
+        names = [n for n, r in rows.items() if r.get("runtime", "torch") == runtime]
+        if names:
+            ax.scatter([rows[n]["latency_ms_b1"] for n in names], [100 * rows[n][main] for n in names], s=40,
+                       marker=marker, label=runtime, zorder=3)
+    for name, row in rows.items():
+        ax.annotate(name, (row["latency_ms_b1"], 100 * row[main]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=7, fontweight="bold" if name in front else "normal")
+    ax.plot([rows[n]["latency_ms_b1"] for n in front], [100 * rows[n][main] for n in front], "--", color="grey",
+            drawstyle="steps-post", zorder=2, label="Pareto front")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(f"CPU latency at batch 1, ms (log scale, {report['threads']} threads)")
+    ax.set_ylabel(f"{main} (%)")
+    ax.set_title(f"{report['task']}: quality vs latency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return front
+
+
+def plot_sizes(report: dict[str, Any], path: Path) -> None:
+    """Horizontal bars: size on disk of each model's weights per runtime (MB, log scale)."""
+    plt = _pyplot()
+    rows = report["models"]
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(names) + 1.2), dpi=120)
+    colors = {"torch": "tab:blue", "onnx": "tab:orange", "int8": "tab:green"}
+    ax.barh(names, [rows[n]["size_mb"] for n in names],
+            color=[colors.get(rows[n].get("runtime", "torch"), "grey") for n in names])
+    for i, name in enumerate(names):
+        ax.annotate(f"{rows[name]['size_mb']:g}", (rows[name]["size_mb"], i), xytext=(3, -3),
+                    textcoords="offset points", fontsize=7)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("size of the weights on disk, MB (log scale)")
+    ax.set_title(f"{report['task']}: model size (blue PyTorch, orange ONNX fp32, green ONNX int8)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def read_history(path: Path) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(step, train loss) and (step, dev metric) points of a Trainer log history file."""
+    history = json.loads(path.read_text(encoding="utf-8"))
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    evals = [(h["step"], v) for h in history if "step" in h
+             for k, v in h.items() if k.startswith("eval_") and k.split("_", 1)[1] in ("accuracy", "f1", "mcc")]
+    return losses, evals
+
+
+def plot_training_curves(histories: dict[str, Path], path: Path) -> None:
+    """One panel per training run: train loss by step, and the dev metric at each evaluation."""
+    plt = _pyplot()
+    runs = {name: read_history(f) for name, f in histories.items() if f.is_file()}
+    cols = 3
+    rows_n = max(1, -(-len(runs) // cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 2.8 * rows_n), dpi=100, squeeze=False)
+    for ax, (name, (losses, evals)) in zip(axes.flat, runs.items()):
+        if losses:
+            ax.plot(*zip(*losses), color="tab:blue", lw=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("train loss", fontsize=8, color="tab:blue")
+        ax.tick_params(labelsize=7)
+        if evals:
+            twin = ax.twinx()
+            twin.plot(*zip(*evals), "o-", color="tab:red", ms=3, lw=1)
+            twin.set_ylabel("dev metric", fontsize=8, color="tab:red")
+            twin.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

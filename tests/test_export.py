@@ -1,0 +1,317 @@
+"""Export (PyTorch + ONNX fp32/int8 + card) and the predict CLI, on tiny random models and real
+SST-2 / MRPC dev sentences."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import MRPC, ROOT, SST2, tool_env
+from onnx import numpy_helper
+
+from pipeline import export as export_module
+from pipeline.errors import DataError, ModelError
+from pipeline.evaluate import BiLSTMPredictor, HFPredictor
+from pipeline.export import INT8_FILE, ONNX_FILE, OnnxPredictor, export_model, load_export
+from pipeline.inference import classifier_logits
+from pipeline.models.bilstm import BiLSTMClassifier, WordTokenizer, load_bilstm, predict_logits, save_bilstm
+from pipeline.predict import main
+from pipeline.tasks import TASKS
+
+SST2_LABELS = list(TASKS["sst2"].labels)
+
+
+def tsv_columns(path: Path, *columns: str, limit: int = 64) -> list[list[str]]:
+    """The first `limit` rows' values of `columns` from a GLUE TSV (no quoting)."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    header = lines[0].split("\t")
+    rows = [line.split("\t") for line in lines[1:limit + 1]]
+    return [[row[header.index(c)].strip() for row in rows] for c in columns]
+
+
+@pytest.fixture(scope="module")
+def sst2_dev() -> list[str]:
+    (texts,) = tsv_columns(SST2 / "dev.tsv", "sentence")
+    return texts
+
+
+@pytest.fixture(scope="module")
+def mrpc_dev() -> tuple[list[str], list[str]]:
+    first, second = tsv_columns(MRPC / "dev.tsv", "#1 String", "#2 String", limit=32)
+    return first, second
+
+
+def tiny_bilstm(folder: Path, texts: list[str], task: str) -> Path:
+    """A random BiLSTM student whose vocabulary covers only part of `texts` (so [UNK] occurs)."""
+    torch.manual_seed(0)
+    tokenizer = WordTokenizer.build(texts[: len(texts) // 2], max_words=40)
+    is_pair = TASKS[task].is_pair
+    model = BiLSTMClassifier(len(tokenizer.vocab), embedding_dim=16, hidden=8, dense=8, num_labels=2,
+                             is_pair=is_pair, pad_id=tokenizer.pad_id).eval()
+    save_bilstm(model, tokenizer, folder, {"task": task, "labels": list(TASKS[task].labels)})
+    return folder
+
+
+CARD = {"teacher": "tiny random BERT", "data": "SST-2 (GLUE)", "method": "logit regression (MSE)",
+        "params": {"hidden": 8, "epochs": 1.0}, "metrics": {"dev_accuracy": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def hf_export(tiny_teacher, sst2_dev, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("exports") / "teacher"
+    summary = export_model(tiny_teacher, out, name="teacher", task="sst2", dev_texts=sst2_dev, dev_pairs=None,
+                           card_info=CARD)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def bilstm_student(sst2_dev, tmp_path_factory) -> Path:
+    return tiny_bilstm(tmp_path_factory.mktemp("students") / "bilstm", sst2_dev, "sst2")
+
+
+@pytest.fixture(scope="module")
+def bilstm_export(bilstm_student, sst2_dev, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("exports") / "bilstm"
+    summary = export_model(bilstm_student, out, name="bilstm", task="sst2", dev_texts=sst2_dev, dev_pairs=None,
+                           card_info=CARD)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def pair_export(mrpc_dev, tmp_path_factory) -> tuple[Path, dict]:
+    first, second = mrpc_dev
+    student = tiny_bilstm(tmp_path_factory.mktemp("students") / "pair", first + second, "mrpc")
+    out = tmp_path_factory.mktemp("exports") / "pair"
+    summary = export_model(student, out, name="pair", task=TASKS["mrpc"], dev_texts=first, dev_pairs=second,
+                           card_info={})
+    return out, summary
+
+
+# ---------------------------------------------------------------- export: Hugging Face
+def test_hf_export_round_trips_through_transformers(hf_export, tiny_teacher, sst2_dev):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    out, summary = hf_export
+    for name in ("config.json", "model.safetensors", "tokenizer.json", ONNX_FILE, INT8_FILE, "README.md",
+                 "export.json"):
+        assert (out / name).is_file(), name
+    model = AutoModelForSequenceClassification.from_pretrained(str(out))
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    source = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher))
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    texts = sst2_dev[:16]
+    np.testing.assert_allclose(classifier_logits(model, tokenizer, texts, progress=False),
+                               classifier_logits(source, tokenizer, texts, progress=False), atol=1e-6)
+    result = pipeline("text-classification", model=str(out))(texts[:2])
+    assert [r["label"] in SST2_LABELS for r in result] == [True, True]
+    assert summary["onnx"]["max_abs_diff"] <= 1e-4
+    assert summary["onnx_inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert json.loads((out / "export.json").read_text())["files"]["model.onnx"] == (out / ONNX_FILE).stat().st_size
+
+
+def test_hf_onnx_inputs_are_dynamic_and_predictors_agree(hf_export, sst2_dev):
+    out, summary = hf_export
+    graph = onnx.load(str(out / ONNX_FILE)).graph
+    for tensor in graph.input:
+        dims = tensor.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "sequence"], tensor.name
+    lengths = {len(t.split()) for t in sst2_dev}
+    assert len(lengths) > 10  # the parity sentences really vary in length
+    reference = HFPredictor("torch", out).logits(sst2_dev, None, 16)
+    onnx_logits = load_export(out, "onnx", threads=1).logits(sst2_dev, None, 16)
+    assert np.abs(onnx_logits - reference).max() <= 1e-4
+    int8 = load_export(out, "int8")
+    assert int8.logits(sst2_dev[:5], None, 2).shape == (5, 2)
+    assert int8.num_parameters() > 0
+    assert 0.0 <= summary["int8"]["argmax_agreement_vs_fp32"] <= 1.0
+    assert summary["int8"]["max_abs_diff_vs_fp32"] >= 0.0
+
+
+def test_model_card_says_how_to_load(hf_export, bilstm_export):
+    hf_card = (hf_export[0] / "README.md").read_text()
+    for needle in ("# teacher", "tiny random BERT", "logit regression", "dev_accuracy",
+                   "AutoModelForSequenceClassification", 'pipeline("text-classification"', "onnxruntime",
+                   "python -m pipeline.predict"):
+        assert needle in hf_card, needle
+    bilstm_card = (bilstm_export[0] / "README.md").read_text()
+    assert "load_bilstm" in bilstm_card and "OnnxPredictor" in bilstm_card and "lengths" in bilstm_card
+
+
+# ---------------------------------------------------------------- export: BiLSTM
+def test_bilstm_export_is_self_contained_and_onnx_matches(bilstm_export, bilstm_student, sst2_dev):
+    out, summary = bilstm_export
+    assert summary["onnx"]["max_abs_diff"] <= 1e-4
+    assert summary["onnx_inputs"] == ["input_ids", "lengths"]
+    model, tokenizer, config = load_bilstm(out)
+    assert config["labels"] == SST2_LABELS and (out / "vocab.txt").is_file()
+    original, original_tok, _ = load_bilstm(bilstm_student)
+    np.testing.assert_allclose(predict_logits(model, tokenizer, sst2_dev, None, 16),
+                               predict_logits(original, original_tok, sst2_dev, None, 16), atol=1e-6)
+    token_counts = {len(tokenizer(t)) for t in sst2_dev[:16]}
+    assert len(token_counts) > 5  # one batch mixes many lengths: padding must not leak into the states
+    reference = BiLSTMPredictor("torch", out).logits(sst2_dev, None, 16)
+    for runtime, tolerance in (("onnx", 1e-4), ("int8", 0.5)):
+        logits = OnnxPredictor(runtime, out, ONNX_FILE if runtime == "onnx" else INT8_FILE).logits(sst2_dev, None, 16)
+        assert np.abs(logits - reference).max() <= tolerance, runtime
+
+
+def test_pair_bilstm_export(pair_export, mrpc_dev):
+    out, summary = pair_export
+    first, second = mrpc_dev
+    assert summary["onnx"]["max_abs_diff"] <= 1e-4
+    assert summary["onnx_inputs"] == ["input_ids", "lengths", "input_ids_b", "lengths_b"]
+    reference = load_export(out, "torch").logits(first, second, 8)
+    np.testing.assert_allclose(load_export(out, "onnx").logits(first, second, 8), reference, atol=1e-4)
+    with pytest.raises(DataError, match="pair model"):
+        load_export(out, "onnx").logits(first, None, 8)
+
+
+# ---------------------------------------------------------------- export: failures leave nothing behind
+def perturbed_write_onnx(original):
+    """write_onnx, then noise on the biggest float weight (noise: LayerNorm would cancel a constant shift)."""
+    def write(exportable, sample, path):
+        original(exportable, sample, path)
+        model = onnx.load(str(path))
+        init = max((t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
+                   key=lambda t: np.prod(t.dims))
+        weights = numpy_helper.to_array(init)
+        noise = np.random.default_rng(0).normal(0.0, 0.5, weights.shape).astype(weights.dtype)
+        init.CopyFrom(numpy_helper.from_array(weights + noise, init.name))
+        onnx.save(model, str(path))
+    return write
+
+
+@pytest.mark.parametrize("kind", ["hf", "bilstm"])
+def test_parity_failure_raises_and_leaves_no_folder(kind, tiny_teacher, bilstm_student, sst2_dev, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setattr(export_module, "write_onnx", perturbed_write_onnx(export_module.write_onnx))
+    out = tmp_path / "broken"
+    source = tiny_teacher if kind == "hf" else bilstm_student
+    with pytest.raises(ModelError, match=r"model\.onnx: ONNX logits differ from PyTorch"):
+        export_model(source, out, name="broken", task="sst2", dev_texts=sst2_dev[:16], dev_pairs=None,
+                     card_info={})
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left either
+
+
+def test_export_input_errors(tiny_teacher, bilstm_student, sst2_dev, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="dev_pairs"):
+        export_model(tiny_teacher, out, name="x", task="mrpc", dev_texts=sst2_dev, dev_pairs=None, card_info={})
+    with pytest.raises(DataError, match="dev_texts"):
+        export_model(tiny_teacher, out, name="x", task="sst2", dev_texts=[], dev_pairs=None, card_info={})
+    with pytest.raises(ModelError, match="does not fit task mrpc"):
+        export_model(bilstm_student, out, name="x", task="mrpc", dev_texts=sst2_dev, dev_pairs=sst2_dev,
+                     card_info={})
+    with pytest.raises(ModelError, match=str(tmp_path / "missing")):
+        export_model(tmp_path / "missing", out, name="x", task="sst2", dev_texts=sst2_dev, dev_pairs=None,
+                     card_info={})
+    assert not out.exists()
+    with pytest.raises(ModelError, match="unknown runtime"):
+        load_export(bilstm_student, "tensorrt")
+
+
+# ---------------------------------------------------------------- predict CLI
+def run_cli(capsys, monkeypatch, *argv: str, stdin: str | None = None) -> tuple[int, list[str], str]:
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def assert_table_line(line: str, text: str) -> None:
+    assert line.split()[0] in SST2_LABELS
+    assert "negative=" in line and "positive=" in line and line.endswith(text)
+
+
+def test_predict_arguments_file_and_stdin(bilstm_export, capsys, monkeypatch, tmp_path):
+    out = bilstm_export[0]
+    code, lines, _ = run_cli(capsys, monkeypatch, out, "a gorgeous film", "a dull mess")
+    assert code == 0 and len(lines) == 2
+    assert_table_line(lines[0], "a gorgeous film")
+    probs = [float(cell.split("=")[1]) for cell in lines[1].split() if "=" in cell]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-3)
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one fine day\n\nthe worst\nok\n", encoding="utf-8")
+    code, lines, _ = run_cli(capsys, monkeypatch, out, "--file", texts, "--runtime", "int8")
+    assert code == 0 and len(lines) == 3
+    assert_table_line(lines[1], "the worst")
+
+    code, lines, _ = run_cli(capsys, monkeypatch, out, "--runtime", "onnx", stdin="good\nbad\n")
+    assert code == 0 and len(lines) == 2
+
+
+def test_predict_json_matches_every_runtime(hf_export, capsys, monkeypatch):
+    out = hf_export[0]
+    results = {}
+    for runtime in ("torch", "onnx"):
+        code, lines, _ = run_cli(capsys, monkeypatch, out, "--json", "--runtime", runtime, "--batch-size", "1",
+                                 "a gorgeous film", "a dull mess")
+        assert code == 0
+        records = [json.loads(line) for line in lines]
+        assert [r["text"] for r in records] == ["a gorgeous film", "a dull mess"]
+        for r in records:
+            assert set(r["probabilities"]) == set(SST2_LABELS) and r["label"] in SST2_LABELS
+            assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        results[runtime] = np.array([r["logits"] for r in records])
+    np.testing.assert_allclose(results["onnx"], results["torch"], atol=1e-4)
+
+
+def test_predict_model_folders_directly(tiny_teacher, bilstm_student, capsys, monkeypatch):
+    code, lines, _ = run_cli(capsys, monkeypatch, bilstm_student, "--json", "great")
+    assert code == 0 and json.loads(lines[0])["label"] in SST2_LABELS
+    code, lines, _ = run_cli(capsys, monkeypatch, tiny_teacher, "great")
+    assert code == 0 and lines[0].split()[0] in ("LABEL_0", "LABEL_1")  # its config's own labels
+    code, _, err = run_cli(capsys, monkeypatch, bilstm_student, "--runtime", "onnx", "great")
+    assert code == 2 and err.startswith("error: ") and str(bilstm_student / ONNX_FILE) in err
+
+
+def test_predict_pairs(pair_export, capsys, monkeypatch, tmp_path):
+    out = pair_export[0]
+    code, lines, _ = run_cli(capsys, monkeypatch, out, "--json", "He left early .\tHe went home early .")
+    assert code == 0 and json.loads(lines[0])["text_pair"] == "He went home early ."
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a b\tc d\nno tab on this line\n", encoding="utf-8")
+    code, lines, err = run_cli(capsys, monkeypatch, out, "--file", pairs)
+    assert code == 2 and lines == []
+    assert f"error: {pairs}:2:" in err and "tab" in err
+    code, _, err = run_cli(capsys, monkeypatch, out, "just one text")
+    assert code == 2 and "argument 1" in err
+
+
+def test_predict_errors_exit_2_with_a_message(bilstm_export, capsys, monkeypatch, tmp_path):
+    out = bilstm_export[0]
+    code, lines, err = run_cli(capsys, monkeypatch, out, stdin="\n  \n")
+    assert code == 2 and lines == [] and err.startswith("error: no input texts")
+    missing = tmp_path / "no_such_export"
+    code, _, err = run_cli(capsys, monkeypatch, missing, "text")
+    assert code == 2 and str(missing) in err
+    code, _, err = run_cli(capsys, monkeypatch, tmp_path, "text")
+    assert code == 2 and "not a model or export folder" in err
+    code, _, err = run_cli(capsys, monkeypatch, out, "--file", tmp_path / "none.txt")
+    assert code == 2 and str(tmp_path / "none.txt") in err
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = run_cli(capsys, monkeypatch, out, "--file", binary)
+    assert code == 2 and "not UTF-8" in err
+
+
+def test_predict_as_a_module(bilstm_export, tmp_path):
+    out = bilstm_export[0]
+    ok = subprocess.run([sys.executable, "-m", "pipeline.predict", str(out), "--runtime", "onnx"], input="fine\n",
+                        cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[0].split()[0] in SST2_LABELS
+    bad = subprocess.run([sys.executable, "-m", "pipeline.predict", str(tmp_path / "nowhere"), "x"], cwd=ROOT,
+                         env=tool_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
