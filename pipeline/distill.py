@@ -328,6 +328,7 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
     train, n_tokens = corpus_sequences(tokenizer, lines, min(cfg.seq_length, t_cfg.max_position_embeddings),
                                        cfg.max_sequences, params.seed)
     set_seed(params.seed)
+    layer_map = resolve_layer_map(cfg.layer_map, shape.layers, t_cfg.num_hidden_layers, "general_distill.layer_map")
     if cfg.objective == "distilbert":
         student = BertForMaskedLM(s_config)
         recipe = DistilBERTMLMDistiller(student, teacher, cfg.temperature, cfg.distilbert.model_dump(),
@@ -335,13 +336,11 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
                                         params.seed)
     else:
         student = BertModel(s_config, add_pooling_layer=False)
-        layer_map = resolve_layer_map(cfg.layer_map, shape.layers, t_cfg.num_hidden_layers,
-                                      "general_distill.layer_map")
         recipe = IntermediateDistiller(student, teacher, layer_map, cfg.weights)
-        if cfg.init == "teacher_slice":
-            kept = tfm.slice_from_teacher(student, teacher, layer_map)
-            if recipe.projection is not None:
-                tfm.scatter_projection(recipe.projection, kept)
+    if cfg.init == "teacher_slice":
+        kept = tfm.slice_from_teacher(student, teacher, layer_map)
+        if recipe.projection is not None:
+            tfm.scatter_projection(recipe.projection, kept)
     inputs = [Path(cfg.corpus)] + ([prepared_dir] if cfg.task_text else [])
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
         [params.seed, params.teacher.pretrained, params.data.task, cfg.model_dump()], inputs))
@@ -359,7 +358,7 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
     return _summary(result, trainer, {
         "objective": cfg.objective, "teacher": params.teacher.pretrained, "sequences": len(train),
         "corpus_tokens": n_tokens, "student_parameters": sum(p.numel() for p in student.parameters()),
-        **({"layer_map": recipe.layer_map} if hasattr(recipe, "layer_map") else {}),
+        "init": cfg.init, "layer_map": layer_map,
     })
 
 

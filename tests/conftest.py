@@ -15,6 +15,7 @@ SHARED = ROOT.parent / "shared" / "data"
 SST2 = SHARED / "glue" / "SST-2"
 MRPC = SHARED / "glue" / "MRPC"
 NLTK_DATA = SHARED / "nltk_data"
+WIKITEXT = SHARED / "corpus" / "wikitext-2-raw" / "wiki.test.raw"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")

@@ -16,7 +16,7 @@ from pipeline.config import IntermediateWeights, Params, deep_merge, parse_param
 from pipeline.errors import ConfigError, ModelError
 from pipeline.models import transformer as tfm
 
-from conftest import SHARED
+from conftest import WIKITEXT
 
 WEIGHTS = {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
 
@@ -252,7 +252,7 @@ def test_slice_from_teacher_is_exact_at_full_width_and_projection_inverts_it():
 # ---------------------------------------------------------------- general distillation recipes
 def _params(tmp_path: Path, teacher: Path, **general) -> Params:
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join((SHARED / "corpus/wikitext-2-raw/wiki.test.raw").read_text().splitlines()[:40]))
+    corpus.write_text("\n".join(WIKITEXT.read_text().splitlines()[:40]))
     overlay = {"teacher": {"pretrained": str(teacher)},
                "general_distill": {"corpus": str(corpus), "seq_length": 32, "max_sequences": 12, "batch_size": 4,
                                    "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ALL_STAGES, NLTK_DATA, SST2, dvc, git, make_repo, tool_env
+from conftest import ALL_STAGES, NLTK_DATA, SST2, WIKITEXT, dvc, git, make_repo, tool_env
 
 pytestmark = pytest.mark.e2e
 POOL = "distill-test"
@@ -106,7 +106,8 @@ with get_client(sync_client=True) as c:
 def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
     # Absolute data paths: DVC experiments run in copies under .dvc/tmp, where ../shared is elsewhere.
     repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher,
-                     {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)}})
+                     {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
+                      "general_distill": {"corpus": str(WIKITEXT)}})
     out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
