@@ -27,15 +27,17 @@ STATE = "run.json"
 
 
 def fingerprint(config: Any, inputs: Iterable[Path] = ()) -> str:
-    """Hash of a stage's configuration and its input artifacts (file names, sizes, small JSON files)."""
+    """Hash of a stage's configuration and the contents of its input artifacts: a checkpoint is resumed
+    only against exactly the inputs it was trained on (a retrained teacher has the same file sizes)."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for root in inputs:
         root = Path(root)
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for f in files:
             digest.update(f"{f.relative_to(root.parent)}:{f.stat().st_size}".encode())
-            if f.suffix == ".json" and f.stat().st_size < 1_000_000:
-                digest.update(f.read_bytes())
+            with f.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()[:16]
 
 

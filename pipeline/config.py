@@ -217,7 +217,7 @@ class PredictionStep(Section):
     temperature: Annotated[float, Field(gt=0)] = Field(1.0, description="softmax temperature of the soft CE")
     max_rows: PositiveInt | None = Field(20000, description="random sample of this many training rows (null: all)")
     epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
-    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
+    learning_rate: Annotated[float, Field(gt=0)] = Field(2e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
 
 
@@ -342,6 +342,17 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> {"a.b.c": value}, the dotted keys DVC and params overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def render_params(params: Params) -> str:

@@ -44,6 +44,8 @@ class _Recipe(nn.Module):
     """Base of the training wrappers. Checkpoints store each shared tensor once (a student with tied
     input/output embeddings would otherwise be refused by safetensors); loading restores the tie."""
 
+    _keys_to_ignore_on_save = None  # read by Trainer when it resumes a non-PreTrainedModel
+
     def state_dict(self, *args, **kwargs):
         state = super().state_dict(*args, **kwargs)
         seen: set[tuple[int, int]] = set()
@@ -115,7 +117,7 @@ class DistilBERTMLMDistiller(_WithTeacher):
     """DistilBERT's general objective on a corpus: MLM soft CE at T + MLM loss + cosine on last hidden."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float, weights: dict[str, float],
-                 mlm_probability: float, mask_id: int, special_ids: Sequence[int], seed: int):
+                 mlm_probability: float, mask_id: int, special_ids: Sequence[int]):
         super().__init__(teacher)
         self.student = student
         s_w, t_w = student.config.hidden_size, teacher.config.hidden_size
@@ -123,16 +125,16 @@ class DistilBERTMLMDistiller(_WithTeacher):
         self.temperature, self.weights = temperature, weights
         self.mlm_probability, self.mask_id = mlm_probability, mask_id
         self.register_buffer("special_ids", torch.tensor(sorted(set(special_ids))), persistent=False)
-        self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
         inputs = _model_inputs(batch)
         ids = inputs["input_ids"]
         special = torch.isin(ids, self.special_ids.to(ids.device)) | (inputs["attention_mask"] == 0)
-        corrupted, mlm_labels = losses.mask_tokens(ids.cpu(), special.cpu(), self.mask_id,
-                                                   self.student.config.vocab_size, self.mlm_probability,
-                                                   self.generator)
-        inputs = {**inputs, "input_ids": corrupted.to(ids.device)}
+        # Global RNG (seeded by the stage, saved in Trainer checkpoints): a resumed run masks as an
+        # uninterrupted one would.
+        corrupted, mlm_labels = losses.mask_tokens(ids, special, self.mask_id, self.student.config.vocab_size,
+                                                   self.mlm_probability)
+        inputs = {**inputs, "input_ids": corrupted}
         with torch.no_grad():
             t_out = self._teacher_on(ids.device)(**inputs, output_hidden_states=True)
         s_out = self.student(**inputs, output_hidden_states=True)
@@ -284,19 +286,38 @@ def _load_projection(folder: Path, proj: nn.Module | None) -> None:
     from safetensors.torch import load_file
 
     f = folder / PROJECTION_FILE
-    if proj is not None and f.is_file():
-        state = load_file(str(f))
-        if all(state[k].shape == v.shape for k, v in proj.state_dict().items() if k in state):
-            proj.load_state_dict(state)
+    if proj is None:
+        return
+    if not f.is_file():
+        log.warning("%s: no saved projection; step 1 starts its width projection from random weights", f)
+        return
+    state = load_file(str(f))
+    expected = {k: tuple(v.shape) for k, v in proj.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in state.items()} != expected:
+        log.warning("%s: projection shapes differ from %s; starting it from random weights", f, expected)
+        return
+    proj.load_state_dict(state)
 
 
-def _summary(result, trainer, extra: dict[str, Any]) -> dict[str, Any]:
-    out = {**extra, "train_seconds": round(result.metrics["train_runtime"], 1),
-           "train_samples_per_second": round(result.metrics["train_samples_per_second"], 1)}
+def _train_and_save(trainer, checkpoints: CheckpointDir, student: nn.Module, tokenizer, out_dir: Path,
+                    history_path: Path, summary: dict[str, Any], task: Task | None = None,
+                    proj: nn.Module | None = None) -> dict[str, Any]:
+    """Train (resuming an interrupted run), evaluate on dev when `task` is given, save the student
+    atomically with its tokenizer (and projection), write the log history; return the summary."""
+    result = train_resumable(trainer, checkpoints)
+    if task is not None:
+        final = trainer.evaluate()
+        summary.update({f"dev_{m}": round(final[f"eval_{m}"], 4) for m in task.metrics})
+    with atomic_path(out_dir) as tmp:
+        _save_student(student, tokenizer, tmp, proj)
+    write_history(trainer, history_path)
+    checkpoints.complete()
+    summary.update(train_rows=len(trainer.train_dataset), train_seconds=round(result.metrics["train_runtime"], 1),
+                   train_samples_per_second=round(result.metrics["train_samples_per_second"], 1))
     losses_logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if losses_logged:
-        out["final_train_loss"] = round(losses_logged[-1], 4)
-    return out
+        summary["final_train_loss"] = round(losses_logged[-1], 4)
+    return summary
 
 
 def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_dir: Path,
@@ -318,8 +339,7 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
             raise ModelError(f"{key}: cannot load a model from {source!r}: {exc}") from None
     t_cfg = tfm.bert_of(teacher).config
     shape = cfg.student
-    s_config = tfm.student_config(t_cfg, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
-                                  intermediate=shape.intermediate)
+    s_config = tfm.student_config(t_cfg, shape)
     lines = read_corpus(Path(cfg.corpus))
     if cfg.task_text:
         task = get_task(params.data.task)
@@ -332,8 +352,7 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
     if cfg.objective == "distilbert":
         student = BertForMaskedLM(s_config)
         recipe = DistilBERTMLMDistiller(student, teacher, cfg.temperature, cfg.distilbert.model_dump(),
-                                        cfg.mlm_probability, tokenizer.mask_token_id, tokenizer.all_special_ids,
-                                        params.seed)
+                                        cfg.mlm_probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
     else:
         student = BertModel(s_config, add_pooling_layer=False)
         recipe = IntermediateDistiller(student, teacher, layer_map, cfg.weights)
@@ -350,16 +369,11 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
     trainer = _trainer(recipe, args, train, tokenizer)
     log.info("general distillation (%s): %d sequences of <= %d tokens (%d corpus tokens), student %s",
              cfg.objective, len(train), cfg.seq_length, n_tokens, shape.model_dump())
-    result = train_resumable(trainer, checkpoints)
-    with atomic_path(out_dir) as tmp:
-        _save_student(student, tokenizer, tmp, recipe.projection)
-    write_history(trainer, history_path)
-    checkpoints.complete()
-    return _summary(result, trainer, {
+    return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
         "objective": cfg.objective, "teacher": params.teacher.pretrained, "sequences": len(train),
         "corpus_tokens": n_tokens, "student_parameters": sum(p.numel() for p in student.parameters()),
         "init": cfg.init, "layer_map": layer_map,
-    })
+    }, proj=recipe.projection)
 
 
 def _tinybert_cfg(params: Params, name: str) -> TinyBERTStudentConfig:
@@ -376,9 +390,7 @@ def _task_student(params: Params, task: Task, cfg: TinyBERTStudentConfig, genera
     labels = dict(num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
                   label2id={n: i for i, n in enumerate(task.labels)})
     if cfg.init == "random":
-        shape = params.general_distill.student
-        config = tfm.student_config(t_cfg, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
-                                    intermediate=shape.intermediate)
+        config = tfm.student_config(t_cfg, params.general_distill.student)
         for k, v in labels.items():
             setattr(config, k, v)
         return BertForSequenceClassification(config)
@@ -415,14 +427,9 @@ def tinybert_intermediate(name: str, params: Params, out_dir: Path, history_path
                               batch_size=step.batch_size, seed=params.seed, warmup=0.1,
                               checkpoint_steps=params.checkpoint_steps, evaluate=False)
     trainer = _trainer(recipe, args, train, tokenizer)
-    result = train_resumable(trainer, checkpoints)
-    with atomic_path(out_dir) as tmp:
-        _save_student(student, tokenizer, tmp, recipe.projection)
-    write_history(trainer, history_path)
-    checkpoints.complete()
-    return _summary(result, trainer, {"student": name, "step": "intermediate", "init": cfg.init,
-                                      "augmented": cfg.augmented, "train_rows": len(train),
-                                      "layer_map": layer_map})
+    return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
+        "student": name, "step": "intermediate", "init": cfg.init, "augmented": cfg.augmented,
+        "layer_map": layer_map}, proj=recipe.projection)
 
 
 def tinybert_prediction(name: str, params: Params, out_dir: Path, history_path: Path, intermediate_dir: Path,
@@ -449,15 +456,9 @@ def tinybert_prediction(name: str, params: Params, out_dir: Path, history_path: 
                               batch_size=step.batch_size, seed=params.seed, warmup=0.1,
                               checkpoint_steps=params.checkpoint_steps)
     trainer = _trainer(PredictionDistiller(student, step.temperature), args, train, tokenizer, dev, task)
-    result = train_resumable(trainer, checkpoints)
-    final = trainer.evaluate()
-    with atomic_path(out_dir) as tmp:
-        _save_student(student, tokenizer, tmp)
-    write_history(trainer, history_path)
-    checkpoints.complete()
-    return _summary(result, trainer, {
-        "student": name, "arch": "tinybert", "step": "prediction", "init": cfg.init, "augmented": cfg.augmented,
-        "train_rows": len(train), **{f"dev_{m}": round(final[f"eval_{m}"], 4) for m in task.metrics}})
+    return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
+        "student": name, "arch": "tinybert", "step": "prediction", "init": cfg.init,
+        "augmented": cfg.augmented}, task=task)
 
 
 def train_distil_student(name: str, params: Params, out_dir: Path, history_path: Path, teacher_dir: Path,
@@ -494,12 +495,5 @@ def train_distil_student(name: str, params: Params, out_dir: Path, history_path:
                               batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
                               checkpoint_steps=params.checkpoint_steps)
     trainer = _trainer(TaskDistiller(student, teacher, cfg), args, train, tokenizer, dev, task)
-    result = train_resumable(trainer, checkpoints)
-    final = trainer.evaluate()
-    with atomic_path(out_dir) as tmp:
-        _save_student(student, tokenizer, tmp)
-    write_history(trainer, history_path)
-    checkpoints.complete()
-    return _summary(result, trainer, {
-        "student": name, "arch": "distil", "train_on": cfg.train_on, "teacher_layers": layers,
-        "train_rows": len(train), **{f"dev_{m}": round(final[f"eval_{m}"], 4) for m in task.metrics}})
+    return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
+        "student": name, "arch": "distil", "train_on": cfg.train_on, "teacher_layers": layers}, task=task)

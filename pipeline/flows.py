@@ -28,7 +28,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
-from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params, render_params
+from pipeline.config import PARAMS_FILE, Params, deep_merge, flatten, parse_params, render_params
 from pipeline.data import atomic_path
 from pipeline.errors import ConfigError
 
@@ -162,28 +162,18 @@ def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: 
     return results
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
 # Params that name files relative to the repository: DVC runs experiments in temporary copies under
 # .dvc/tmp, where a relative path like ../shared/... no longer points at the same place.
-PATH_PARAMS = ("data.source", "augment.nltk_data")
+PATH_PARAMS = ("data.source", "augment.nltk_data", "general_distill.corpus")
 
 
 def experiment_args(repo: str | Path, name: str, overrides: dict[str, Any]) -> list[str]:
-    current = _flatten(current_params(repo))
-    flat = {**{k: current[k] for k in PATH_PARAMS if k in current}, **_flatten(overrides)}
+    current = flatten(current_params(repo))
+    flat = {**{k: current[k] for k in PATH_PARAMS if k in current}, **flatten(overrides)}
     for key in PATH_PARAMS:
         if key in flat and not Path(str(flat[key])).is_absolute() and (Path(repo) / str(flat[key])).exists():
             flat[key] = str((Path(repo) / str(flat[key])).resolve())

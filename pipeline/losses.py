@@ -116,14 +116,23 @@ def tinybert_intermediate(student_hidden: tuple[torch.Tensor, ...], student_scor
     hidden tuples hold the embedding output at index 0 and layer outputs at 1..L (HF's
     `output_hidden_states`); score lists hold each layer's pre-softmax attention scores (0-based).
     Student layer m learns from teacher layer layer_map[m-1]; the embedding output from the teacher's.
-    Returns each weighted term and their sum under "loss"."""
-    embedding = hidden_mse(student_hidden[0], teacher_hidden[0], mask, projection)
-    hidden = sum(hidden_mse(student_hidden[m], teacher_hidden[t], mask, projection)
-                 for m, t in enumerate(layer_map, start=1)) / len(layer_map)
-    attention = sum(attention_mse(student_scores[m], teacher_scores[t - 1], mask)
-                    for m, t in enumerate(layer_map)) / len(layer_map)
-    terms = {"embedding": weights["embedding"] * embedding, "hidden": weights["hidden"] * hidden,
-             "attention": weights["attention"] * attention}
+    Two deliberate choices: the hidden and attention terms are averaged over the mapped layers (the
+    paper sums them), so the weights mean the same for any student depth; one projection W serves the
+    embedding and hidden terms (as in TinyBERT's released code; the paper writes W_e and W_h).
+    A term whose weight is 0 is not computed (its inputs may then be empty, e.g. no attention scores
+    when student and teacher head counts differ). Returns each weighted term and their sum as "loss"."""
+    zero = student_hidden[0].sum() * 0.0
+    terms = {"embedding": zero, "hidden": zero, "attention": zero}
+    if weights["embedding"]:
+        terms["embedding"] = weights["embedding"] * hidden_mse(student_hidden[0], teacher_hidden[0], mask, projection)
+    if weights["hidden"]:
+        terms["hidden"] = weights["hidden"] * sum(
+            hidden_mse(student_hidden[m], teacher_hidden[t], mask, projection)
+            for m, t in enumerate(layer_map, start=1)) / len(layer_map)
+    if weights["attention"]:
+        terms["attention"] = weights["attention"] * sum(
+            attention_mse(student_scores[m], teacher_scores[t - 1], mask)
+            for m, t in enumerate(layer_map)) / len(layer_map)
     terms["loss"] = terms["embedding"] + terms["hidden"] + terms["attention"]
     return terms
 

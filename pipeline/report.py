@@ -7,12 +7,11 @@ are those of what will be served; the cards are completed last with those number
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Params
+from pipeline.config import Params, flatten
 from pipeline.data import atomic_path, remove_path, texts_of, write_json
 from pipeline.evaluate import evaluate_models, markdown_table, row_name
 from pipeline.export import CARD_FILE, SUMMARY_FILE, export_model, load_export, render_card
@@ -46,21 +45,11 @@ def card_info(name: str, section: str, params: Params, task: Task) -> dict[str, 
         "teacher": params.teacher.pretrained,
         "data": f"{task.name} from {params.data.source} (train rows: {params.data.max_train or 'all'})",
         "method": METHODS[section],
-        "params": _flatten(cfg.model_dump()),
+        "params": flatten(cfg.model_dump()),
     }
     if section == "tinybert":
-        info["general_distillation"] = _flatten(params.general_distill.model_dump())
+        info["general_distillation"] = flatten(params.general_distill.model_dump())
     return info
-
-
-def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def export_all(models: dict[str, Path], sections: dict[str, str], params: Params, task: Task, dev,
@@ -115,8 +104,8 @@ def evaluate_and_export(params: Params, task: Task, prepared, teacher_dir: Path,
         predictors += [load_export(exports / name, runtime, name=row_name(name, runtime), threads=threads)
                        for runtime in params.evaluate.runtimes]
     report = evaluate_models(task, predictors, dict(prepared), params.evaluate)
-    for name, summary in summaries.items():
-        report["models"][name]["onnx_parity_max_abs_diff"] = summary["onnx"]["max_abs_diff"]
+    for row in report["models"].values():
+        row["onnx_parity_max_abs_diff"] = summaries[row["model"]]["onnx"]["max_abs_diff"]
     complete_cards(summaries, report, exports)
     plots = reports / "plots"
     with atomic_path(plots / "accuracy_latency.png") as tmp:

@@ -214,7 +214,30 @@ def test_attention_loss_needs_matching_heads():
 
     with pytest.raises(ConfigError, match="student has 2 heads, the teacher 4"):
         IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights())
-    IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights(attention=0.0))
+    recipe = IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights(attention=0.0))
+    terms = recipe(**batch())  # what the error message advises must then work
+    assert terms["attention"].item() == 0.0 and terms["hidden"].item() > 0
+
+
+def test_a_tied_mlm_student_checkpoint_saves_and_resumes(tmp_path):
+    from transformers import Trainer
+
+    from pipeline.distill import DistilBERTMLMDistiller
+    from pipeline.train import training_arguments
+
+    student, teacher = tiny_bert(head="mlm", seed=3), tiny_bert(head="mlm")
+    recipe = DistilBERTMLMDistiller(student, teacher, 2.0, {"soft": 5.0, "mlm": 2.0, "cosine": 1.0}, 0.15,
+                                    mask_id=3, special_ids=[0, 1, 2])
+    trainer = Trainer(model=recipe, args=training_arguments(str(tmp_path), epochs=1, learning_rate=1e-3,
+                                                            batch_size=2, seed=0, checkpoint_steps=1,
+                                                            evaluate=False))
+    trainer._save(str(tmp_path / "ckpt"))  # safetensors refuses shared tensors unless stored once
+    with torch.no_grad():
+        student.bert.embeddings.word_embeddings.weight.zero_()
+    trainer._load_from_checkpoint(str(tmp_path / "ckpt"))
+    assert student.cls.predictions.decoder.weight is student.bert.embeddings.word_embeddings.weight
+    assert student.bert.embeddings.word_embeddings.weight.abs().sum() > 0
+    assert recipe(**batch())["loss"].item() > 0
 
 
 def test_init_from_teacher_copies_alternate_layers():

@@ -19,15 +19,17 @@ from pipeline.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 
-def student_config(teacher_config, *, layers: int, hidden: int, heads: int, intermediate: int):
-    """A BertConfig of the given shape with the teacher's vocabulary, positions and token types."""
+def student_config(teacher_config, shape):
+    """A BertConfig of `shape` (layers, hidden, heads, intermediate: params' general_distill.student)
+    with the teacher's vocabulary, positions and token types."""
     from transformers import BertConfig
 
-    if hidden % heads:
-        raise ConfigError(f"student hidden size {hidden} is not a multiple of its {heads} heads")
+    if shape.hidden % shape.heads:
+        raise ConfigError(f"general_distill.student: hidden size {shape.hidden} is not a multiple of its "
+                          f"{shape.heads} heads")
     return BertConfig(
-        vocab_size=teacher_config.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=intermediate,
+        vocab_size=teacher_config.vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
         max_position_embeddings=teacher_config.max_position_embeddings,
         type_vocab_size=teacher_config.type_vocab_size, pad_token_id=teacher_config.pad_token_id,
         hidden_act=teacher_config.hidden_act, layer_norm_eps=teacher_config.layer_norm_eps,
@@ -62,7 +64,7 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, layers: Sequence[i
     s_bert.embeddings.load_state_dict(t_bert.embeddings.state_dict())
     for s_layer, t_index in zip(s_bert.encoder.layer, layers, strict=True):
         s_layer.load_state_dict(t_bert.encoder.layer[t_index].state_dict())
-    for name in ("pooler", "classifier", "cls"):
+    for name in ("pooler", "classifier"):
         s_part = getattr(s_bert if name == "pooler" else student, name, None)
         t_part = getattr(t_bert if name == "pooler" else teacher, name, None)
         if s_part is not None and t_part is not None:
@@ -70,7 +72,8 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, layers: Sequence[i
 
 
 def alternate_layers(teacher_layers: int, student_layers: int) -> list[int]:
-    """DistilBERT's choice: every other teacher layer from the first (0-based): 6 -> 3 gives [0, 2, 4]."""
+    """DistilBERT's choice, evenly spaced teacher layers from the first (0-based): every other one when
+    the student has half the layers (6 -> 3 gives [0, 2, 4]); 6 -> 4 gives [0, 1, 3, 4]."""
     step = teacher_layers / student_layers
     return [int(i * step) for i in range(student_layers)]
 
@@ -82,7 +85,6 @@ class Internals:
     hidden: tuple[torch.Tensor, ...]  # embedding output, then each layer's output
     query: list[torch.Tensor]  # per layer, (batch, heads, seq, head_dim)
     key: list[torch.Tensor]
-    value: list[torch.Tensor]
 
     def scores(self, layer: int) -> torch.Tensor:
         """Pre-softmax attention scores Q K^T / sqrt(d) of a layer (0-based), without the mask added."""
@@ -95,13 +97,13 @@ class Internals:
 
 @contextlib.contextmanager
 def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Record each layer's query, key and value projections during forward passes inside the block.
+    """Record each layer's query and key projections during forward passes inside the block.
 
     Read from the projections (forward hooks), not from the attention function, so it works with any
     attention implementation (eager, SDPA) and gives the scores before the mask and softmax."""
     bert = bert_of(model)
     heads = bert.config.num_attention_heads
-    store: dict[str, list[torch.Tensor]] = {"query": [], "key": [], "value": []}
+    store: dict[str, list[torch.Tensor]] = {"query": [], "key": []}
     handles = []
 
     def hook(kind: str):
@@ -122,10 +124,10 @@ def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
 
 
 def forward_internals(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[object, Internals]:
-    """model(**batch) with hidden states and Q/K/V of every layer; returns (model output, internals)."""
+    """model(**batch) with hidden states and Q/K of every layer; returns (model output, internals)."""
     with capture_qkv(model) as store:
         output = model(**batch, output_hidden_states=True)
-    return output, Internals(tuple(output.hidden_states), store["query"], store["key"], store["value"])
+    return output, Internals(tuple(output.hidden_states), store["query"], store["key"])
 
 
 def projection(student_width: int, teacher_width: int) -> nn.Module | None:
@@ -205,6 +207,14 @@ def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequen
                                    (s_layer.output.LayerNorm, t_layer.output.LayerNorm)):
                 copy(norm_s.weight, norm_t.weight, rows=hidden)
                 copy(norm_s.bias, norm_t.bias, rows=hidden)
+        s_head, t_head = getattr(student, "cls", None), getattr(teacher, "cls", None)
+        if s_head is not None and t_head is not None:  # masked-LM heads (the decoder is tied to the embeddings)
+            s_tr, t_tr = s_head.predictions.transform, t_head.predictions.transform
+            copy(s_tr.dense.weight, t_tr.dense.weight, rows=hidden, cols=hidden)
+            copy(s_tr.dense.bias, t_tr.dense.bias, rows=hidden)
+            copy(s_tr.LayerNorm.weight, t_tr.LayerNorm.weight, rows=hidden)
+            copy(s_tr.LayerNorm.bias, t_tr.LayerNorm.bias, rows=hidden)
+            copy(s_head.predictions.bias, t_head.predictions.bias)
     return hidden
 
 
