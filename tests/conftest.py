@@ -70,13 +70,25 @@ ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "task
 
 
 
+DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from the params
+ABLATIONS = {"tinybert": {"tinybert4_nogd": DROP, "tinybert4_noaug": DROP}}  # tests that need no ablations
+
+
+def rows_without_ablations(rows: set[str]) -> set[str]:
+    return {r for r in rows if "tinybert4_no" not in r}
+
+
+def _drop(tree: dict) -> dict:
+    return {k: _drop(v) if isinstance(v, dict) else v for k, v in tree.items() if v != DROP}
+
+
 def write_params(repo: Path, overlay: dict) -> None:
     """params.yaml = the ci profile + overlay (validated)."""
     from pipeline.config import deep_merge, parse_params, render_params
     from pipeline.profile import profile_params
 
     base = profile_params("ci", ROOT / "profiles").model_dump()
-    (repo / "params.yaml").write_text(render_params(parse_params(deep_merge(base, overlay))))
+    (repo / "params.yaml").write_text(render_params(parse_params(_drop(deep_merge(base, overlay)))))
 
 
 def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:

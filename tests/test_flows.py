@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ALL_STAGES, NLTK_DATA, SST2, WIKITEXT, dvc, git, make_repo, tool_env
+from conftest import ABLATIONS, ALL_STAGES, NLTK_DATA, SST2, WIKITEXT, rows_without_ablations, dvc, git, make_repo, tool_env
 
 pytestmark = pytest.mark.e2e
 POOL = "distill-test"
@@ -107,7 +107,7 @@ def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
     # Absolute data paths: DVC experiments run in copies under .dvc/tmp, where ../shared is elsewhere.
     repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher,
                      {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
-                      "general_distill": {"corpus": str(WIKITEXT)}})
+                      "general_distill": {"corpus": str(WIKITEXT)}, **ABLATIONS})
     out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -123,7 +123,7 @@ def stages_run(report: str) -> set[str]:
 def test_deployment_run_on_a_worker_completes_the_pipeline(server, deployed):
     result = run_deployment_once(server, deployed, {})
     assert result["state"] == "Completed", result
-    assert stages_run(result["report"]) == ALL_STAGES
+    assert stages_run(result["report"]) == rows_without_ablations(ALL_STAGES)
     assert "| teacher |" in result["report"] and "| bilstm_kd |" in result["report"]
     assert "up to date" in dvc(deployed, "status").stdout  # DVC agrees: nothing left for `dvc repro`
 
@@ -175,7 +175,11 @@ def test_sweep_fans_out_experiments_to_workers_and_tabulates_them(server, deploy
                                          {"students": {"bilstm_kd": {"alpha": 1.0}}}])
     finally:
         worker.terminate()
-        worker.wait(timeout=60)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a loaded machine can make its graceful shutdown slow
+            worker.kill()
+            worker.wait()
     assert [r["experiment"] for r in rows] == ["sweep-0", "sweep-1"]
     assert all(0 <= r["bilstm_kd dev_accuracy"] <= 1 and "teacher dev_accuracy" in r for r in rows)
     names = client_call(server, """
