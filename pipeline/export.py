@@ -160,12 +160,9 @@ def hf_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, bat
 
 
 def bilstm_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
-    """Input-order batches built like pipeline.models.bilstm.predict_logits builds them."""
-    for start in range(0, len(texts), batch_size):
-        stop = min(start + batch_size, len(texts))
-        enc = bilstm.encode(tokenizer, texts[start:stop], pairs[start:stop] if pairs is not None else None)
-        rows = [{k: v[j] for k, v in enc.items()} for j in range(stop - start)]
-        yield np.arange(start, stop), {k: t.numpy() for k, t in bilstm.collate(rows, tokenizer.pad_id).items()}
+    """The input-order batches of pipeline.models.bilstm.predict_logits, as numpy feeds."""
+    for start, stop, inputs in bilstm.batches(tokenizer, texts, pairs, batch_size):
+        yield np.arange(start, stop), {k: t.numpy() for k, t in inputs.items()}
 
 
 # ---------------------------------------------------------------- onnxruntime

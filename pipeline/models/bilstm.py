@@ -156,17 +156,21 @@ def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int):
+    """(start, stop, model inputs) for consecutive input-order batches: what every runtime is fed."""
+    for start in range(0, len(texts), batch_size):
+        stop = min(start + batch_size, len(texts))
+        enc = encode(tokenizer, texts[start:stop], pairs[start:stop] if pairs is not None else None)
+        rows = [{k: v[j] for k, v in enc.items()} for j in range(stop - start)]
+        yield start, stop, collate(rows, tokenizer.pad_id)
+
+
 @torch.inference_mode()
 def predict_logits(model: BiLSTMClassifier, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None,
                    batch_size: int) -> np.ndarray:
     """Logits in input order (no labels needed)."""
     model.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = encode(tokenizer, texts[i:i + batch_size], pairs[i:i + batch_size] if pairs is not None else None)
-        rows = [{k: v[j] for k, v in enc.items()} for j in range(len(enc["input_ids"]))]
-        out.append(model(**collate(rows, tokenizer.pad_id)).numpy())
-    return np.concatenate(out)
+    return np.concatenate([model(**inputs).numpy() for _, _, inputs in batches(tokenizer, texts, pairs, batch_size)])
 
 
 def glove_vectors() -> tuple[list[str], np.ndarray]:
