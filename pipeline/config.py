@@ -171,20 +171,32 @@ class IntermediateWeights(Section):
     attention: Annotated[float, Field(ge=0)] = Field(1.0, description="pre-softmax attention-score MSE")
 
 
-class DistilBERTWeights(Section):
+class DistilBERTObjective(Section):
     soft: Annotated[float, Field(ge=0)] = Field(5.0, description="soft CE between MLM distributions at T")
     mlm: Annotated[float, Field(ge=0)] = Field(2.0, description="masked-LM loss")
     cosine: Annotated[float, Field(ge=0)] = Field(1.0, description="cosine loss between last hidden states")
+    temperature: Annotated[float, Field(gt=0)] = Field(2.0, description="softmax temperature of the soft CE")
+    mlm_probability: Probability = Field(0.15, description="share of tokens masked (80/10/10)")
+
+
+class RelationConfig(Section):
+    relation_heads: PositiveInt = Field(
+        12, description="relation heads Q, K and V are split into (must divide student and teacher widths)")
+    teacher_layer: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="1-based teacher layer whose relations the student's last layer learns (null: the last)")
 
 
 LayerMap = list[Annotated[int, Field(ge=1)]] | None
 LAYER_MAP_HELP = "1-based teacher layer for each student layer (null: uniform, g(m) = m * N / M)"
+GDObjective = Literal["tinybert", "distilbert", "minilmv2"]
 
 
 class GeneralDistillConfig(Section):
-    objective: Literal["tinybert", "distilbert"] = Field(
-        "tinybert", description="tinybert: embeddings + hidden + attention; distilbert: MLM soft CE + MLM + cosine"
-    )
+    objectives: list[GDObjective] = Field(
+        ["tinybert"], min_length=1,
+        description="one general_distill@OBJECTIVE stage (models/general/OBJECTIVE) per entry: tinybert "
+                    "(embeddings + hidden + attention), minilmv2 (Q/K/V self-attention relations), distilbert "
+                    "(MLM soft CE + MLM + cosine; needs a teacher with an MLM head)")
     corpus: str = Field("../shared/data/corpus/wikitext-2-raw/wiki.test.raw",
                         description="general text: a file, or a folder of .txt/.raw files, one passage per line")
     task_text: bool = Field(False, description="also learn on the task's train text (labels unused)")
@@ -194,45 +206,125 @@ class GeneralDistillConfig(Section):
     init: Literal["random", "teacher_slice"] = Field(
         "teacher_slice", description="random, or the mapped teacher layers cut to the student's width (structured-pruning init)")
     layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
-    weights: IntermediateWeights = Field(default_factory=IntermediateWeights, description="tinybert objective weights")
-    distilbert: DistilBERTWeights = Field(default_factory=DistilBERTWeights, description="distilbert objective weights")
-    temperature: Annotated[float, Field(gt=0)] = Field(2.0, description="distilbert: softmax temperature")
-    mlm_probability: Probability = Field(0.15, description="distilbert: share of tokens masked (80/10/10)")
+    tinybert: IntermediateWeights = Field(default_factory=IntermediateWeights, description="tinybert objective weights")
+    minilmv2: RelationConfig = Field(default_factory=RelationConfig, description="minilmv2 objective")
+    distilbert: DistilBERTObjective = Field(default_factory=DistilBERTObjective, description="distilbert objective")
     epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="passes over the corpus")
     learning_rate: Annotated[float, Field(gt=0)] = Field(5e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="sequences per batch")
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(0.1, description="share of steps with linear warm-up")
 
+    @field_validator("objectives")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each objective once")
+        return value
 
-class IntermediateStep(Section):
-    layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
-    weights: IntermediateWeights = Field(default_factory=IntermediateWeights, description="loss weights")
-    max_rows: PositiveInt | None = Field(4000, description="random sample of this many training rows (null: all)")
+    def settings(self, objective: str) -> dict[str, Any]:
+        """What general_distill@objective reads: the shared keys and that objective's own section."""
+        others = {o for o in GDObjective.__args__ if o != objective}
+        return self.model_dump(exclude={"objectives", *others})
+
+
+class Budget(Section):
+    """How much a training step learns from: the part every step shares."""
+
+    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
     epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
     learning_rate: Annotated[float, Field(gt=0)] = Field(1e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
 
 
-class PredictionStep(Section):
-    temperature: Annotated[float, Field(gt=0)] = Field(1.0, description="softmax temperature of the soft CE")
+class Step1(Budget):
+    max_rows: PositiveInt | None = Field(4000, description="random sample of this many training rows (null: all)")
+
+
+class Step2(Budget):
     max_rows: PositiveInt | None = Field(20000, description="random sample of this many training rows (null: all)")
-    epochs: Annotated[float, Field(gt=0)] = Field(1.0, description="training epochs")
     learning_rate: Annotated[float, Field(gt=0)] = Field(2e-4, description="AdamW learning rate")
-    batch_size: PositiveInt = Field(32, description="training batch size")
+    temperature: Annotated[float, Field(gt=0)] = Field(1.0, description="softmax temperature of the soft CE")
+
+
+class IntermediateStep(Step1):
+    layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
+    weights: IntermediateWeights = Field(default_factory=IntermediateWeights, description="loss weights")
+
+
+class RelationStep(Step1, RelationConfig):
+    pass
+
+
+class CosNCEConfig(Section):
+    layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
+    negatives: Literal["in_batch", "memory_bank"] = Field(
+        "in_batch", description="in_batch: other examples of the batch; memory_bank: teacher representations of earlier batches")
+    k: PositiveInt | None = Field(
+        None, description="negatives per example (in_batch: null = all others of the batch; memory_bank: bank size, required)")
+    temperature: Annotated[float, Field(gt=0)] = Field(0.1, description="temperature tau of the NCE softmax")
+
+    @model_validator(mode="after")
+    def _bank_size(self) -> CosNCEConfig:
+        if self.negatives == "memory_bank" and self.k is None:
+            raise ValueError("k (the memory bank size) is required with negatives: memory_bank")
+        return self
+
+
+class ContrastiveStep(Step1):
+    cos_nce: CosNCEConfig = Field(default_factory=CosNCEConfig, description="COS-NCE on the mapped layers")
+    epsilon: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="gradient perturbation: norm of the step along the loss gradient added to the embedding output (0: off)")
+
+
+class LRCWeights(Section):
+    soft: Annotated[float, Field(ge=0)] = Field(1.0, description="soft CE at T on the cached teacher logits")
+    hard: Annotated[float, Field(ge=0)] = Field(1.0, description="CE on gold labels (augmented rows have none)")
+    cos_nce: Annotated[float, Field(ge=0)] = Field(1.0, description="COS-NCE on the mapped layers")
+
+
+class LRCPredictionStep(Step2):
+    weights: LRCWeights = Field(default_factory=LRCWeights, description="loss weights")
+    cos_nce: CosNCEConfig = Field(default_factory=CosNCEConfig, description="COS-NCE on the mapped layers")
+    epsilon: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="gradient perturbation: norm of the step along the loss gradient added to the embedding output (0: off)")
+
+
+INIT_HELP = "start from the general_distill student of this objective (one of general_distill.objectives), or random weights"
+AUGMENTED_HELP = "learn on train + augmented rows (false: train rows only)"
 
 
 class TinyBERTStudentConfig(Section):
-    init: Literal["general_distill", "random"] = Field(
-        "general_distill", description="start from the general_distill student, or from random weights"
-    )
-    augmented: bool = Field(True, description="learn on train + augmented rows (false: train rows only)")
+    method: Literal["tinybert"] = Field("tinybert", description="TinyBERT (Jiao et al. 2020)")
+    init: Literal["tinybert", "minilmv2", "distilbert", "random"] = Field("tinybert", description=INIT_HELP)
+    augmented: bool = Field(True, description=AUGMENTED_HELP)
     intermediate: IntermediateStep = Field(
-        default_factory=IntermediateStep, description="step 1: intermediate layers, fine-tuned teacher run on the fly")
-    prediction: PredictionStep = Field(
-        default_factory=PredictionStep, description="step 2: soft CE on the cached teacher logits")
+        default_factory=IntermediateStep, description="step 1: embedding + hidden + attention MSE, fine-tuned teacher run on the fly")
+    prediction: Step2 = Field(default_factory=Step2, description="step 2: soft CE on the cached teacher logits")
 
 
-def _default_tinybert() -> dict[str, TinyBERTStudentConfig]:
+class MiniLMStudentConfig(Section):
+    method: Literal["minilmv2"] = Field("minilmv2", description="MiniLMv2 (Wang et al. 2021)")
+    init: Literal["tinybert", "minilmv2", "distilbert", "random"] = Field("minilmv2", description=INIT_HELP)
+    augmented: bool = Field(True, description=AUGMENTED_HELP)
+    intermediate: RelationStep = Field(
+        default_factory=RelationStep, description="step 1: Q/K/V relation KL of the last layer, fine-tuned teacher run on the fly")
+    prediction: Step2 = Field(default_factory=Step2, description="step 2: soft CE on the cached teacher logits")
+
+
+class LRCStudentConfig(Section):
+    method: Literal["lrc"] = Field("lrc", description="LRC-BERT (Fu et al. 2021)")
+    init: Literal["tinybert", "minilmv2", "distilbert", "random"] = Field("tinybert", description=INIT_HELP)
+    augmented: bool = Field(True, description=AUGMENTED_HELP)
+    intermediate: ContrastiveStep = Field(
+        default_factory=ContrastiveStep, description="stage 1: COS-NCE only, fine-tuned teacher run on the fly")
+    prediction: LRCPredictionStep = Field(
+        default_factory=LRCPredictionStep, description="stage 2: soft CE (cached teacher logits) + hard CE + COS-NCE")
+
+
+TwoStepStudent = Annotated[TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig, Field(discriminator="method")]
+
+
+def _default_twostep() -> dict[str, TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig]:
     return {
         "tinybert4": TinyBERTStudentConfig(),
         "tinybert4_nogd": TinyBERTStudentConfig(init="random"),
@@ -246,6 +338,9 @@ class EvaluateConfig(Section):
     warmup: Annotated[int, Field(ge=0)] = Field(2, description="untimed warm-up repetitions")
     repeats: PositiveInt = Field(3, description="timed repetitions; medians are reported")
     latency_samples: PositiveInt = Field(48, description="dev examples timed one at a time for latency")
+    splits: list[Literal["train", "dev", "test"]] = Field(
+        ["train", "dev", "test"], min_length=1,
+        description="splits whose quality is measured where they have labels (dev always: retention is on dev)")
     runtimes: list[Literal["torch", "onnx", "int8"]] = Field(
         ["torch", "onnx", "int8"], min_length=1,
         description="runtimes each student is evaluated in (exports always hold all three)")
@@ -268,13 +363,14 @@ class Params(Section):
         description="DistilBERT-style students (teacher-layer init, triple loss); each is a distil_task stage",
     )
     general_distill: GeneralDistillConfig = Field(default_factory=GeneralDistillConfig)
-    tinybert: dict[str, TinyBERTStudentConfig] = Field(
-        default_factory=_default_tinybert,
-        description="TinyBERT students: tinybert_intermediate (step 1) then tinybert_prediction (step 2) stages",
+    twostep: dict[str, TwoStepStudent] = Field(
+        default_factory=_default_twostep,
+        description="Transformer students distilled in two task steps, intermediate@NAME (intermediate layers "
+                    "only) then prediction@NAME (with the prediction layer); `method`: tinybert, minilmv2 or lrc",
     )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
-    @field_validator("students", "distil", "tinybert")
+    @field_validator("students", "distil", "twostep")
     @classmethod
     def _student_names(cls, value: dict) -> dict:
         for name in value:
@@ -284,27 +380,40 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _unique_students(self) -> Params:
-        sections = {"students": self.students, "distil": self.distil, "tinybert": self.tinybert}
+        sections = {"students": self.students, "distil": self.distil, "twostep": self.twostep}
         if not any(sections.values()):
-            raise ValueError("at least one student (students, distil or tinybert) is required")
+            raise ValueError("at least one student (students, distil or twostep) is required")
         seen: dict[str, str] = {}
         for section, entries in sections.items():
             for name in entries:
                 if name in seen:
                     raise ValueError(f"student {name!r} is in both {seen[name]} and {section}; names must be unique")
                 seen[name] = section
+        for name, cfg in self.twostep.items():
+            if cfg.init != "random" and cfg.init not in self.general_distill.objectives:
+                raise ValueError(f"twostep.{name}.init: {cfg.init!r} is not in general_distill.objectives "
+                                 f"{self.general_distill.objectives} (add it there, or use init: random)")
         return self
 
     def all_students(self) -> dict[str, Any]:
-        """Every student by name, in report order: BiLSTM, DistilBERT-style, then TinyBERT students."""
-        return {**self.students, **self.distil, **self.tinybert}
+        """Every student by name, in report order: BiLSTM, DistilBERT-style, then two-step students."""
+        return {**self.students, **self.distil, **self.twostep}
+
+
+TWOSTEP_METHODS = ("tinybert", "minilmv2", "lrc")
 
 
 def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    loc = list(error["loc"])
+    if loc[:1] == ["twostep"] and len(loc) > 2 and loc[2] in TWOSTEP_METHODS:
+        del loc[2]  # the union's tag, not a key the user wrote
+    key = ".".join(str(part) for part in loc) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    elif error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        key += ".method"
+        message = f"must be one of {', '.join(TWOSTEP_METHODS)}"
     elif "input" in error and not isinstance(error["input"], dict):
         message += f" (got {error['input']!r})"
     return f"{key}: {message}"

@@ -1,4 +1,5 @@
-"""Transformer students: TinyBERT's general and two-step task distillation, DistilBERT-style students.
+"""Transformer students: general distillation (TinyBERT, MiniLMv2, DistilBERT objectives), two-step task
+distillation (TinyBERT, MiniLMv2, LRC-BERT), DistilBERT-style students.
 
 Every recipe is a small `nn.Module` whose forward returns {"loss", ...} so the one training loop of
 pipeline/train.py (HF Trainer: schedules, checkpoints, resume, progress) runs all of them. Teachers
@@ -19,7 +20,8 @@ from torch import nn
 
 from pipeline import losses
 from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.config import DistilStudentConfig, IntermediateWeights, Params, TinyBERTStudentConfig
+from pipeline.config import (CosNCEConfig, DistilStudentConfig, IntermediateWeights, LRCStudentConfig,
+                             MiniLMStudentConfig, Params, TinyBERTStudentConfig)
 from pipeline.data import atomic_path, load_dataset_dir, texts_of
 from pipeline.errors import ConfigError, DataError, ModelError
 from pipeline.models import transformer as tfm
@@ -144,6 +146,119 @@ class DistilBERTMLMDistiller(_WithTeacher):
         return losses.distilbert_mlm(s_out.logits, t_out.logits, mlm_labels.to(ids.device), s_last,
                                      t_out.hidden_states[-1], inputs["attention_mask"], self.temperature,
                                      self.weights)
+
+
+class RelationDistiller(_WithTeacher):
+    """MiniLMv2 (Wang et al. 2021, arXiv 2012.15828): the student's last layer learns the query-query,
+    key-key and value-value self-attention relations of one teacher layer, both split into the same
+    number of relation heads, so head counts and widths may differ (no projection is needed). The paper
+    distils the last layer of base-size teachers and an upper-middle one of large teachers."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, relation_heads: int, teacher_layer: int | None,
+                 key: str):
+        super().__init__(teacher)
+        s_cfg, t_cfg = tfm.bert_of(student).config, tfm.bert_of(teacher).config
+        widths = {"student": s_cfg.hidden_size, "teacher": t_cfg.hidden_size}
+        bad = [f"{who} width {w}" for who, w in widths.items() if w % relation_heads]
+        if bad:
+            raise ConfigError(f"{key}.relation_heads: {relation_heads} does not divide the {' and '.join(bad)}")
+        layer = teacher_layer if teacher_layer is not None else t_cfg.num_hidden_layers
+        if not 1 <= layer <= t_cfg.num_hidden_layers:
+            raise ConfigError(f"{key}.teacher_layer: the teacher's layers are 1..{t_cfg.num_hidden_layers}, got {layer}")
+        self.student, self.heads, self.teacher_layer = student, relation_heads, layer
+
+    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
+        inputs = _model_inputs(batch)
+        with torch.no_grad():
+            _, t = tfm.forward_internals(self._teacher_on(inputs["input_ids"].device), inputs)
+        _, s = tfm.forward_internals(self.student, inputs)
+        return losses.minilm_relations(s.vectors(-1), t.vectors(self.teacher_layer - 1), inputs["attention_mask"],
+                                       self.heads)
+
+
+class ContrastiveDistiller(_WithTeacher):
+    """LRC-BERT (Fu et al. 2021, arXiv 2012.07335): COS-NCE between each mapped student layer's output
+    (through its own learned linear map to the teacher width) and the teacher's, with negatives from the
+    batch or a memory bank; optionally the prediction-layer terms (soft CE at T on the cached teacher
+    logits + hard CE on gold labels), and gradient perturbation of the embedding output.
+
+    Stage 1 of the paper's two-stage training is COS-NCE alone (`weights` = {"cos_nce": 1}); stage 2
+    adds the prediction terms. With `epsilon` > 0 every training step runs the student twice: a clean
+    pass gives the gradient of the loss with respect to the embedding-layer output, and the step trains
+    on a second pass whose embedding output is moved by epsilon along that normalised gradient.
+    The paper reports a 4-layer, 312-wide student (14.5M parameters) 7.5x smaller and 9.6x faster than
+    BERT-base that keeps about 97.4% of its average GLUE score."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, layer_map: list[int], cos: CosNCEConfig,
+                 epsilon: float, weights: dict[str, float], temperature: float = 1.0, max_length: int = 128):
+        super().__init__(teacher)
+        s_w, t_w = tfm.bert_of(student).config.hidden_size, tfm.bert_of(teacher).config.hidden_size
+        self.student, self.layer_map, self.cos = student, layer_map, cos
+        self.epsilon, self.weights, self.temperature = epsilon, weights, temperature
+        self.projection = nn.ModuleList(nn.Linear(s_w, t_w) for _ in layer_map)
+        if s_w == t_w:
+            for proj in self.projection:
+                nn.init.eye_(proj.weight)
+                nn.init.zeros_(proj.bias)
+        self.bank_length = max_length
+        if cos.negatives == "memory_bank":  # teacher representations of earlier batches (not checkpointed)
+            self.register_buffer("bank", torch.zeros(len(layer_map), cos.k, max_length * t_w), persistent=False)
+            self.bank_filled = 0
+
+    def _negatives(self, positives: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, int | None]:
+        """Per layer the pool negatives come from, the (batch, K) indices into it, and the padded length
+        representations need (memory bank: a fixed one)."""
+        b = positives[0].shape[0]
+        if self.cos.negatives == "in_batch" or self.bank_filled == 0:  # an empty bank: the batch itself
+            index = losses.in_batch_negatives(b, self.cos.k).to(positives[0].device)
+            return positives, index, None
+        pools = [bank[:self.bank_filled] for bank in self.bank]
+        index = torch.arange(self.bank_filled, device=positives[0].device).expand(b, -1)
+        return pools, index, self.bank_length
+
+    def _enqueue(self, positives: list[torch.Tensor]) -> None:
+        n = min(positives[0].shape[0], self.cos.k)
+        for layer, rep in enumerate(positives):  # newest first; the oldest fall off the end
+            self.bank[layer] = torch.cat([rep[:n].detach(), self.bank[layer][:-n]])
+        self.bank_filled = min(self.bank_filled + n, self.cos.k)
+
+    def _terms(self, inputs, teacher, labels, teacher_logits, offset=None):
+        mask = inputs["attention_mask"]
+        with tfm.embedding_output(self.student, offset) as seen:
+            out = self.student(**inputs, output_hidden_states=True)
+        positives = [losses.flat_states(teacher.hidden_states[t], mask) for t in self.layer_map]
+        pools, index, length = self._negatives(positives)
+        if length is not None:
+            positives = [losses.flat_states(teacher.hidden_states[t], mask, length) for t in self.layer_map]
+        cos = sum(losses.cos_nce(losses.flat_states(proj(out.hidden_states[m]), mask, length), pos, pool, index,
+                                 self.cos.temperature)
+                  for m, (proj, pos, pool) in enumerate(zip(self.projection, positives, pools, strict=True), start=1))
+        terms = {"cos_nce": self.weights["cos_nce"] * cos / len(self.layer_map)}
+        if self.weights.get("soft"):
+            terms["soft"] = self.weights["soft"] * losses.soft_ce(out.logits, teacher_logits, self.temperature)
+        if self.weights.get("hard"):
+            terms["hard"] = self.weights["hard"] * losses.hard_ce(out.logits, labels)
+        terms["loss"] = sum(terms.values())
+        return terms, seen[0], out.logits, positives
+
+    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
+        inputs = _model_inputs(batch)
+        if not self.training:  # evaluation batches: gold labels only
+            logits = self.student(**inputs).logits
+            return {"loss": losses.hard_ce(logits, labels), "logits": logits}
+        with torch.no_grad():
+            teacher = self._teacher_on(inputs["input_ids"].device)(**inputs, output_hidden_states=True)
+        terms, embedded, logits, positives = self._terms(inputs, teacher, labels, teacher_logits)
+        if self.epsilon:
+            grad, = torch.autograd.grad(terms["loss"], embedded)
+            offset = losses.perturbation(grad, inputs["attention_mask"], self.epsilon)
+            terms, _, logits, _ = self._terms(inputs, teacher, labels, teacher_logits, offset)
+        if self.cos.negatives == "memory_bank":
+            if positives[0].shape[1] != self.bank.shape[-1]:
+                positives = [losses.flat_states(teacher.hidden_states[t], inputs["attention_mask"], self.bank_length)
+                             for t in self.layer_map]
+            self._enqueue(positives)
+        return {**terms, "logits": logits}
 
 
 class PredictionDistiller(_Recipe):
@@ -282,21 +397,26 @@ def _save_student(student: nn.Module, tokenizer, folder: Path, proj: nn.Module |
 
 
 def _load_projection(folder: Path, proj: nn.Module | None) -> None:
-    """Start the width projection from the one saved with a general_distill student, when shapes match."""
+    """Start the width projection(s) from the one saved with an earlier student (general_distill or
+    step 1) when shapes match. A single saved map seeds every per-layer map of a ModuleList."""
     from safetensors.torch import load_file
 
     f = folder / PROJECTION_FILE
     if proj is None:
         return
     if not f.is_file():
-        log.warning("%s: no saved projection; step 1 starts its width projection from random weights", f)
+        log.warning("%s: no saved projection; the width projection starts from its initialisation", f)
         return
     state = load_file(str(f))
-    expected = {k: tuple(v.shape) for k, v in proj.state_dict().items()}
-    if {k: tuple(v.shape) for k, v in state.items()} != expected:
-        log.warning("%s: projection shapes differ from %s; starting it from random weights", f, expected)
-        return
-    proj.load_state_dict(state)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes == {k: tuple(v.shape) for k, v in proj.state_dict().items()}:
+        proj.load_state_dict(state)
+    elif isinstance(proj, nn.ModuleList) and all(
+            shapes == {k: tuple(v.shape) for k, v in part.state_dict().items()} for part in proj):
+        for part in proj:
+            part.load_state_dict(state)
+    else:
+        log.warning("%s: projection shapes %s do not fit; it starts from its initialisation", f, shapes)
 
 
 def _train_and_save(trainer, checkpoints: CheckpointDir, student: nn.Module, tokenizer, out_dir: Path,
@@ -320,17 +440,20 @@ def _train_and_save(trainer, checkpoints: CheckpointDir, student: nn.Module, tok
     return summary
 
 
-def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_dir: Path,
+def general_distill(objective: str, params: Params, out_dir: Path, history_path: Path, prepared_dir: Path,
                     checkpoint_dir: Path) -> dict[str, Any]:
-    """TinyBERT stage 1 (or DistilBERT's objective): a small BERT learns the *pretrained* teacher on a
-    general corpus. Saves the student (save_pretrained + tokenizer + width projection)."""
+    """General distillation with one objective of `general_distill.objectives`: a small BERT learns the
+    *pretrained* teacher on a general corpus (TinyBERT's stage 1, MiniLMv2's relations, or DistilBERT's
+    MLM objective). Saves the student (save_pretrained + tokenizer + width projection when it has one)."""
     from transformers import AutoModel, BertForMaskedLM, BertModel, set_seed
 
     cfg = params.general_distill
+    if objective not in cfg.objectives:
+        raise ConfigError(f"general_distill.objectives: {objective!r} is not listed (have: {', '.join(cfg.objectives)})")
     key = "teacher.pretrained"
     source = resolve_pretrained(params.teacher.pretrained, key)
     tokenizer = load_tokenizer(params.teacher.pretrained, key)
-    if cfg.objective == "distilbert":
+    if objective == "distilbert":
         teacher = tfm.load_mlm_teacher(source, key)
     else:
         try:
@@ -349,42 +472,51 @@ def general_distill(params: Params, out_dir: Path, history_path: Path, prepared_
                                        cfg.max_sequences, params.seed)
     set_seed(params.seed)
     layer_map = resolve_layer_map(cfg.layer_map, shape.layers, t_cfg.num_hidden_layers, "general_distill.layer_map")
-    if cfg.objective == "distilbert":
+    if objective == "distilbert":
         student = BertForMaskedLM(s_config)
-        recipe = DistilBERTMLMDistiller(student, teacher, cfg.temperature, cfg.distilbert.model_dump(),
-                                        cfg.mlm_probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
+        d = cfg.distilbert
+        recipe = DistilBERTMLMDistiller(student, teacher, d.temperature, {"soft": d.soft, "mlm": d.mlm, "cosine": d.cosine},
+                                        d.mlm_probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
+    elif objective == "minilmv2":
+        student = BertModel(s_config, add_pooling_layer=False)
+        recipe = RelationDistiller(student, teacher, cfg.minilmv2.relation_heads, cfg.minilmv2.teacher_layer,
+                                   "general_distill.minilmv2")
     else:
         student = BertModel(s_config, add_pooling_layer=False)
-        recipe = IntermediateDistiller(student, teacher, layer_map, cfg.weights)
+        recipe = IntermediateDistiller(student, teacher, layer_map, cfg.tinybert)
+    proj = getattr(recipe, "projection", None)
     if cfg.init == "teacher_slice":
         kept = tfm.slice_from_teacher(student, teacher, layer_map)
-        if recipe.projection is not None:
-            tfm.scatter_projection(recipe.projection, kept)
+        if proj is not None:
+            tfm.scatter_projection(proj, kept)
     inputs = [Path(cfg.corpus)] + ([prepared_dir] if cfg.task_text else [])
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.seed, params.teacher.pretrained, params.data.task, cfg.model_dump()], inputs))
+        [params.seed, params.teacher.pretrained, params.data.task, objective, cfg.settings(objective)], inputs))
     args = training_arguments(str(checkpoints.folder), epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                               batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
                               checkpoint_steps=params.checkpoint_steps, evaluate=False, group_by_length=False)
     trainer = _trainer(recipe, args, train, tokenizer)
     log.info("general distillation (%s): %d sequences of <= %d tokens (%d corpus tokens), student %s",
-             cfg.objective, len(train), cfg.seq_length, n_tokens, shape.model_dump())
+             objective, len(train), cfg.seq_length, n_tokens, shape.model_dump())
     return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
-        "objective": cfg.objective, "teacher": params.teacher.pretrained, "sequences": len(train),
+        "objective": objective, "teacher": params.teacher.pretrained, "sequences": len(train),
         "corpus_tokens": n_tokens, "student_parameters": sum(p.numel() for p in student.parameters()),
         "init": cfg.init, "layer_map": layer_map,
-    }, proj=recipe.projection)
+    }, proj=proj)
 
 
-def _tinybert_cfg(params: Params, name: str) -> TinyBERTStudentConfig:
-    if name not in params.tinybert:
-        raise ConfigError(f"tinybert.{name}: no such TinyBERT student in params (have: {', '.join(params.tinybert)})")
-    return params.tinybert[name]
+TwoStepConfig = TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig
 
 
-def _task_student(params: Params, task: Task, cfg: TinyBERTStudentConfig, general_dir: Path, t_cfg):
-    """The step-1 student: the general_distill student with a classification head, or random weights
-    of the same shape (the no-general-distillation ablation)."""
+def _twostep_cfg(params: Params, name: str) -> TwoStepConfig:
+    if name not in params.twostep:
+        raise ConfigError(f"twostep.{name}: no such student in params (have: {', '.join(params.twostep)})")
+    return params.twostep[name]
+
+
+def _task_student(params: Params, task: Task, cfg: TwoStepConfig, general_dir: Path, t_cfg):
+    """The step-1 student: a general_distill student (the one of `cfg.init`) with a classification head,
+    or random weights of the same shape (the no-general-distillation ablation)."""
     from transformers import BertForSequenceClassification
 
     labels = dict(num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
@@ -394,71 +526,104 @@ def _task_student(params: Params, task: Task, cfg: TinyBERTStudentConfig, genera
         for k, v in labels.items():
             setattr(config, k, v)
         return BertForSequenceClassification(config)
-    if not (general_dir / "config.json").is_file():
-        raise ModelError(f"{general_dir}: no general_distill student (run `dvc repro general_distill`)")
-    return BertForSequenceClassification.from_pretrained(str(general_dir), **labels)
+    folder = general_dir / cfg.init
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder}: no general_distill student (run `dvc repro general_distill@{cfg.init}`)")
+    return BertForSequenceClassification.from_pretrained(str(folder), **labels)
 
 
-def tinybert_intermediate(name: str, params: Params, out_dir: Path, history_path: Path, general_dir: Path,
-                          teacher_dir: Path, logits_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
-    """TinyBERT task step 1: intermediate-layer distillation from the fine-tuned teacher (run on the
-    fly) on train (+ augmented) rows. Saves the student with its projection for step 2."""
+def _layer_map(step_map, student, teacher, key: str) -> list[int]:
+    return resolve_layer_map(step_map, student.config.num_hidden_layers, teacher.config.num_hidden_layers, key)
+
+
+def _step1_recipe(name: str, cfg: TwoStepConfig, student, teacher, max_length: int) -> tuple[_WithTeacher, dict]:
+    """The step-1 training wrapper of a two-step student's method, and what its summary records."""
+    step, key = cfg.intermediate, f"twostep.{name}.intermediate"
+    if cfg.method == "minilmv2":
+        recipe = RelationDistiller(student, teacher, step.relation_heads, step.teacher_layer, key)
+        return recipe, {"teacher_layer": recipe.teacher_layer, "relation_heads": step.relation_heads}
+    if cfg.method == "lrc":
+        layer_map = _layer_map(step.cos_nce.layer_map, student, teacher, f"{key}.cos_nce.layer_map")
+        return ContrastiveDistiller(student, teacher, layer_map, step.cos_nce, step.epsilon, {"cos_nce": 1.0},
+                                    max_length=max_length), {"layer_map": layer_map}
+    layer_map = _layer_map(step.layer_map, student, teacher, f"{key}.layer_map")
+    return IntermediateDistiller(student, teacher, layer_map, step.weights), {"layer_map": layer_map}
+
+
+def intermediate_step(name: str, params: Params, out_dir: Path, history_path: Path, general_dir: Path,
+                      teacher_dir: Path, logits_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
+    """Two-step task distillation, step 1: the intermediate layers learn the fine-tuned teacher (run on
+    the fly) on train (+ augmented) rows with the student's method (TinyBERT: embedding, hidden and
+    attention MSE; MiniLMv2: Q/K/V relations; LRC-BERT stage 1: COS-NCE). Saves the student with its
+    projection for step 2."""
     from transformers import set_seed
 
-    cfg = _tinybert_cfg(params, name)
+    cfg = _twostep_cfg(params, name)
     step = cfg.intermediate
     task = get_task(params.data.task)
     teacher = load_classifier(str(teacher_dir), key=TEACHER_KEY)
     tokenizer = load_tokenizer(str(teacher_dir), key=TEACHER_KEY)
     set_seed(params.seed)
     student = _task_student(params, task, cfg, general_dir, teacher.config)
-    layer_map = resolve_layer_map(step.layer_map, student.config.num_hidden_layers,
-                                  teacher.config.num_hidden_layers, f"tinybert.{name}.intermediate.layer_map")
-    recipe = IntermediateDistiller(student, teacher, layer_map, step.weights)
-    if cfg.init == "general_distill":
-        _load_projection(general_dir, recipe.projection)
+    recipe, details = _step1_recipe(name, cfg, student, teacher, params.data.max_length)
+    proj = getattr(recipe, "projection", None)
+    if cfg.init != "random":
+        _load_projection(general_dir / cfg.init, proj)
     rows = task_rows(logits_dir, cfg.augmented, step.max_rows, params.seed)
     train = encode_rows(tokenizer, rows, task, params.data.max_length)
-    inputs = [teacher_dir, logits_dir] + ([general_dir] if cfg.init == "general_distill" else [])
+    inputs = [teacher_dir, logits_dir] + ([general_dir / cfg.init] if cfg.init != "random" else [])
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
         [params.seed, params.data.task, params.data.max_length, params.general_distill.student.model_dump(),
-         cfg.init, cfg.augmented, step.model_dump()], inputs))
+         cfg.method, cfg.init, cfg.augmented, step.model_dump()], inputs))
     args = training_arguments(str(checkpoints.folder), epochs=step.epochs, learning_rate=step.learning_rate,
                               batch_size=step.batch_size, seed=params.seed, warmup=0.1,
                               checkpoint_steps=params.checkpoint_steps, evaluate=False)
     trainer = _trainer(recipe, args, train, tokenizer)
     return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
-        "student": name, "step": "intermediate", "init": cfg.init, "augmented": cfg.augmented,
-        "layer_map": layer_map}, proj=recipe.projection)
+        "student": name, "method": cfg.method, "step": "intermediate", "init": cfg.init,
+        "augmented": cfg.augmented, **details}, proj=proj)
 
 
-def tinybert_prediction(name: str, params: Params, out_dir: Path, history_path: Path, intermediate_dir: Path,
-                        prepared_dir: Path, logits_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
-    """TinyBERT task step 2: prediction-layer distillation (soft CE at T on the cached teacher logits),
-    starting from the step-1 student. Saves a Hugging Face classifier folder."""
+def prediction_step(name: str, params: Params, out_dir: Path, history_path: Path, intermediate_dir: Path,
+                    prepared_dir: Path, logits_dir: Path, teacher_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
+    """Two-step task distillation, step 2, from the step-1 student: soft CE at T on the cached teacher
+    logits (TinyBERT, MiniLMv2), or LRC-BERT's stage 2 (soft CE + hard CE + COS-NCE against the
+    fine-tuned teacher run on the fly, with gradient perturbation). Saves a Hugging Face classifier."""
     from transformers import BertForSequenceClassification, set_seed
 
-    cfg = _tinybert_cfg(params, name)
+    cfg = _twostep_cfg(params, name)
     step = cfg.prediction
     task = get_task(params.data.task)
     if not (intermediate_dir / "config.json").is_file():
-        raise ModelError(f"{intermediate_dir}: no step-1 student (run `dvc repro tinybert_intermediate@{name}`)")
+        raise ModelError(f"{intermediate_dir}: no step-1 student (run `dvc repro intermediate@{name}`)")
     tokenizer = load_tokenizer(str(intermediate_dir), key=str(intermediate_dir))
     set_seed(params.seed)
     student = BertForSequenceClassification.from_pretrained(str(intermediate_dir))
+    inputs = [intermediate_dir, logits_dir, prepared_dir]
+    details: dict[str, Any] = {}
+    if cfg.method == "lrc":
+        teacher = load_classifier(str(teacher_dir), key=TEACHER_KEY)
+        layer_map = _layer_map(step.cos_nce.layer_map, student, teacher, f"twostep.{name}.prediction.cos_nce.layer_map")
+        recipe = ContrastiveDistiller(student, teacher, layer_map, step.cos_nce, step.epsilon,
+                                      step.weights.model_dump(), step.temperature, params.data.max_length)
+        _load_projection(intermediate_dir, recipe.projection)
+        inputs.append(teacher_dir)
+        details["layer_map"] = layer_map
+    else:
+        recipe = PredictionDistiller(student, step.temperature)
     rows = task_rows(logits_dir, cfg.augmented, step.max_rows, params.seed)
     train = encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=True)
     dev = encode_rows(tokenizer, load_dataset_dir(prepared_dir)["dev"], task, params.data.max_length)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.seed, params.data.task, params.data.max_length, cfg.augmented, step.model_dump()],
-        [intermediate_dir, logits_dir, prepared_dir]))
+        [params.seed, params.data.task, params.data.max_length, cfg.method, cfg.augmented, step.model_dump()],
+        inputs))
     args = training_arguments(str(checkpoints.folder), epochs=step.epochs, learning_rate=step.learning_rate,
                               batch_size=step.batch_size, seed=params.seed, warmup=0.1,
                               checkpoint_steps=params.checkpoint_steps)
-    trainer = _trainer(PredictionDistiller(student, step.temperature), args, train, tokenizer, dev, task)
+    trainer = _trainer(recipe, args, train, tokenizer, dev, task)
     return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
-        "student": name, "arch": "tinybert", "step": "prediction", "init": cfg.init,
-        "augmented": cfg.augmented}, task=task)
+        "student": name, "method": cfg.method, "step": "prediction", "init": cfg.init,
+        "augmented": cfg.augmented, **details}, task=task)
 
 
 def train_distil_student(name: str, params: Params, out_dir: Path, history_path: Path, teacher_dir: Path,

@@ -182,3 +182,105 @@ def distil_task(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labe
     terms = {"soft": weights["soft"] * soft, "hard": weights["hard"] * hard, "cosine": weights["cosine"] * cos}
     terms["loss"] = terms["soft"] + terms["hard"] + terms["cosine"]
     return terms
+
+
+# ------------------------------------------------------------------ MiniLMv2
+def relation_heads(states: torch.Tensor, heads: int) -> torch.Tensor:
+    """Split (batch, seq, width) vectors (a layer's queries, keys or values with its attention heads
+    concatenated) into `heads` relation heads: (batch, heads, seq, width / heads)."""
+    b, s, width = states.shape
+    if width % heads:
+        raise ValueError(f"width {width} is not a multiple of {heads} relation heads")
+    return states.view(b, s, heads, width // heads).transpose(1, 2)
+
+
+def relation_log_probs(states: torch.Tensor, heads: int, mask: torch.Tensor) -> torch.Tensor:
+    """MiniLMv2's self-attention relation: log softmax(A A^T / sqrt(d_r)) per relation head, over real
+    keys only (padded keys get probability 0). Shape (batch, heads, seq, seq); each real query's row
+    of the exp() sums to 1 (row-stochastic)."""
+    a = relation_heads(states, heads)
+    scores = a @ a.transpose(-1, -2) / a.shape[-1] ** 0.5
+    keys = mask.to(torch.bool)[:, None, None, :]
+    scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+    return F.log_softmax(scores, dim=-1)
+
+
+def relation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """KL(teacher relation || student relation) for one kind of vectors (Q, K or V), summed over keys
+    and averaged over relation heads and real queries. Student and teacher widths may differ: both are
+    split into the same number of relation heads, each relation matrix is seq x seq."""
+    t_log = relation_log_probs(teacher.to(student.dtype), heads, mask)
+    s_log = relation_log_probs(student, heads, mask)
+    keep = pair_mask(mask)  # padded keys have p_T = 0; padded queries are dropped
+    kl = (t_log.exp() * (t_log - s_log)).masked_fill(~keep, 0.0).sum(-1)  # (batch, heads, seq)
+    queries = mask.to(student.dtype)[:, None, :]
+    return (kl * queries).sum() / (queries.sum() * heads).clamp_min(1.0)
+
+
+def minilm_relations(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor], mask: torch.Tensor,
+                     heads: int) -> dict[str, torch.Tensor]:
+    """MiniLMv2's objective (Wang et al. 2021, arXiv 2012.15828, eq. 5-6): the sum of query-query,
+    key-key and value-value relation KL terms between one teacher layer and the student's last layer.
+    `student` / `teacher` map "query", "key", "value" to (batch, seq, width) vectors."""
+    terms = {kind: relation_kl(student[kind], teacher[kind], mask, heads) for kind in ("query", "key", "value")}
+    terms["loss"] = terms["query"] + terms["key"] + terms["value"]
+    return terms
+
+
+# ------------------------------------------------------------------ LRC-BERT
+def angular_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LRC-BERT's g(x, y) = 1 - cos(x, y) in [0, 2] between the rows of x (n, d) and of y (m, d): (n, m).
+
+    Each vector is divided by its norm (clamped away from zero) before the dot product — the whole
+    norm, not a sum with an epsilon outside the division."""
+    x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return 1.0 - x @ y.transpose(0, 1)
+
+
+def flat_states(states: torch.Tensor, mask: torch.Tensor, length: int | None = None) -> torch.Tensor:
+    """One vector per example: its (seq, width) layer output with padded positions zeroed, flattened
+    (zero-padded to `length` positions when given, which leaves every cosine unchanged)."""
+    states = states * mask.to(states.dtype).unsqueeze(-1)
+    if length is not None and states.shape[1] < length:
+        states = F.pad(states, (0, 0, 0, length - states.shape[1]))
+    return states.flatten(1)
+
+
+def cos_nce(student: torch.Tensor, positives: torch.Tensor, pool: torch.Tensor, negatives: torch.Tensor,
+            temperature: float) -> torch.Tensor:
+    """COS-NCE (Fu et al. 2021, arXiv 2012.07335), one layer: for each example i, with g the angular
+    distance, the NCE loss of picking the teacher's representation of i among it and K negatives,
+        -log( exp((2 - g(s_i, t_i)) / tau) / (exp((2 - g(s_i, t_i)) / tau) + sum_k exp((2 - g(s_i, n_ik)) / tau)) ).
+    It falls as the student's (projected) representation turns toward the teacher's for the same
+    example and away from the negatives; its minimum is at g = 0 to the positive and g = 2 (opposite)
+    to every negative.
+
+    student, positives: (batch, d); pool: (n, d) teacher representations negatives are drawn from (the
+    batch's own, or a memory bank); negatives: (batch, K) indices into pool. Returns the mean over the
+    batch (a scalar, so backward never sees a vector)."""
+    pos = 2.0 - angular_distance(student, positives.to(student.dtype)).diagonal()  # (batch,)
+    neg = (2.0 - angular_distance(student, pool.to(student.dtype))).gather(1, negatives)  # (batch, K)
+    logits = torch.cat([pos[:, None], neg], dim=1) / temperature
+    return -F.log_softmax(logits, dim=1)[:, 0].mean()
+
+
+def in_batch_negatives(batch: int, k: int | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, K) indices of each example's negatives among the other examples of the batch: all
+    batch - 1 of them, or K drawn at random per example (K capped at batch - 1)."""
+    rows = torch.arange(batch)
+    others = torch.stack([torch.cat([rows[:i], rows[i + 1:]]) for i in range(batch)]) if batch > 1 \
+        else torch.empty(batch, 0, dtype=torch.long)
+    if k is not None and k < batch - 1:
+        order = torch.rand(others.shape, generator=generator).argsort(dim=1)[:, :k]
+        others = others.gather(1, order)
+    return others
+
+
+def perturbation(grad: torch.Tensor, mask: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """LRC-BERT's gradient perturbation of the embedding-layer output: epsilon * g / ||g|| per example,
+    g the gradient of the loss with respect to that output (padded positions excluded). Each example's
+    perturbation has norm epsilon (0 where the gradient vanishes)."""
+    g = grad * mask.to(grad.dtype).unsqueeze(-1)
+    norm = g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
+    return (epsilon * g / norm).detach()

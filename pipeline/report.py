@@ -28,13 +28,18 @@ METHODS = {
               "with soft CE at T + hard CE + last-hidden-state cosine",
     "tinybert": "TinyBERT: general distillation on a general corpus, then intermediate-layer (embeddings, "
                 "hidden states, attention scores) and prediction-layer (soft CE) task distillation",
+    "minilmv2": "MiniLMv2: general distillation of the teacher's last-layer query-query, key-key and value-value "
+                "self-attention relations (KL, relation heads), the same relations at task level, then "
+                "prediction-layer soft CE",
+    "lrc": "LRC-BERT: COS-NCE (contrastive, angular distance to the teacher's intermediate layers against "
+           "negatives) alone, then soft CE + hard CE + COS-NCE, with gradient perturbation of the embeddings",
 }
 
 
 def model_sections(params: Params) -> dict[str, str]:
     """Each evaluated model's params section: teacher first, then every student."""
     out = {"teacher": "teacher"}
-    for section in ("students", "distil", "tinybert"):
+    for section in ("students", "distil", "twostep"):
         out.update({name: section for name in getattr(params, section)})
     return out
 
@@ -44,11 +49,12 @@ def card_info(name: str, section: str, params: Params, task: Task) -> dict[str, 
     info: dict[str, Any] = {
         "teacher": params.teacher.pretrained,
         "data": f"{task.name} from {params.data.source} (train rows: {params.data.max_train or 'all'})",
-        "method": METHODS[section],
+        "method": METHODS[cfg.method if section == "twostep" else section],
         "params": flatten(cfg.model_dump()),
     }
-    if section == "tinybert":
-        info["general_distillation"] = flatten(params.general_distill.model_dump())
+    if section == "twostep" and cfg.init != "random":
+        info["general_distillation"] = {"objective": cfg.init,
+                                        **flatten(params.general_distill.settings(cfg.init))}
     return info
 
 
@@ -103,7 +109,9 @@ def evaluate_and_export(params: Params, task: Task, prepared, teacher_dir: Path,
     for name in student_dirs:
         predictors += [load_export(exports / name, runtime, name=row_name(name, runtime), threads=threads)
                        for runtime in params.evaluate.runtimes]
-    report = evaluate_models(task, predictors, dict(prepared), params.evaluate)
+    splits = {name: prepared[name] for name in ("train", "dev", "test")
+              if name in prepared and (name in params.evaluate.splits or name == "dev")}
+    report = evaluate_models(task, predictors, splits, params.evaluate)
     for row in report["models"].values():
         row["onnx_parity_max_abs_diff"] = summaries[row["model"]]["onnx"]["max_abs_diff"]
     complete_cards(summaries, report, exports)
@@ -113,8 +121,9 @@ def evaluate_and_export(params: Params, task: Task, prepared, teacher_dir: Path,
     with atomic_path(plots / "size.png") as tmp:
         plot_sizes(report, tmp)
     histories = {name: reports / "history" / f"{name}.json" for name in models}
-    histories |= {f"{name} (step 1)": reports / "history" / f"{name}_intermediate.json" for name in params.tinybert}
-    histories["general_distill"] = reports / "history" / "general_distill.json"
+    histories |= {f"{name} (step 1)": reports / "history" / f"{name}_intermediate.json" for name in params.twostep}
+    histories |= {f"general_distill ({objective})": reports / "history" / f"general_distill_{objective}.json"
+                  for objective in params.general_distill.objectives}
     with atomic_path(plots / "training_curves.png") as tmp:
         plot_training_curves(histories, tmp)
     write_json(reports / "metrics.json", report)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import deep_merge
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SST2 = SHARED / "glue" / "SST-2"
@@ -47,36 +49,39 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 # Tiny settings for end-to-end runs: a few seconds per stage with the tiny teacher.
 TINY_STEPS = {"intermediate": {"epochs": 1.0, "batch_size": 16}, "prediction": {"epochs": 1.0, "batch_size": 16}}
+TWOSTEP = ("tinybert4", "tinybert4_nogd", "tinybert4_noaug", "minilm4", "lrc4")
 TINY = {
     "data": {"max_train": 120, "max_dev": 60},
     "augment": {"n_iter": 3},
     "students": {"bilstm_kd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500},
                  "bilstm_nokd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}},
     "distil": {"distil3": {"epochs": 1.0, "batch_size": 16}},
-    "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8,
+    "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8, "minilmv2": {"relation_heads": 2},
                         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
-    "tinybert": {name: TINY_STEPS for name in ("tinybert4", "tinybert4_nogd", "tinybert4_noaug")},
+    "twostep": {**{name: TINY_STEPS for name in TWOSTEP},
+                "minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}})},
     "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4},
 }
 
 
 # What a full `dvc repro` of the default DAG runs and reports.
-STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", "tinybert4", "tinybert4_nogd", "tinybert4_noaug"}
-TINYBERT = ("tinybert4", "tinybert4_nogd", "tinybert4_noaug")
+STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", *TWOSTEP}
 REPORT_ROWS = {"teacher"} | STUDENTS | {f"{s}:{runtime}" for s in STUDENTS for runtime in ("onnx", "int8")}
 ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "task_distill@bilstm_kd",
-               "task_distill@bilstm_nokd", "distil_task@distil3", "general_distill", "evaluate"}
-              | {f"tinybert_{step}@{name}" for name in TINYBERT for step in ("intermediate", "prediction")})
-
+               "task_distill@bilstm_nokd", "distil_task@distil3", "general_distill@tinybert",
+               "general_distill@minilmv2", "evaluate"}
+              | {f"{step}@{name}" for name in TWOSTEP for step in ("intermediate", "prediction")})
 
 
 DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from the params
-ABLATIONS = {"tinybert": {"tinybert4_nogd": DROP, "tinybert4_noaug": DROP}}  # tests that need no ablations
+# For tests that need one student per code path, not every method: no ablations, no MiniLMv2 / LRC-BERT.
+LEAN = {"twostep": {name: DROP for name in TWOSTEP if name != "tinybert4"},
+        "general_distill": {"objectives": ["tinybert"]}}
 
 
-def rows_without_ablations(rows: set[str]) -> set[str]:
-    """Stage or report-row names that do not belong to a student ABLATIONS drops."""
-    dropped = set(ABLATIONS["tinybert"])
+def lean_rows(rows: set[str]) -> set[str]:
+    """Stage or report-row names a LEAN run still has."""
+    dropped = set(LEAN["twostep"]) | {"minilmv2"}
     return {r for r in rows if r.split("@")[-1].split(":")[0] not in dropped}
 
 

@@ -273,14 +273,16 @@ def test_slice_from_teacher_is_exact_at_full_width_and_projection_inverts_it():
 
 
 # ---------------------------------------------------------------- general distillation recipes
-def _params(tmp_path: Path, teacher: Path, **general) -> Params:
+def _params(tmp_path: Path, teacher: Path, objective: str = "tinybert", **general) -> Params:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(WIKITEXT.read_text().splitlines()[:40]))
     overlay = {"teacher": {"pretrained": str(teacher)},
                "general_distill": {"corpus": str(corpus), "seq_length": 32, "max_sequences": 12, "batch_size": 4,
                                    "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
-                                   **general}}
-    return parse_params(deep_merge(Params().model_dump(), overlay))
+                                   "objectives": [objective], "minilmv2": {"relation_heads": 4}, **general}}
+    raw = deep_merge(Params().model_dump(), overlay)
+    raw["twostep"] = {"t": {"method": "tinybert", "init": objective}}
+    return parse_params(raw)
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +302,7 @@ def tiny_mlm_teacher(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("objective,init", [("tinybert", "teacher_slice"), ("tinybert", "random"),
-                                            ("distilbert", "teacher_slice")])
+                                            ("distilbert", "teacher_slice"), ("minilmv2", "teacher_slice")])
 def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_path, tiny_mlm_teacher, objective,
                                                                            init):
     from transformers import AutoModelForSequenceClassification
@@ -309,9 +311,10 @@ def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_p
 
     params = _params(tmp_path, tiny_mlm_teacher, objective=objective, init=init)
     out = tmp_path / "general"
-    summary = general_distill(params, out, tmp_path / "history.json", tmp_path / "unused", tmp_path / "ckpt")
+    summary = general_distill(objective, params, out, tmp_path / "history.json", tmp_path / "unused",
+                              tmp_path / "ckpt")
     assert summary["objective"] == objective and summary["sequences"] == 12
-    assert (out / PROJECTION_FILE).is_file()
+    assert (out / PROJECTION_FILE).is_file() == (objective != "minilmv2")  # relations need no projection
     model = AutoModelForSequenceClassification.from_pretrained(str(out), num_labels=2)
     assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 16
     assert json.loads((tmp_path / "history.json").read_text())[-1]["train_loss"] > 0
@@ -322,7 +325,8 @@ def test_distilbert_objective_refuses_a_teacher_without_mlm_head(tmp_path, tiny_
 
     params = _params(tmp_path, tiny_teacher, objective="distilbert")
     with pytest.raises(ModelError, match="has no masked-LM head.*objective: tinybert"):
-        general_distill(params, tmp_path / "out", tmp_path / "h.json", tmp_path / "unused", tmp_path / "ckpt")
+        general_distill("distilbert", params, tmp_path / "out", tmp_path / "h.json", tmp_path / "unused",
+                        tmp_path / "ckpt")
     assert not (tmp_path / "out").exists()
 
 
@@ -355,3 +359,165 @@ def test_soft_ce_matches_kl_plus_entropy():
     kl = F.kl_div(F.log_softmax(s / temp, -1), p, reduction="batchmean")
     entropy = -(p * p.log()).sum(-1).mean()
     assert math.isclose(losses.soft_ce(s, t, temp).item(), ((kl + entropy) * temp ** 2).item(), rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------- MiniLMv2 relations
+def test_relation_matrices_are_row_stochastic_over_real_keys():
+    states, mask = torch.randn(3, 7, 24), batch()["attention_mask"]
+    probs = losses.relation_log_probs(states, 4, mask).exp()
+    assert probs.shape == (3, 4, 7, 7)
+    assert torch.allclose(probs.sum(-1), torch.ones(3, 4, 7), atol=1e-6)
+    assert probs[0, :, :, 4:].abs().max() == 0  # padded keys get no mass
+    # one relation head of width 6 is its own scaled dot-product softmax
+    a = states[1, :, 6:12]
+    assert torch.allclose(probs[1, 1], torch.softmax(a @ a.T / 6 ** 0.5, -1), atol=1e-6)
+
+
+def test_relation_loss_is_zero_for_identical_models_and_positive_otherwise():
+    teacher, other = tiny_bert(), tiny_bert(seed=5)
+    inputs = batch()
+    _, t = tfm.forward_internals(teacher, inputs)
+    _, same = tfm.forward_internals(teacher, inputs)
+    terms = losses.minilm_relations(same.vectors(-1), t.vectors(-1), inputs["attention_mask"], 4)
+    assert terms["loss"].item() == pytest.approx(0.0, abs=1e-6)
+    _, s = tfm.forward_internals(other, inputs)
+    terms = losses.minilm_relations(s.vectors(-1), t.vectors(-1), inputs["attention_mask"], 4)
+    assert all(terms[k].item() > 0 for k in ("query", "key", "value"))
+    assert torch.allclose(terms["loss"], terms["query"] + terms["key"] + terms["value"])
+
+
+def test_relation_kl_matches_kl_div_and_ignores_padded_queries():
+    s, t = torch.randn(2, 5, 8), torch.randn(2, 5, 12)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    value = losses.relation_kl(s, t, mask, 2)
+    expected = []
+    for b in range(2):
+        n = int(mask[b].sum())
+        for h in range(2):
+            ps = losses.relation_log_probs(s[b:b + 1, :n], 2, mask[b:b + 1, :n])[0, h]
+            pt = losses.relation_log_probs(t[b:b + 1, :n], 2, mask[b:b + 1, :n])[0, h]
+            expected += list(F.kl_div(ps, pt, log_target=True, reduction="none").sum(-1))
+    assert value.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    t2 = t.clone()
+    t2[1, 3:] = 100.0  # what sits at padded positions changes nothing
+    assert losses.relation_kl(s, t2, mask, 2).item() == pytest.approx(value.item(), rel=1e-6)
+
+
+def test_relation_distiller_works_across_widths_and_head_counts():
+    from pipeline.distill import RelationDistiller
+
+    teacher, student = tiny_bert(layers=3, hidden=32, heads=4), tiny_bert(layers=2, hidden=24, heads=2, seed=3)
+    recipe = RelationDistiller(student, teacher, relation_heads=4, teacher_layer=None, key="k")
+    assert recipe.teacher_layer == 3
+    out = recipe(**batch())
+    out["loss"].backward()
+    assert out["loss"].item() > 0 and student.bert.encoder.layer[-1].attention.self.value.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="k.relation_heads: 5 does not divide the student width 24 and teacher width 32"):
+        RelationDistiller(student, teacher, relation_heads=5, teacher_layer=None, key="k")
+    with pytest.raises(ConfigError, match="k.teacher_layer: the teacher's layers are 1..3, got 4"):
+        RelationDistiller(student, teacher, relation_heads=4, teacher_layer=4, key="k")
+
+
+# ---------------------------------------------------------------- LRC-BERT
+def test_angular_distance_range_and_normalisation():
+    x = torch.tensor([[1.0, 0.0], [3.0, 3.0]])
+    g = losses.angular_distance(x, torch.tensor([[2.0, 0.0], [-5.0, 0.0], [0.0, 0.1]]))
+    assert torch.allclose(g, torch.tensor([[0.0, 2.0, 1.0], [1 - 0.5 ** 0.5, 1 + 0.5 ** 0.5, 1 - 0.5 ** 0.5]]), atol=1e-6)
+
+
+def test_cos_nce_is_minimal_at_the_teacher_with_far_negatives():
+    torch.manual_seed(0)
+    t = torch.randn(4, 10)
+    index = losses.in_batch_negatives(4, None)
+    assert index.shape == (4, 3) and all(i not in row for i, row in enumerate(index.tolist()))
+    opposite = torch.arange(4)[:, None].expand(4, 3)  # each example's negatives: -t_i, at g = 2
+    best = losses.cos_nce(t, t, -t, opposite, 1.0)  # student = teacher, every negative opposite
+    assert best.item() == pytest.approx(math.log1p(3 * math.exp(-2.0)), rel=1e-5)  # log(1 + K e^{-2/tau})
+    assert losses.cos_nce(t, t, t, index, 1.0) > best  # same student, negatives not far
+    for _ in range(5):
+        assert losses.cos_nce(t + 0.5 * torch.randn(4, 10), t, -t, opposite, 1.0) > best
+    # the exact NCE form: -log softmax over (positive, negatives) of (2 - g) / tau
+    s = torch.randn(4, 10)
+    scores = (2 - losses.angular_distance(s, t)) / 0.5
+    expected = torch.stack([-(scores[i, i] - torch.logsumexp(scores[i, [i, *index[i].tolist()]], 0)) for i in range(4)])
+    assert losses.cos_nce(s, t, t, index, 0.5).item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    assert losses.cos_nce(s, t, t, index, 0.5).dim() == 0
+
+
+def test_in_batch_negatives_draws_k_others():
+    g = torch.Generator().manual_seed(0)
+    index = losses.in_batch_negatives(6, 2, g)
+    assert index.shape == (6, 2) and all(i not in row and len(set(row)) == 2 for i, row in enumerate(index.tolist()))
+    assert losses.in_batch_negatives(1, None).shape == (1, 0)
+
+
+def test_perturbation_has_norm_epsilon_along_the_gradient():
+    grad = torch.randn(3, 5, 8)
+    mask = torch.tensor([[1] * 5, [1, 1, 1, 0, 0], [1] * 5])
+    delta = losses.perturbation(grad, mask, 0.7)
+    assert torch.allclose(delta.flatten(1).norm(dim=1), torch.full((3,), 0.7))
+    assert delta[1, 3:].abs().max() == 0
+    assert F.cosine_similarity(delta[0].flatten(), grad[0].flatten(), dim=0) > 0.999
+
+
+def _lrc(student, teacher, epsilon=0.0, negatives="in_batch", k=None, weights=None):
+    from pipeline.config import CosNCEConfig
+    from pipeline.distill import ContrastiveDistiller
+
+    cos = CosNCEConfig(negatives=negatives, k=k, temperature=0.5)
+    torch.manual_seed(0)  # the same projections every time
+    return ContrastiveDistiller(student, teacher, [2, 4], cos, epsilon, weights or {"cos_nce": 1.0}, max_length=16)
+
+
+def test_contrastive_distiller_gradients_reach_student_and_projection_and_optimizer(tmp_path):
+    from transformers import Trainer
+
+    from pipeline.train import training_arguments
+
+    teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
+    recipe = _lrc(student, teacher, epsilon=1.0, weights={"cos_nce": 1.0, "soft": 1.0, "hard": 1.0})
+    recipe.train()
+    args = training_arguments(str(tmp_path), epochs=1, learning_rate=1e-3, batch_size=2, seed=0,
+                              checkpoint_steps=10, evaluate=False)
+    optimizer = Trainer(model=recipe, args=args).create_optimizer()
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert len(recipe.projection) == 2 and all(id(p) in in_optimizer for p in recipe.projection.parameters())
+    assert not any(id(p) in in_optimizer for p in teacher.parameters())
+    out = recipe(**batch(), labels=torch.tensor([0, 1, -1]), teacher_logits=torch.randn(3, 2))
+    assert out["loss"].dim() == 0 and set(out) >= {"cos_nce", "soft", "hard", "logits"}
+    out["loss"].backward()
+    assert all(p.weight.grad.abs().sum() > 0 for p in recipe.projection)
+    assert student.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_gradient_perturbation_changes_the_loss_and_zero_turns_it_off():
+    teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
+    inputs = batch()
+    losses_at = {}
+    for eps in (0.0, 5.0):
+        recipe = _lrc(student, teacher, epsilon=eps).train()
+        losses_at[eps] = recipe(**inputs)["loss"].item()
+    assert losses_at[5.0] != pytest.approx(losses_at[0.0], rel=1e-4)
+    # what the second pass adds to the embedding output: epsilon along the clean loss's gradient
+    recipe = _lrc(student, teacher, epsilon=0.0).train()
+    seen = []
+    with tfm.embedding_output(student) as out:
+        loss = recipe(**inputs)["loss"]
+        seen = out[-1]
+    grad, = torch.autograd.grad(loss, seen)
+    delta = losses.perturbation(grad, inputs["attention_mask"], 5.0)
+    with tfm.embedding_output(student, delta) as out:
+        perturbed = recipe(**inputs)["loss"].item()
+    assert perturbed == pytest.approx(losses_at[5.0], rel=1e-5)
+    assert perturbed > losses_at[0.0]  # a step up the gradient raises the loss
+
+
+def test_memory_bank_supplies_negatives_from_earlier_batches():
+    teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
+    recipe = _lrc(student, teacher, negatives="memory_bank", k=5).train()
+    first = recipe(**batch(seed=1))["loss"]
+    assert recipe.bank_filled == 3 and recipe.bank.shape == (2, 5, 16 * 32)
+    recipe(**batch(seed=2))
+    assert recipe.bank_filled == 5  # capped at k; the oldest entries drop out
+    assert recipe(**batch(seed=1))["loss"].item() != pytest.approx(first.item())

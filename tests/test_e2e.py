@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import ABLATIONS, ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TINYBERT, rows_without_ablations, dvc, make_repo, tool_env, write_params
+from conftest import ALL_STAGES, LEAN, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, lean_rows, make_repo, tool_env, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -60,18 +60,25 @@ def test_repro_builds_every_artifact(repo):
     assert logits["rows"] == 120 + counts["kept"]
     for student in STUDENTS:
         assert (repo / "models/students" / student / "model.safetensors").is_file()
-    general = json.loads((repo / "reports/general_distill.json").read_text())
-    assert general["objective"] == "tinybert" and general["sequences"] == 16
-    steps = {name: json.loads((repo / f"reports/intermediate/{name}.json").read_text()) for name in TINYBERT}
-    assert steps["tinybert4_nogd"]["init"] == "random" and steps["tinybert4"]["init"] == "general_distill"
+    for objective in ("tinybert", "minilmv2"):
+        general = json.loads((repo / f"reports/general_distill/{objective}.json").read_text())
+        assert general["objective"] == objective and general["sequences"] == 16
+    steps = {name: json.loads((repo / f"reports/intermediate/{name}.json").read_text()) for name in TWOSTEP}
+    assert steps["tinybert4_nogd"]["init"] == "random" and steps["tinybert4"]["init"] == "tinybert"
     assert steps["tinybert4_noaug"]["train_rows"] == 120 < steps["tinybert4"]["train_rows"]
+    assert steps["minilm4"]["init"] == "minilmv2" and steps["minilm4"]["method"] == "minilmv2"
+    assert steps["lrc4"]["method"] == "lrc" and steps["lrc4"]["train_rows"] == steps["tinybert4"]["train_rows"]
+    lrc = json.loads((repo / "reports/students/lrc4.json").read_text())
+    assert lrc["train_rows"] == json.loads((repo / "reports/students/tinybert4.json").read_text())["train_rows"]
+    assert "LRC-BERT" in (repo / "exports/lrc4/README.md").read_text()
+    assert "MiniLMv2" in (repo / "exports/minilm4/README.md").read_text()
     assert "up to date" in dvc(repo, "status").stdout
 
 
 def test_transformer_students_load_with_plain_transformers(repo):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    for name in ("tinybert4", "distil3"):
+    for name in ("tinybert4", "distil3", "minilm4", "lrc4"):
         folder = str(repo / "models/students" / name)
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         assert model.config.id2label == {0: "negative", 1: "positive"}
@@ -84,11 +91,11 @@ def test_transformer_students_load_with_plain_transformers(repo):
 
 
 def test_changing_tinybert_step2_reruns_only_step2_and_evaluate(repo):
-    overlay = deep_merge(TINY, {"tinybert": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
+    overlay = deep_merge(TINY, {"twostep": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
     set_params(repo, overlay)
-    assert ran(dvc(repo, "repro")) == {"tinybert_prediction@tinybert4", "evaluate"}
+    assert ran(dvc(repo, "repro")) == {"prediction@tinybert4", "evaluate"}
     set_params(repo, TINY)  # back: DVC's run cache may restore step 2 instead of running it
-    assert ran(dvc(repo, "repro")) <= {"tinybert_prediction@tinybert4", "evaluate"}
+    assert ran(dvc(repo, "repro")) <= {"prediction@tinybert4", "evaluate"}
 
 
 def quality_snapshot(repo: Path) -> dict:
@@ -152,13 +159,13 @@ def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
 
 
 def test_mrpc_needs_only_params(repo):
-    set_params(repo, deep_merge(TINY, {"data": {"task": "mrpc", "source": "../shared/data/glue/MRPC",
-                                                "max_train": 80, "max_dev": 40}, **ABLATIONS}))
+    set_params(repo, deep_merge(deep_merge(TINY, LEAN), {"data": {"task": "mrpc", "source": "../shared/data/glue/MRPC",
+                                                "max_train": 80, "max_dev": 40}}))
     proc = dvc(repo, "repro")
     assert "prepare" in ran(proc) and "evaluate" in ran(proc)
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["task"] == "mrpc" and metrics["main_metric"] == "dev_f1"
-    assert set(metrics["models"]) == rows_without_ablations(REPORT_ROWS)
+    assert set(metrics["models"]) == lean_rows(REPORT_ROWS)
     assert all("dev_accuracy" in row and "dev_f1" in row for row in metrics["models"].values())
     prepared = json.loads((repo / "data/prepared/meta.json").read_text())
     assert prepared["is_pair"] and prepared["rows"]["train"] == 80

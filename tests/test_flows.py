@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ABLATIONS, ALL_STAGES, NLTK_DATA, SST2, WIKITEXT, rows_without_ablations, dvc, git, make_repo, tool_env
+from pipeline.config import deep_merge
+
+from conftest import ALL_STAGES, LEAN, NLTK_DATA, SST2, WIKITEXT, dvc, git, lean_rows, make_repo, tool_env
 
 pytestmark = pytest.mark.e2e
 POOL = "distill-test"
@@ -106,8 +108,8 @@ with get_client(sync_client=True) as c:
 def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
     # Absolute data paths: DVC experiments run in copies under .dvc/tmp, where ../shared is elsewhere.
     repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher,
-                     {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
-                      "general_distill": {"corpus": str(WIKITEXT)}, **ABLATIONS})
+                     deep_merge(LEAN, {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
+                                       "general_distill": {"corpus": str(WIKITEXT)}}))
     out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -123,7 +125,7 @@ def stages_run(report: str) -> set[str]:
 def test_deployment_run_on_a_worker_completes_the_pipeline(server, deployed):
     result = run_deployment_once(server, deployed, {})
     assert result["state"] == "Completed", result
-    assert stages_run(result["report"]) == rows_without_ablations(ALL_STAGES)
+    assert stages_run(result["report"]) == lean_rows(ALL_STAGES)
     assert "| teacher |" in result["report"] and "| bilstm_kd |" in result["report"]
     assert "up to date" in dvc(deployed, "status").stdout  # DVC agrees: nothing left for `dvc repro`
 
@@ -197,8 +199,8 @@ with get_client(sync_client=True) as c:
 def test_stages_import_without_prefect():
     code = ("import sys; sys.modules['prefect'] = None\n"
             "import stages.prepare, stages.augment, stages.teacher_finetune, stages.teacher_logits, "
-            "stages.task_distill, stages.distil_task, stages.general_distill, stages.tinybert_intermediate, "
-            "stages.tinybert_prediction, stages.evaluate")
+            "stages.task_distill, stages.distil_task, stages.general_distill, stages.intermediate, "
+            "stages.prediction, stages.evaluate")
     subprocess.run([sys.executable, "-c", code], check=True, env=tool_env())
 
 

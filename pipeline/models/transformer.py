@@ -85,6 +85,13 @@ class Internals:
     hidden: tuple[torch.Tensor, ...]  # embedding output, then each layer's output
     query: list[torch.Tensor]  # per layer, (batch, heads, seq, head_dim)
     key: list[torch.Tensor]
+    value: list[torch.Tensor]
+
+    def vectors(self, layer: int) -> dict[str, torch.Tensor]:
+        """A layer's (0-based) queries, keys and values with the heads concatenated: (batch, seq, width)."""
+        def joined(t: torch.Tensor) -> torch.Tensor:
+            return t.transpose(1, 2).flatten(2)
+        return {"query": joined(self.query[layer]), "key": joined(self.key[layer]), "value": joined(self.value[layer])}
 
     def scores(self, layer: int) -> torch.Tensor:
         """Pre-softmax attention scores Q K^T / sqrt(d) of a layer (0-based), without the mask added."""
@@ -97,13 +104,13 @@ class Internals:
 
 @contextlib.contextmanager
 def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Record each layer's query and key projections during forward passes inside the block.
+    """Record each layer's query, key and value projections during forward passes inside the block.
 
     Read from the projections (forward hooks), not from the attention function, so it works with any
     attention implementation (eager, SDPA) and gives the scores before the mask and softmax."""
     bert = bert_of(model)
     heads = bert.config.num_attention_heads
-    store: dict[str, list[torch.Tensor]] = {"query": [], "key": []}
+    store: dict[str, list[torch.Tensor]] = {"query": [], "key": [], "value": []}
     handles = []
 
     def hook(kind: str):
@@ -124,10 +131,29 @@ def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
 
 
 def forward_internals(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[object, Internals]:
-    """model(**batch) with hidden states and Q/K of every layer; returns (model output, internals)."""
+    """model(**batch) with hidden states and Q/K/V of every layer; returns (model output, internals)."""
     with capture_qkv(model) as store:
         output = model(**batch, output_hidden_states=True)
-    return output, Internals(tuple(output.hidden_states), store["query"], store["key"])
+    return output, Internals(tuple(output.hidden_states), store["query"], store["key"], store["value"])
+
+
+@contextlib.contextmanager
+def embedding_output(model: nn.Module, offset: torch.Tensor | None = None) -> Iterator[list[torch.Tensor]]:
+    """Inside the block, forward passes add `offset` (when given) to the embedding layer's output
+    (after its LayerNorm and dropout, before the first Transformer layer) and record that output."""
+    seen: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        if offset is not None:
+            output = output + offset.to(output.dtype)
+        seen.append(output)
+        return output
+
+    handle = bert_of(model).embeddings.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def projection(student_width: int, teacher_width: int) -> nn.Module | None:
