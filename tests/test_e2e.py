@@ -92,13 +92,10 @@ def test_transformer_students_load_with_plain_transformers(repo):
 
 def test_changing_tinybert_step2_reruns_only_step2_and_evaluate(repo):
     overlay = deep_merge(TINY, {"twostep": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
-    params, lock = (repo / "params.yaml").read_text(), (repo / "dvc.lock").read_text()
     set_params(repo, overlay)
     assert ran(dvc(repo, "repro")) == {"prediction@tinybert4", "evaluate"}
-    (repo / "params.yaml").write_text(params)  # back, from DVC's cache instead of rerunning
-    (repo / "dvc.lock").write_text(lock)
-    dvc(repo, "checkout")
-    assert "up to date" in dvc(repo, "status").stdout
+    set_params(repo, TINY)  # back: DVC's run cache may restore step 2 instead of running it
+    assert ran(dvc(repo, "repro")) <= {"prediction@tinybert4", "evaluate"}
 
 
 def quality_snapshot(repo: Path) -> dict:
