@@ -270,10 +270,16 @@ class CosNCEConfig(Section):
         return self
 
 
-class ContrastiveStep(Step1):
+class Contrastive(Section):
+    """What both LRC-BERT stages share (each stage has its own values)."""
+
     cos_nce: CosNCEConfig = Field(default_factory=CosNCEConfig, description="COS-NCE on the mapped layers")
     epsilon: Annotated[float, Field(ge=0)] = Field(
         1.0, description="gradient perturbation: norm of the step along the loss gradient added to the embedding output (0: off)")
+
+
+class ContrastiveStep(Step1, Contrastive):
+    pass
 
 
 class LRCWeights(Section):
@@ -282,49 +288,50 @@ class LRCWeights(Section):
     cos_nce: Annotated[float, Field(ge=0)] = Field(1.0, description="COS-NCE on the mapped layers")
 
 
-class LRCPredictionStep(Step2):
+class LRCPredictionStep(Step2, Contrastive):
     weights: LRCWeights = Field(default_factory=LRCWeights, description="loss weights")
-    cos_nce: CosNCEConfig = Field(default_factory=CosNCEConfig, description="COS-NCE on the mapped layers")
-    epsilon: Annotated[float, Field(ge=0)] = Field(
-        1.0, description="gradient perturbation: norm of the step along the loss gradient added to the embedding output (0: off)")
 
 
+Init = Literal["tinybert", "minilmv2", "distilbert", "random"]
 INIT_HELP = "start from the general_distill student of this objective (one of general_distill.objectives), or random weights"
-AUGMENTED_HELP = "learn on train + augmented rows (false: train rows only)"
 
 
-class TinyBERTStudentConfig(Section):
+class TwoStepBase(Section):
+    """What every two-step student has; each method narrows `method` to its tag and adds its two steps."""
+
+    method: str = Field(description="tinybert, minilmv2 or lrc")
+    init: Init = Field("tinybert", description=INIT_HELP)
+    augmented: bool = Field(True, description="learn on train + augmented rows (false: train rows only)")
+
+
+class TinyBERTStudentConfig(TwoStepBase):
     method: Literal["tinybert"] = Field("tinybert", description="TinyBERT (Jiao et al. 2020)")
-    init: Literal["tinybert", "minilmv2", "distilbert", "random"] = Field("tinybert", description=INIT_HELP)
-    augmented: bool = Field(True, description=AUGMENTED_HELP)
     intermediate: IntermediateStep = Field(
         default_factory=IntermediateStep, description="step 1: embedding + hidden + attention MSE, fine-tuned teacher run on the fly")
     prediction: Step2 = Field(default_factory=Step2, description="step 2: soft CE on the cached teacher logits")
 
 
-class MiniLMStudentConfig(Section):
+class MiniLMStudentConfig(TwoStepBase):
     method: Literal["minilmv2"] = Field("minilmv2", description="MiniLMv2 (Wang et al. 2021)")
-    init: Literal["tinybert", "minilmv2", "distilbert", "random"] = Field("minilmv2", description=INIT_HELP)
-    augmented: bool = Field(True, description=AUGMENTED_HELP)
+    init: Init = Field("minilmv2", description=INIT_HELP)
     intermediate: RelationStep = Field(
         default_factory=RelationStep, description="step 1: Q/K/V relation KL of the last layer, fine-tuned teacher run on the fly")
     prediction: Step2 = Field(default_factory=Step2, description="step 2: soft CE on the cached teacher logits")
 
 
-class LRCStudentConfig(Section):
+class LRCStudentConfig(TwoStepBase):
     method: Literal["lrc"] = Field("lrc", description="LRC-BERT (Fu et al. 2021)")
-    init: Literal["tinybert", "minilmv2", "distilbert", "random"] = Field("tinybert", description=INIT_HELP)
-    augmented: bool = Field(True, description=AUGMENTED_HELP)
     intermediate: ContrastiveStep = Field(
         default_factory=ContrastiveStep, description="stage 1: COS-NCE only, fine-tuned teacher run on the fly")
     prediction: LRCPredictionStep = Field(
         default_factory=LRCPredictionStep, description="stage 2: soft CE (cached teacher logits) + hard CE + COS-NCE")
 
 
-TwoStepStudent = Annotated[TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig, Field(discriminator="method")]
+TwoStepConfig = TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig
+TwoStepStudent = Annotated[TwoStepConfig, Field(discriminator="method")]
 
 
-def _default_twostep() -> dict[str, TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig]:
+def _default_twostep() -> dict[str, TwoStepConfig]:
     return {
         "tinybert4": TinyBERTStudentConfig(),
         "tinybert4_nogd": TinyBERTStudentConfig(init="random"),

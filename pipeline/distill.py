@@ -20,8 +20,7 @@ from torch import nn
 
 from pipeline import losses
 from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.config import (CosNCEConfig, DistilStudentConfig, IntermediateWeights, LRCStudentConfig,
-                             MiniLMStudentConfig, Params, TinyBERTStudentConfig)
+from pipeline.config import CosNCEConfig, DistilStudentConfig, IntermediateWeights, Params, TwoStepConfig
 from pipeline.data import atomic_path, load_dataset_dir, texts_of
 from pipeline.errors import ConfigError, DataError, ModelError
 from pipeline.models import transformer as tfm
@@ -200,21 +199,21 @@ class ContrastiveDistiller(_WithTeacher):
             for proj in self.projection:
                 nn.init.eye_(proj.weight)
                 nn.init.zeros_(proj.bias)
-        self.bank_length = max_length
+        self.bank_length, self.bank_filled = max_length, 0
         if cos.negatives == "memory_bank":  # teacher representations of earlier batches (not checkpointed)
             self.register_buffer("bank", torch.zeros(len(layer_map), cos.k, max_length * t_w), persistent=False)
-            self.bank_filled = 0
 
-    def _negatives(self, positives: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, int | None]:
-        """Per layer the pool negatives come from, the (batch, K) indices into it, and the padded length
-        representations need (memory bank: a fixed one)."""
-        b = positives[0].shape[0]
-        if self.cos.negatives == "in_batch" or self.bank_filled == 0:  # an empty bank: the batch itself
-            index = losses.in_batch_negatives(b, self.cos.k).to(positives[0].device)
-            return positives, index, None
+    def _contrast_set(self, teacher, mask: torch.Tensor):
+        """The teacher's representations of the batch (positives) per mapped layer, the pools negatives
+        come from, their (batch, K) indices, and the length representations are padded to (the memory
+        bank's fixed one; zero padding leaves every cosine unchanged)."""
+        length = self.bank_length if self.cos.negatives == "memory_bank" else None
+        positives = [losses.flat_states(teacher.hidden_states[t], mask, length) for t in self.layer_map]
+        b = mask.shape[0]
+        if length is None or self.bank_filled == 0:  # in-batch negatives (and an empty bank's first batch)
+            return positives, positives, losses.in_batch_negatives(b, self.cos.k).to(mask.device), length
         pools = [bank[:self.bank_filled] for bank in self.bank]
-        index = torch.arange(self.bank_filled, device=positives[0].device).expand(b, -1)
-        return pools, index, self.bank_length
+        return positives, pools, torch.arange(self.bank_filled, device=mask.device).expand(b, -1), length
 
     def _enqueue(self, positives: list[torch.Tensor]) -> None:
         n = min(positives[0].shape[0], self.cos.k)
@@ -222,14 +221,11 @@ class ContrastiveDistiller(_WithTeacher):
             self.bank[layer] = torch.cat([rep[:n].detach(), self.bank[layer][:-n]])
         self.bank_filled = min(self.bank_filled + n, self.cos.k)
 
-    def _terms(self, inputs, teacher, labels, teacher_logits, offset=None):
+    def _terms(self, inputs, contrast, labels, teacher_logits, offset=None):
         mask = inputs["attention_mask"]
+        positives, pools, index, length = contrast
         with tfm.embedding_output(self.student, offset) as seen:
             out = self.student(**inputs, output_hidden_states=True)
-        positives = [losses.flat_states(teacher.hidden_states[t], mask) for t in self.layer_map]
-        pools, index, length = self._negatives(positives)
-        if length is not None:
-            positives = [losses.flat_states(teacher.hidden_states[t], mask, length) for t in self.layer_map]
         cos = sum(losses.cos_nce(losses.flat_states(proj(out.hidden_states[m]), mask, length), pos, pool, index,
                                  self.cos.temperature)
                   for m, (proj, pos, pool) in enumerate(zip(self.projection, positives, pools, strict=True), start=1))
@@ -239,7 +235,7 @@ class ContrastiveDistiller(_WithTeacher):
         if self.weights.get("hard"):
             terms["hard"] = self.weights["hard"] * losses.hard_ce(out.logits, labels)
         terms["loss"] = sum(terms.values())
-        return terms, seen[0], out.logits, positives
+        return terms, seen[0], out.logits
 
     def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
         inputs = _model_inputs(batch)
@@ -248,16 +244,14 @@ class ContrastiveDistiller(_WithTeacher):
             return {"loss": losses.hard_ce(logits, labels), "logits": logits}
         with torch.no_grad():
             teacher = self._teacher_on(inputs["input_ids"].device)(**inputs, output_hidden_states=True)
-        terms, embedded, logits, positives = self._terms(inputs, teacher, labels, teacher_logits)
-        if self.epsilon:
+        contrast = self._contrast_set(teacher, inputs["attention_mask"])
+        terms, embedded, logits = self._terms(inputs, contrast, labels, teacher_logits)
+        if self.epsilon:  # train on the perturbed pass; the clean one only gives the gradient direction
             grad, = torch.autograd.grad(terms["loss"], embedded)
             offset = losses.perturbation(grad, inputs["attention_mask"], self.epsilon)
-            terms, _, logits, _ = self._terms(inputs, teacher, labels, teacher_logits, offset)
+            terms, _, logits = self._terms(inputs, contrast, labels, teacher_logits, offset)
         if self.cos.negatives == "memory_bank":
-            if positives[0].shape[1] != self.bank.shape[-1]:
-                positives = [losses.flat_states(teacher.hidden_states[t], inputs["attention_mask"], self.bank_length)
-                             for t in self.layer_map]
-            self._enqueue(positives)
+            self._enqueue(contrast[0])
         return {**terms, "logits": logits}
 
 
@@ -503,9 +497,6 @@ def general_distill(objective: str, params: Params, out_dir: Path, history_path:
         "corpus_tokens": n_tokens, "student_parameters": sum(p.numel() for p in student.parameters()),
         "init": cfg.init, "layer_map": layer_map,
     }, proj=proj)
-
-
-TwoStepConfig = TinyBERTStudentConfig | MiniLMStudentConfig | LRCStudentConfig
 
 
 def _twostep_cfg(params: Params, name: str) -> TwoStepConfig:

@@ -501,11 +501,9 @@ def test_gradient_perturbation_changes_the_loss_and_zero_turns_it_off():
     assert losses_at[5.0] != pytest.approx(losses_at[0.0], rel=1e-4)
     # what the second pass adds to the embedding output: epsilon along the clean loss's gradient
     recipe = _lrc(student, teacher, epsilon=0.0).train()
-    seen = []
-    with tfm.embedding_output(student) as out:
+    with tfm.embedding_output(student) as seen:
         loss = recipe(**inputs)["loss"]
-        seen = out[-1]
-    grad, = torch.autograd.grad(loss, seen)
+    grad, = torch.autograd.grad(loss, seen[-1])
     delta = losses.perturbation(grad, inputs["attention_mask"], 5.0)
     with tfm.embedding_output(student, delta) as out:
         perturbed = recipe(**inputs)["loss"].item()
