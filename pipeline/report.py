@@ -28,7 +28,7 @@ METHODS = {
               "with soft CE at T + hard CE + last-hidden-state cosine",
     "tinybert": "TinyBERT: general distillation on a general corpus, then intermediate-layer (embeddings, "
                 "hidden states, attention scores) and prediction-layer (soft CE) task distillation",
-    "minilmv2": "MiniLMv2: general distillation of the teacher's last-layer query-query, key-key and value-value "
+    "minilmv2": "MiniLMv2: general distillation of one teacher layer's (the last by default) query-query, key-key and value-value "
                 "self-attention relations (KL, relation heads), the same relations at task level, then "
                 "prediction-layer soft CE",
     "lrc": "LRC-BERT: COS-NCE (contrastive, angular distance to the teacher's intermediate layers against "
@@ -97,6 +97,13 @@ def complete_cards(summaries: dict[str, dict[str, Any]], report: dict[str, Any],
         write_json(folder / SUMMARY_FILE, summary)
 
 
+def quality_splits(prepared, wanted: list[str]) -> dict[str, Any]:
+    """The prepared splits quality is measured on: those in `wanted` that exist, and dev always (retention
+    and the Pareto front are read on dev). Unlabelled splits are skipped later, by evaluate_models."""
+    return {name: prepared[name] for name in ("train", "dev", "test")
+            if name in prepared and (name in wanted or name == "dev")}
+
+
 def evaluate_and_export(params: Params, task: Task, prepared, teacher_dir: Path, student_dirs: dict[str, Path],
                         exports: Path, reports: Path) -> dict[str, Any]:
     """Export all models, evaluate the teacher (PyTorch) and every student in PyTorch, ONNX fp32 and
@@ -109,9 +116,7 @@ def evaluate_and_export(params: Params, task: Task, prepared, teacher_dir: Path,
     for name in student_dirs:
         predictors += [load_export(exports / name, runtime, name=row_name(name, runtime), threads=threads)
                        for runtime in params.evaluate.runtimes]
-    splits = {name: prepared[name] for name in ("train", "dev", "test")
-              if name in prepared and (name in params.evaluate.splits or name == "dev")}
-    report = evaluate_models(task, predictors, splits, params.evaluate)
+    report = evaluate_models(task, predictors, quality_splits(prepared, params.evaluate.splits), params.evaluate)
     for row in report["models"].values():
         row["onnx_parity_max_abs_diff"] = summaries[row["model"]]["onnx"]["max_abs_diff"]
     complete_cards(summaries, report, exports)

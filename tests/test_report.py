@@ -26,3 +26,12 @@ def test_figures_are_written(tmp_path):
     plot_training_curves({"s": history, "missing": tmp_path / "nope.json"}, tmp_path / "c.png")
     for name in ("a", "b", "c"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quality_splits_follow_the_param_and_always_keep_dev():
+    from pipeline.report import quality_splits
+
+    prepared = {"train": "T", "dev": "D", "test": "X"}
+    assert quality_splits(prepared, ["dev"]) == {"dev": "D"}
+    assert quality_splits(prepared, ["train"]) == {"train": "T", "dev": "D"}
+    assert quality_splits({"train": "T", "dev": "D"}, ["train", "dev", "test"]) == {"train": "T", "dev": "D"}
