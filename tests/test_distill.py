@@ -519,3 +519,30 @@ def test_memory_bank_supplies_negatives_from_earlier_batches():
     recipe(**batch(seed=2))
     assert recipe.bank_filled == 5  # capped at k; the oldest entries drop out
     assert recipe(**batch(seed=1))["loss"].item() != pytest.approx(first.item())
+
+
+# ---------------------------------------------------------------- the ablations' wiring
+def test_noaug_rows_are_train_rows_only_and_samples_are_seeded(tmp_path):
+    import datasets
+
+    from pipeline.distill import task_rows
+
+    datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(10)],
+                                "origin": ["train"] * 4 + ["augmented"] * 6}).save_to_disk(str(tmp_path / "logits"))
+    assert sorted(task_rows(tmp_path / "logits", False, None, 0)["text"]) == ["t0", "t1", "t2", "t3"]
+    assert len(task_rows(tmp_path / "logits", True, None, 0)) == 10
+    assert task_rows(tmp_path / "logits", True, 5, 0)["text"] == task_rows(tmp_path / "logits", True, 5, 0)["text"]
+    assert len(task_rows(tmp_path / "logits", True, 5, 0)) == 5
+
+
+def test_random_init_student_has_the_general_shape_and_needs_no_general_student(tmp_path):
+    from pipeline.distill import _task_student
+    from pipeline.tasks import get_task
+
+    params = parse_params(deep_merge(Params().model_dump(), {"general_distill": {
+        "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
+    teacher = tiny_bert(layers=4, hidden=32)
+    student = _task_student(params, get_task("sst2"), params.twostep["tinybert4_nogd"], tmp_path / "none", teacher.config)
+    assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_labels) == (2, 16, 2)
+    with pytest.raises(ModelError, match="no general_distill student.*general_distill@tinybert"):
+        _task_student(params, get_task("sst2"), params.twostep["tinybert4"], tmp_path / "none", teacher.config)
