@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import ALL_STAGES, LEAN, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, lean_rows, make_repo, tool_env, write_params
+from conftest import ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, make_repo, tool_env, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -163,19 +163,3 @@ def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
     assert not (repo / "reports/augment.json").exists() and not (repo / "data/augmented").exists()
     assert not list((repo / "data").glob(".*tmp*")) and not list((repo / "reports").glob(".*tmp*"))
     assert (repo / "data/prepared/meta.json").is_file()  # upstream artifacts are untouched
-
-
-def test_mrpc_needs_only_params(repo):
-    set_params(repo, deep_merge(deep_merge(TINY, LEAN), {"data": {"task": "mrpc", "source": "../shared/data/glue/MRPC",
-                                                "max_train": 80, "max_dev": 40}}))
-    proc = dvc(repo, "repro")
-    assert "prepare" in ran(proc) and "evaluate" in ran(proc)
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert metrics["task"] == "mrpc" and metrics["main_metric"] == "dev_f1"
-    assert set(metrics["models"]) == lean_rows(REPORT_ROWS)
-    assert all("dev_accuracy" in row and "dev_f1" in row for row in metrics["models"].values())
-    prepared = json.loads((repo / "data/prepared/meta.json").read_text())
-    assert prepared["is_pair"] and prepared["rows"]["train"] == 80
-    config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
-    assert config["model"]["is_pair"] is True
-    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["task"] == "mrpc"
