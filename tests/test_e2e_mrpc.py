@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import LEAN, REPORT_ROWS, TINY, dvc, lean_rows, make_repo
+from conftest import LEAN, REPORT_ROWS, dvc, lean_rows, make_repo
 
 pytestmark = pytest.mark.e2e
 
