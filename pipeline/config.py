@@ -358,6 +358,9 @@ class Params(Section):
     checkpoint_steps: PositiveInt = Field(
         200, description="training stages save a resumable checkpoint every this many optimizer steps"
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Transformer training and teacher logits: bf16 mixed precision or fp32; auto: bf16 "
+                            "where the hardware runs it natively (bf16 GPUs, CPUs with AVX512-BF16 or AMX)")
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)

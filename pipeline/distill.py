@@ -23,6 +23,7 @@ from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.config import CosNCEConfig, DistilStudentConfig, IntermediateWeights, Params, TwoStepConfig
 from pipeline.data import atomic_path, load_dataset_dir, texts_of
 from pipeline.errors import ConfigError, DataError, ModelError
+from pipeline.inference import use_bf16
 from pipeline.models import transformer as tfm
 from pipeline.models.teacher import load_classifier, load_tokenizer, resolve_pretrained
 from pipeline.tasks import Task, get_task
@@ -426,7 +427,8 @@ def _train_and_save(trainer, checkpoints: CheckpointDir, student: nn.Module, tok
         _save_student(student, tokenizer, tmp, proj)
     write_history(trainer, history_path)
     checkpoints.complete()
-    summary.update(train_rows=len(trainer.train_dataset), train_seconds=round(result.metrics["train_runtime"], 1),
+    summary.update(precision="bf16" if trainer.args.bf16 else "fp32",
+                   train_rows=len(trainer.train_dataset), train_seconds=round(result.metrics["train_runtime"], 1),
                    train_samples_per_second=round(result.metrics["train_samples_per_second"], 1))
     losses_logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if losses_logged:
@@ -484,11 +486,13 @@ def general_distill(objective: str, params: Params, out_dir: Path, history_path:
         if proj is not None:
             tfm.scatter_projection(proj, kept)
     inputs = [Path(cfg.corpus)] + ([prepared_dir] if cfg.task_text else [])
+    bf16 = use_bf16(params.precision)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.seed, params.teacher.pretrained, params.data.task, objective, cfg.settings(objective)], inputs))
+        [params.seed, params.teacher.pretrained, params.data.task, objective, cfg.settings(objective), bf16], inputs))
     args = training_arguments(str(checkpoints.folder), epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                               batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
-                              checkpoint_steps=params.checkpoint_steps, evaluate=False, group_by_length=False)
+                              checkpoint_steps=params.checkpoint_steps, evaluate=False, group_by_length=False,
+                              bf16=bf16)
     trainer = _trainer(recipe, args, train, tokenizer)
     log.info("general distillation (%s): %d sequences of <= %d tokens (%d corpus tokens), student %s",
              objective, len(train), cfg.seq_length, n_tokens, shape.model_dump())
@@ -563,12 +567,13 @@ def intermediate_step(name: str, params: Params, out_dir: Path, history_path: Pa
     rows = task_rows(logits_dir, cfg.augmented, step.max_rows, params.seed)
     train = encode_rows(tokenizer, rows, task, params.data.max_length)
     inputs = [teacher_dir, logits_dir] + ([general_dir / cfg.init] if cfg.init != "random" else [])
+    bf16 = use_bf16(params.precision)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
         [params.seed, params.data.task, params.data.max_length, params.general_distill.student.model_dump(),
-         cfg.method, cfg.init, cfg.augmented, step.model_dump()], inputs))
+         cfg.method, cfg.init, cfg.augmented, step.model_dump(), bf16], inputs))
     args = training_arguments(str(checkpoints.folder), epochs=step.epochs, learning_rate=step.learning_rate,
                               batch_size=step.batch_size, seed=params.seed, warmup=0.1,
-                              checkpoint_steps=params.checkpoint_steps, evaluate=False)
+                              checkpoint_steps=params.checkpoint_steps, evaluate=False, bf16=bf16)
     trainer = _trainer(recipe, args, train, tokenizer)
     return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
         "student": name, "method": cfg.method, "step": "intermediate", "init": cfg.init,
@@ -605,12 +610,13 @@ def prediction_step(name: str, params: Params, out_dir: Path, history_path: Path
     rows = task_rows(logits_dir, cfg.augmented, step.max_rows, params.seed)
     train = encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=True)
     dev = encode_rows(tokenizer, load_dataset_dir(prepared_dir)["dev"], task, params.data.max_length)
+    bf16 = use_bf16(params.precision)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.seed, params.data.task, params.data.max_length, cfg.method, cfg.augmented, step.model_dump()],
+        [params.seed, params.data.task, params.data.max_length, cfg.method, cfg.augmented, step.model_dump(), bf16],
         inputs))
     args = training_arguments(str(checkpoints.folder), epochs=step.epochs, learning_rate=step.learning_rate,
                               batch_size=step.batch_size, seed=params.seed, warmup=0.1,
-                              checkpoint_steps=params.checkpoint_steps)
+                              checkpoint_steps=params.checkpoint_steps, bf16=bf16)
     trainer = _trainer(recipe, args, train, tokenizer, dev, task)
     return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
         "student": name, "method": cfg.method, "step": "prediction", "init": cfg.init,
@@ -645,11 +651,12 @@ def train_distil_student(name: str, params: Params, out_dir: Path, history_path:
     train = encode_rows(tokenizer, rows, task, params.data.max_length)
     dev = encode_rows(tokenizer, load_dataset_dir(prepared_dir)["dev"], task, params.data.max_length)
     inputs = [teacher_dir, prepared_dir] + ([logits_dir] if cfg.train_on == "teacher_logits" else [])
+    bf16 = use_bf16(params.precision)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.seed, params.data.task, params.data.max_length, cfg.model_dump()], inputs))
+        [params.seed, params.data.task, params.data.max_length, cfg.model_dump(), bf16], inputs))
     args = training_arguments(str(checkpoints.folder), epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                               batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
-                              checkpoint_steps=params.checkpoint_steps)
+                              checkpoint_steps=params.checkpoint_steps, bf16=bf16)
     trainer = _trainer(TaskDistiller(student, teacher, cfg), args, train, tokenizer, dev, task)
     return _train_and_save(trainer, checkpoints, student, tokenizer, out_dir, history_path, {
         "student": name, "arch": "distil", "train_on": cfg.train_on, "teacher_layers": layers}, task=task)

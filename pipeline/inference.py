@@ -12,10 +12,30 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.checkpoint import CheckpointDir, fingerprint
+from pipeline.errors import ConfigError
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def bf16_native(dev: torch.device) -> bool:
+    """Whether `dev` multiplies bf16 matrices natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16
+    or AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    caps = torch.cpu.get_capabilities() if dev.type == "cpu" else {}
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def use_bf16(precision: str, dev: torch.device | None = None) -> bool:
+    """Whether a stage computes in bf16 mixed precision (params `precision`: auto, fp32 or bf16)."""
+    dev = dev or device()
+    if precision == "auto":
+        return bf16_native(dev)
+    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"precision: bf16, but {torch.cuda.get_device_name(dev)} has no bf16 (use auto or fp32)")
+    return precision == "bf16"
 
 
 def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> dict[str, list]:
@@ -33,8 +53,9 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
 @torch.inference_mode()
 def classifier_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None,
                       batch_size: int = 128, max_length: int = 128, progress: bool = True,
-                      desc: str = "inference") -> np.ndarray:
-    """Logits for every example, in input order: one pass, length-sorted batches, dynamic padding."""
+                      desc: str = "inference", bf16: bool = False) -> np.ndarray:
+    """Logits for every example, in input order: one pass, length-sorted batches, dynamic padding
+    (under bf16 autocast when `bf16`; the logits are returned as float32 either way)."""
     model.eval()
     dev = next(model.parameters()).device
     enc = encode(tokenizer, texts, pairs, max_length)
@@ -43,7 +64,8 @@ def classifier_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[st
     with tqdm(total=len(texts), desc=desc, unit="ex", disable=not progress, mininterval=2) as bar:
         for idx in buckets:
             batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.items()}, return_tensors="pt")
-            logits = model(**{k: t.to(dev) for k, t in batch.items()}).logits
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**{k: t.to(dev) for k, t in batch.items()}).logits
             out[idx] = logits.float().cpu().numpy()
             bar.update(len(idx))
     return out
@@ -58,7 +80,8 @@ CHUNK_ROWS = 4096
 
 
 def resumable_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int,
-                     max_length: int, checkpoints: CheckpointDir, desc: str = "inference") -> np.ndarray:
+                     max_length: int, checkpoints: CheckpointDir, desc: str = "inference",
+                     bf16: bool = False) -> np.ndarray:
     """classifier_logits over chunks of CHUNK_ROWS rows, each saved under `checkpoints` when done,
     so an interrupted pass resumes at the first missing chunk."""
     checkpoints.start()
@@ -72,7 +95,8 @@ def resumable_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[str
             else:
                 out[start:end] = classifier_logits(model, tokenizer, texts[start:end],
                                                    pairs[start:end] if pairs is not None else None,
-                                                   batch_size=batch_size, max_length=max_length, progress=False)
+                                                   batch_size=batch_size, max_length=max_length, progress=False,
+                                                   bf16=bf16)
                 tmp = part.with_name(f".{part.stem}.tmp.npy")
                 np.save(tmp, out[start:end])
                 tmp.replace(part)
@@ -100,11 +124,13 @@ def build_teacher_logits(params, teacher_dir: Path, prepared_dir: Path, augmente
     key = "teacher (models/teacher)"
     model = load_classifier(str(teacher_dir), key=key).to(device())
     tokenizer = load_tokenizer(str(teacher_dir), key=key)
+    bf16 = use_bf16(params.precision)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.data.max_length, CHUNK_ROWS], [teacher_dir, prepared_dir, augmented_dir]))
+        [params.data.max_length, CHUNK_ROWS, bf16], [teacher_dir, prepared_dir, augmented_dir]))
     start = time.perf_counter()
     logits = resumable_logits(model, tokenizer, texts, pairs, batch_size=params.teacher_logits.batch_size,
-                              max_length=params.data.max_length, checkpoints=checkpoints, desc="teacher logits")
+                              max_length=params.data.max_length, checkpoints=checkpoints, desc="teacher logits",
+                              bf16=bf16)
     seconds = time.perf_counter() - start
     n_train = len(train)
     rows = {
@@ -127,4 +153,4 @@ def build_teacher_logits(params, teacher_dir: Path, prepared_dir: Path, augmente
     checkpoints.complete()
     # Timing goes to the report, not into the artifact: same inputs must give the same artifact.
     return {**meta, "seconds": round(seconds, 1), "examples_per_second": round(len(texts) / max(seconds, 1e-9), 1),
-            "device": str(device())}
+            "device": str(device()), "precision": "bf16" if bf16 else "fp32"}

@@ -6,12 +6,29 @@ with -1 for rows that have no gold label (augmented rows), which hard-label term
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 IGNORE = -1
 
 
+def fp32(fn):
+    """Compute a loss in float32 with autocast off. Under bf16 mixed precision its inputs may be bf16,
+    and softmaxes, KL terms and squared errors lose too much there (a KL can even come out negative)."""
+    def cast(value):
+        return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return fn(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
+    return wrapper
+
+
+@fp32
 def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with gold labels, averaged over labelled rows; 0 when the batch has none."""
     mask = labels != IGNORE
@@ -20,11 +37,13 @@ def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[mask], labels[mask])
 
 
+@fp32
 def logit_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Tang et al. 2019, eq. 2: ||z_teacher - z_student||^2, summed over classes, averaged over rows."""
     return (student - teacher.to(student.dtype)).pow(2).sum(-1).mean()
 
 
+@fp32
 def tang_kd(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor | None,
             alpha: float) -> torch.Tensor:
     """Tang et al. 2019, eq. 3: alpha * CE(labels) + (1 - alpha) * MSE(student, teacher logits).
@@ -45,6 +64,7 @@ def tang_kd(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.T
 # (batch, heads, seq, seq); `mask` is the attention mask (batch, seq), 1 for real tokens, 0 for padding.
 
 
+@fp32
 def soft_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Soft-target cross-entropy -sum p_T(teacher) * log p_T(student), averaged over rows, times T^2.
 
@@ -55,6 +75,7 @@ def soft_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1
     return -(target * F.log_softmax(student / t, dim=-1)).sum(-1).mean() * t * t
 
 
+@fp32
 def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
                projection: torch.nn.Module | None = None) -> torch.Tensor:
     """TinyBERT's hidden-state (and embedding) loss: MSE(student @ W, teacher) over real tokens only.
@@ -77,6 +98,7 @@ def pair_mask(mask: torch.Tensor) -> torch.Tensor:
     return (m[:, None, :, None] & m[:, None, None, :])
 
 
+@fp32
 def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """TinyBERT's attention loss: MSE between pre-softmax attention scores, heads averaged.
 
@@ -90,6 +112,7 @@ def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     return squared.sum() / (keep.sum() * student.shape[1]).clamp_min(1.0)
 
 
+@fp32
 def cosine_hidden(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """DistilBERT's cosine loss: mean of 1 - cos(student_i, teacher_i) over real tokens."""
     keep = mask.to(torch.bool)
@@ -154,6 +177,7 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vo
     return corrupted, labels
 
 
+@fp32
 def distilbert_mlm(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mlm_labels: torch.Tensor,
                    student_last: torch.Tensor, teacher_last: torch.Tensor, mask: torch.Tensor,
                    temperature: float, weights: dict[str, float]) -> dict[str, torch.Tensor]:
@@ -171,6 +195,7 @@ def distilbert_mlm(student_logits: torch.Tensor, teacher_logits: torch.Tensor, m
     return terms
 
 
+@fp32
 def distil_task(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
                 student_last: torch.Tensor, teacher_last: torch.Tensor, mask: torch.Tensor,
                 temperature: float, weights: dict[str, float]) -> dict[str, torch.Tensor]:
@@ -205,6 +230,7 @@ def relation_log_probs(states: torch.Tensor, heads: int, mask: torch.Tensor) -> 
     return F.log_softmax(scores, dim=-1)
 
 
+@fp32
 def relation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
     """KL(teacher relation || student relation) for one kind of vectors (Q, K or V), summed over keys
     and averaged over relation heads and real queries. Student and teacher widths may differ: both are
@@ -247,6 +273,7 @@ def flat_states(states: torch.Tensor, mask: torch.Tensor, length: int | None = N
     return states.flatten(1)
 
 
+@fp32
 def cos_nce(student: torch.Tensor, positives: torch.Tensor, pool: torch.Tensor, negatives: torch.Tensor,
             temperature: float) -> torch.Tensor:
     """COS-NCE (Fu et al. 2021, arXiv 2012.07335), one layer: for each example i, with g the angular

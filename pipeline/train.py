@@ -20,6 +20,7 @@ from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.config import BiLSTMStudentConfig, Params
 from pipeline.data import atomic_path, load_dataset_dir, texts_of
 from pipeline.errors import ConfigError
+from pipeline.inference import use_bf16
 from pipeline.models import bilstm
 from pipeline.models.teacher import load_classifier, load_tokenizer, resolve_pretrained
 from pipeline.tasks import Task, compute_metrics, get_task
@@ -29,10 +30,12 @@ log = logging.getLogger(__name__)
 
 def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, batch_size: int, seed: int,
                        checkpoint_steps: int, warmup: float = 0.0, weight_decay: float = 0.0,
-                       eval_batch_size: int = 128, evaluate: bool = True, group_by_length: bool = True):
+                       eval_batch_size: int = 128, evaluate: bool = True, group_by_length: bool = True,
+                       bf16: bool = False):
     """Trainer settings shared by every recipe: dev evaluation per epoch (when `evaluate`), resumable
     checkpoints, length-grouped batches (padding waste matters on CPU), fused AdamW (its optimizer
-    step is several times faster on CPU than the per-tensor loop, which dominates small models)."""
+    step is several times faster on CPU than the per-tensor loop, which dominates small models),
+    bf16 autocast when `bf16` (see pipeline.inference.use_bf16)."""
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -51,6 +54,8 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
         logging_steps=10,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         optim="adamw_torch_fused",
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # Trainer refuses CPU bf16 unless told
         seed=seed,
         data_seed=seed,
         report_to="none",
@@ -106,11 +111,12 @@ def finetune_teacher(params: Params, out_dir: Path, history_path: Path, prepared
     train = prepared["train"].map(encode, batched=True, remove_columns=columns, desc="tokenising train")
     dev = prepared["dev"].map(encode, batched=True, remove_columns=columns, desc="tokenising dev")
     collator = DataCollatorWithPadding(tokenizer)
+    bf16 = use_bf16(params.precision)
     checkpoints = CheckpointDir(checkpoint_dir, fingerprint(
-        [params.seed, params.data.task, params.data.max_length, cfg.model_dump()], [prepared_dir]))
+        [params.seed, params.data.task, params.data.max_length, cfg.model_dump(), bf16], [prepared_dir]))
     args = training_arguments(str(checkpoints.folder), epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                               batch_size=cfg.batch_size, seed=params.seed, warmup=cfg.warmup_ratio,
-                              weight_decay=cfg.weight_decay, checkpoint_steps=params.checkpoint_steps)
+                              weight_decay=cfg.weight_decay, checkpoint_steps=params.checkpoint_steps, bf16=bf16)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                       data_collator=lambda rows: collator([{k: v for k, v in r.items() if k != "length"}
                                                            for r in rows]),
@@ -124,6 +130,7 @@ def finetune_teacher(params: Params, out_dir: Path, history_path: Path, prepared
     checkpoints.complete()
     summary = {
         "pretrained": cfg.pretrained,
+        "precision": "bf16" if bf16 else "fp32",
         "train_rows": len(train),
         "train_seconds": round(result.metrics["train_runtime"], 1),
         "train_samples_per_second": round(result.metrics["train_samples_per_second"], 1),

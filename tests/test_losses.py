@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline import losses
 from pipeline.losses import hard_ce, logit_mse, tang_kd
 
 
@@ -42,3 +43,16 @@ def test_tang_kd_gradient_pulls_student_to_teacher():
     t = torch.tensor([[1.0, -1.0]] * 3)
     tang_kd(s, t, torch.full((3,), -1), 0.5).backward()
     assert torch.all(s.grad[:, 0] < 0) and torch.all(s.grad[:, 1] > 0)
+
+
+def test_losses_compute_in_float32_under_bf16_autocast():
+    """Mixed precision runs the models in bf16; the losses themselves must stay exact float32."""
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 6, 8).bfloat16(), torch.randn(2, 6, 8).bfloat16()  # bf16 activations
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    reference = losses.relation_kl(s.float(), t.float(), mask, 2), losses.soft_ce(s[:, 0], t[:, 0], 2.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.relation_kl(s, t, mask, 2), losses.soft_ce(s[:, 0], t[:, 0], 2.0)
+    for exact, got in zip(reference, mixed):
+        assert got.dtype == torch.float32
+        assert got.item() == pytest.approx(exact.item(), rel=1e-6)

@@ -4,7 +4,8 @@ import torch
 
 from pipeline.errors import ModelError
 from pipeline.evaluate import load_predictor
-from pipeline.inference import classifier_logits, length_buckets
+from pipeline.errors import ConfigError
+from pipeline.inference import classifier_logits, length_buckets, use_bf16
 from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, collate, encode,
                                     glove_vectors, init_embeddings, load_bilstm, predict_logits, save_bilstm)
 from pipeline.models.teacher import load_classifier, load_tokenizer, resolve_pretrained
@@ -31,6 +32,28 @@ def test_classifier_logits_restore_input_order(tiny_teacher):
     single = np.concatenate([classifier_logits(model, tokenizer, [t], batch_size=1, progress=False) for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-5)
     assert [len(b) for b in length_buckets([5, 1, 3], 2)] == [2, 1]
+
+
+def test_bf16_logits_are_float32_and_close_to_fp32(tiny_teacher):
+    model, tokenizer = load_classifier(str(tiny_teacher)), load_tokenizer(str(tiny_teacher))
+    texts = ["a great film", "dull", "not bad at all , really"]
+    fp32 = classifier_logits(model, tokenizer, texts, progress=False)
+    bf16 = classifier_logits(model, tokenizer, texts, progress=False, bf16=True)
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert np.abs(bf16 - fp32).max() < 0.05 and not np.array_equal(bf16, fp32)  # really computed in bf16
+
+
+def test_precision_choice(monkeypatch):
+    cpu = torch.device("cpu")
+    assert use_bf16("fp32", cpu) is False and use_bf16("bf16", cpu) is True
+    for caps, native in (({"avx512_bf16": True}, True), ({"amx_bf16": True}, True), ({"avx2": True}, False)):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps)
+        assert use_bf16("auto", cpu) is native
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "an old GPU")
+    assert use_bf16("auto", torch.device("cuda")) is False
+    with pytest.raises(ConfigError, match="precision: bf16, but an old GPU has no bf16"):
+        use_bf16("bf16", torch.device("cuda"))
 
 
 def test_word_tokenizer_keeps_mask_whole_and_truncates():
