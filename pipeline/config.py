@@ -193,7 +193,7 @@ GDObjective = Literal["tinybert", "distilbert", "minilmv2"]
 
 class GeneralDistillConfig(Section):
     objectives: list[GDObjective] = Field(
-        ["tinybert"], min_length=1,
+        ["tinybert", "minilmv2"], min_length=1,
         description="one general_distill@OBJECTIVE stage (models/general/OBJECTIVE) per entry: tinybert "
                     "(embeddings + hidden + attention), minilmv2 (Q/K/V self-attention relations), distilbert "
                     "(MLM soft CE + MLM + cosine; needs a teacher with an MLM head)")
@@ -336,6 +336,8 @@ def _default_twostep() -> dict[str, TwoStepConfig]:
         "tinybert4": TinyBERTStudentConfig(),
         "tinybert4_nogd": TinyBERTStudentConfig(init="random"),
         "tinybert4_noaug": TinyBERTStudentConfig(augmented=False),
+        "minilm4": MiniLMStudentConfig(init="minilmv2"),
+        "lrc4": LRCStudentConfig(),
     }
 
 
@@ -346,8 +348,9 @@ class EvaluateConfig(Section):
     repeats: PositiveInt = Field(3, description="timed repetitions; medians are reported")
     latency_samples: PositiveInt = Field(48, description="dev examples timed one at a time for latency")
     splits: list[Literal["train", "dev", "test"]] = Field(
-        ["train", "dev", "test"], min_length=1,
-        description="splits whose quality is measured where they have labels (dev always: retention is on dev)")
+        ["dev", "test"], min_length=1,
+        description="splits whose quality is measured where they have labels (dev always: retention is on dev; "
+                    "train shows the fit but costs a pass of every model over it)")
     runtimes: list[Literal["torch", "onnx", "int8"]] = Field(
         ["torch", "onnx", "int8"], min_length=1,
         description="runtimes each student is evaluated in (exports always hold all three)")
