@@ -22,12 +22,16 @@ WIKITEXT = SHARED / "corpus" / "wikitext-2-raw" / "wiki.test.raw"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Each xdist worker, and every stage it starts, gets its share of the cores: oversubscribed OpenMP
+# threads spin against each other and slow the tiny models down (set before torch is imported).
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 
 def pytest_configure(config):
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +66,7 @@ TINY = {
     "twostep": {**{name: TINY_STEPS for name in TWOSTEP},
                 "minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}}),
                 "tinybert4_nogd": DROP, "tinybert4_noaug": DROP},
-    "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4},
+    "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4, "threads": THREADS},
 }
 
 
