@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import PARAMS_FILE, Params, load_params
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 # Artifact locations, relative to the repository root (dvc.yaml names the same paths).
 PREPARED = Path("data/prepared")
@@ -26,6 +26,13 @@ EXPORTS = Path("exports")  # served models: HF/BiLSTM folder, ONNX fp32 + int8, 
 CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, not a DVC output)
 
 log = logging.getLogger("pipeline")
+
+
+def only_argument(args: list[str], module: str, what: str, label: str, choices) -> str:
+    """The one argument of a foreach stage (a student or objective name), or a usage error listing the choices."""
+    if len(args) != 1:
+        raise ConfigError(f"usage: python -m stages.{module} <{what}>; {label}: {', '.join(choices)}")
+    return args[0]
 
 
 def student_dir(name: str) -> Path:

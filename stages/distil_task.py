@@ -3,15 +3,12 @@
 from pipeline.config import Params
 from pipeline.data import write_json
 from pipeline.distill import train_distil_student
-from pipeline.errors import ConfigError
-from pipeline.stage import CHECKPOINTS, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS, stage, student_dir
+from pipeline.stage import CHECKPOINTS, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS, only_argument, stage, student_dir
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    if len(args) != 1:
-        raise ConfigError(f"usage: python -m stages.distil_task <student>; distil students: {', '.join(params.distil)}")
-    name = args[0]
+    name = only_argument(args, "distil_task", "student", "distil students", params.distil)
     summary = train_distil_student(name, params, student_dir(name), REPORTS / "history" / f"{name}.json", TEACHER,
                                    PREPARED, TEACHER_LOGITS, CHECKPOINTS / "distil_task" / name)
     write_json(REPORTS / "students" / f"{name}.json", summary)

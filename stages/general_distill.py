@@ -3,16 +3,13 @@
 from pipeline.config import Params
 from pipeline.data import write_json
 from pipeline.distill import general_distill
-from pipeline.errors import ConfigError
-from pipeline.stage import CHECKPOINTS, GENERAL, PREPARED, REPORTS, stage
+from pipeline.stage import CHECKPOINTS, GENERAL, PREPARED, REPORTS, only_argument, stage
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    if len(args) != 1:
-        raise ConfigError(f"usage: python -m stages.general_distill <objective>; general_distill.objectives: "
-                          f"{', '.join(params.general_distill.objectives)}")
-    objective = args[0]
+    objective = only_argument(args, "general_distill", "objective", "general_distill.objectives",
+                              params.general_distill.objectives)
     summary = general_distill(objective, params, GENERAL / objective,
                               REPORTS / "history" / f"general_distill_{objective}.json", PREPARED,
                               CHECKPOINTS / "general_distill" / objective)

@@ -3,16 +3,12 @@
 from pipeline.config import Params
 from pipeline.data import write_json
 from pipeline.distill import intermediate_step
-from pipeline.errors import ConfigError
-from pipeline.stage import CHECKPOINTS, GENERAL, INTERMEDIATE, REPORTS, TEACHER, TEACHER_LOGITS, stage
+from pipeline.stage import CHECKPOINTS, GENERAL, INTERMEDIATE, REPORTS, TEACHER, TEACHER_LOGITS, only_argument, stage
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    if len(args) != 1:
-        raise ConfigError(f"usage: python -m stages.intermediate <student>; two-step students: "
-                          f"{', '.join(params.twostep)}")
-    name = args[0]
+    name = only_argument(args, "intermediate", "student", "two-step students", params.twostep)
     summary = intermediate_step(name, params, INTERMEDIATE / name, REPORTS / "history" / f"{name}_intermediate.json",
                                 GENERAL, TEACHER, TEACHER_LOGITS, CHECKPOINTS / "intermediate" / name)
     write_json(REPORTS / "intermediate" / f"{name}.json", summary)

@@ -3,16 +3,13 @@
 from pipeline.config import Params
 from pipeline.data import write_json
 from pipeline.distill import prediction_step
-from pipeline.errors import ConfigError
-from pipeline.stage import CHECKPOINTS, INTERMEDIATE, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS, stage, student_dir
+from pipeline.stage import (CHECKPOINTS, INTERMEDIATE, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS, only_argument, stage,
+                            student_dir)
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    if len(args) != 1:
-        raise ConfigError(f"usage: python -m stages.prediction <student>; two-step students: "
-                          f"{', '.join(params.twostep)}")
-    name = args[0]
+    name = only_argument(args, "prediction", "student", "two-step students", params.twostep)
     summary = prediction_step(name, params, student_dir(name), REPORTS / "history" / f"{name}.json",
                               INTERMEDIATE / name, PREPARED, TEACHER_LOGITS, TEACHER, CHECKPOINTS / "prediction" / name)
     write_json(REPORTS / "students" / f"{name}.json", summary)

@@ -118,3 +118,12 @@ def test_unknown_student_name_is_rejected_before_any_work(tmp_path, monkeypatch,
     assert exc.value.code == 2
     assert "students.bilstm_typo: no such student in params (have: bilstm_kd, bilstm_nokd)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]  # nothing written
+
+
+def test_foreach_stage_without_its_argument_lists_the_choices():
+    from pipeline.stage import only_argument
+
+    assert only_argument(["lrc4"], "prediction", "student", "two-step students", Params().twostep) == "lrc4"
+    with pytest.raises(ConfigError, match=r"usage: python -m stages.prediction <student>; two-step students: "
+                                          r"tinybert4, tinybert4_nogd, tinybert4_noaug, minilm4, lrc4$"):
+        only_argument([], "prediction", "student", "two-step students", Params().twostep)
