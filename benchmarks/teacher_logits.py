@@ -15,10 +15,9 @@ import time
 import numpy as np
 import torch
 
-from pipeline.data import load_dataset_dir, texts_of
+from pipeline.artifacts import AUGMENTED, PREPARED, TEACHER, load_dataset_dir, texts_of
 from pipeline.inference import classifier_logits
-from pipeline.models.teacher import load_classifier, load_tokenizer
-from pipeline.stage import AUGMENTED, PREPARED, TEACHER
+from pipeline.models.hf import load_classifier, load_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data import load_dataset_dir, texts_of
+from pipeline.artifacts import EXPORTS, PREPARED, load_dataset_dir, texts_of
 from pipeline.evaluate import row_name
-from pipeline.export import load_export, task_of
-from pipeline.stage import EXPORTS, PREPARED
+from pipeline.runtimes import load_export, task_of
 
 
 def throughput(predictor, texts, pairs, batch_size: int, repeats: int) -> list[float]:

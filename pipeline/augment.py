@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.config import AugmentConfig
-from pipeline.data import split_words
+from pipeline.data.text import split_words
 from pipeline.errors import ConfigError
 
 MASK = "[MASK]"

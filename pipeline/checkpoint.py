@@ -22,7 +22,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = Path("checkpoints")
 STATE = "run.json"
 
 

@@ -1,4 +1,5 @@
-"""Evaluate the teacher and every student side by side: task metric, retention, size and CPU speed.
+"""Evaluate the teacher and every student side by side (stage `evaluate`): quality per runtime (measured
+by the export stage on what is served), retention, size, and CPU speed.
 
 Speed is measured from raw text to logits (tokenisation included, as in serving), in one process
 with a fixed number of threads, models interleaved within each repetition so that drift of the
@@ -7,94 +8,25 @@ machine affects all of them alike; medians over repetitions are reported.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from pipeline.config import EvaluateConfig
-from pipeline.data import texts_of
 from pipeline.errors import ModelError
-from pipeline.inference import classifier_logits
-from pipeline.tasks import Task, compute_metrics
+from pipeline.runtimes import Predictor, export_info, load_export, weights_size
+
+RUNTIME_SEP = ":"  # row names: "tinybert4" (PyTorch), "tinybert4:onnx", "tinybert4:int8"
+REFERENCE = "teacher"
 
 
-class Predictor(Protocol):
-    name: str
-    folder: Path
-
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray: ...
-
-    def num_parameters(self) -> int: ...
-
-
-@dataclass
-class HFPredictor:
-    """A Hugging Face sequence classifier folder (the teacher, Transformer students)."""
-
-    name: str
-    folder: Path
-    max_length: int = 128
-
-    def __post_init__(self) -> None:
-        from pipeline.models.teacher import load_classifier, load_tokenizer
-
-        self.model = load_classifier(str(self.folder), key=self.name).eval()
-        self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
-
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        return classifier_logits(self.model, self.tokenizer, texts, pairs, batch_size=batch_size,
-                                 max_length=self.max_length, progress=False)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-
-@dataclass
-class BiLSTMPredictor:
-    """A BiLSTM student folder (pipeline.models.bilstm format)."""
-
-    name: str
-    folder: Path
-
-    def __post_init__(self) -> None:
-        from pipeline.models.bilstm import load_bilstm
-
-        self.model, self.tokenizer, self.config = load_bilstm(self.folder)
-
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        from pipeline.models.bilstm import predict_logits
-
-        return predict_logits(self.model, self.tokenizer, texts, pairs, batch_size)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-
-def load_predictor(name: str, folder: str | Path, max_length: int = 128) -> Predictor:
-    folder = Path(folder)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ModelError(f"{folder}: no model here (config.json missing); run `dvc repro` first")
-    arch = json.loads(config_file.read_text(encoding="utf-8")).get("arch")
-    if arch == "bilstm":
-        return BiLSTMPredictor(name, folder)
-    return HFPredictor(name, folder, max_length)
-
-
-def weights_size(p: Predictor) -> int:
-    """Bytes of what a runtime loads as weights: the ONNX graph, or the PyTorch safetensors file(s)."""
-    onnx_path = getattr(p, "path", None)
-    if onnx_path is not None:
-        return Path(onnx_path).stat().st_size
-    return sum(f.stat().st_size for f in Path(p.folder).glob("*.safetensors"))
+def row_name(model: str, runtime: str) -> str:
+    return model if runtime == "torch" else f"{model}{RUNTIME_SEP}{runtime}"
 
 
 def _timed(fn) -> float:
@@ -133,54 +65,45 @@ def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: 
             for p in predictors}
 
 
-RUNTIME_SEP = ":"  # row names: "tinybert4" (PyTorch), "tinybert4:onnx", "tinybert4:int8"
+def read_exports(exports: Path) -> dict[str, dict[str, Any]]:
+    """The export summaries (export.json) of a run, the teacher first, in the order they were made."""
+    found = {p.name: export_info(p) for p in sorted(exports.iterdir()) if p.is_dir()} if exports.is_dir() else {}
+    found = {name: info for name, info in found.items() if info}
+    if REFERENCE not in found:
+        raise ModelError(f"{exports / REFERENCE}: no exported teacher (run `dvc repro export`)")
+    return dict(sorted(found.items(), key=lambda item: item[1].get("order", 0)))
 
 
-def row_name(model: str, runtime: str) -> str:
-    return model if runtime == "torch" else f"{model}{RUNTIME_SEP}{runtime}"
+def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] | None,
+                     cfg: EvaluateConfig) -> dict[str, Any]:
+    """One row per model and runtime: its quality (from the export), parameters, size, speed, and its
+    ratios to the teacher (in PyTorch)."""
+    summaries = read_exports(exports)
+    teacher = summaries[REFERENCE]
+    runs = [(REFERENCE, "torch")] + [(name, r) for name in summaries if name != REFERENCE for r in cfg.runtimes]
+    predictors = [load_export(exports / name, runtime, name=row_name(name, runtime), threads=cfg.threads)
+                  for name, runtime in runs]
+    speed = measure_speed(predictors, texts, pairs, cfg)
+    main = f"dev_{teacher['metrics'][0]}"
+    rows: dict[str, dict[str, Any]] = {}
+    for (name, runtime), p in zip(runs, predictors):
+        summary = summaries[name]
+        rows[p.name] = {"model": name, "runtime": runtime, **summary["quality"][runtime],
+                        "parameters": summary["parameters"], "size_mb": round(weights_size(p) / 2**20, 2),
+                        **speed[p.name], "onnx_parity_max_abs_diff": summary["onnx"]["max_abs_diff"]}
+    add_ratios(rows, main, f"throughput_b{cfg.batch_size}")
+    return {"task": teacher["task"], "main_metric": main, "reference": REFERENCE, "threads": cfg.threads,
+            "torch_threads": torch.get_num_threads(), "models": rows}
 
 
-def split_row_name(name: str) -> tuple[str, str]:
-    model, _, runtime = name.partition(RUNTIME_SEP)
-    return model, runtime or "torch"
-
-
-def evaluate_models(task: Task, predictors: Sequence[Predictor], splits: dict[str, Any],
-                    cfg: EvaluateConfig) -> dict[str, Any]:
-    """Quality on every labelled split, size, speed and retention (vs the reference) per predictor.
-
-    The first predictor is the reference (the teacher in PyTorch). Predictor names follow row_name():
-    the model, then the runtime after a colon for ONNX fp32 / int8."""
-    dev_texts, dev_pairs = texts_of(splits["dev"], task.is_pair)
-    results: dict[str, dict[str, Any]] = {}
-    for p in tqdm(predictors, desc="quality", unit="model"):
-        model, runtime = split_row_name(p.name)
-        row: dict[str, Any] = {"model": model, "runtime": runtime}
-        for split_name, split in splits.items():
-            labels = np.asarray(split["label"])
-            if not (labels >= 0).any():
-                continue
-            logits = p.logits(*texts_of(split, task.is_pair), 128)
-            for metric, value in compute_metrics(task, logits, labels).items():
-                row[f"{split_name}_{metric}"] = round(value, 4)
-        row["parameters"] = p.num_parameters()
-        row["size_mb"] = round(weights_size(p) / 2**20, 2)
-        results[p.name] = row
-    for row in results.values():  # a runtime runs the same network: count its parameters once
-        if row["runtime"] != "torch" and row["model"] in results:
-            row["parameters"] = results[row["model"]]["parameters"]
-    speed = measure_speed(predictors, dev_texts, dev_pairs, cfg)
-    reference = predictors[0].name
-    main = f"dev_{task.main_metric}"
-    thr_key = f"throughput_b{cfg.batch_size}"
-    for name, row in results.items():
-        row.update(speed[name])
-        row["retention"] = round(row[main] / results[reference][main], 4) if results[reference][main] else None
-        row["speedup_b1"] = round(speed[reference]["latency_ms_b1"] / speed[name]["latency_ms_b1"], 2)
-        row["speedup_throughput"] = round(speed[name][thr_key] / speed[reference][thr_key], 2)
-        row["compression"] = round(results[reference]["parameters"] / row["parameters"], 2)
-    return {"task": task.name, "main_metric": main, "reference": reference, "threads": cfg.threads,
-            "torch_threads": torch.get_num_threads(), "models": results}
+def add_ratios(rows: dict[str, dict[str, Any]], main: str, thr_key: str) -> None:
+    """Each row's ratios to the teacher's row: retention (of the main metric), speed-ups, compression."""
+    ref = rows[REFERENCE]
+    for row in rows.values():
+        row["retention"] = round(row[main] / ref[main], 4) if ref[main] else None
+        row["speedup_b1"] = round(ref["latency_ms_b1"] / row["latency_ms_b1"], 2)
+        row["speedup_throughput"] = round(row[thr_key] / ref[thr_key], 2)
+        row["compression"] = round(ref["parameters"] / row["parameters"], 2)
 
 
 COLUMNS = [

@@ -1,15 +1,11 @@
-"""Export a trained classifier as a self-contained folder that can be deployed without this pipeline's
-training code: the PyTorch model, ONNX fp32 and int8 graphs, a model card and a summary.
+"""Export a trained classifier as a self-contained folder that serves without this pipeline's training
+code (stage `export`: every model of the run into exports/<name>/):
 
-    export_model("models/students/bilstm_kd", "exports/bilstm_kd", name="bilstm_kd", task="sst2",
-                 dev_texts=texts, dev_pairs=None, card_info={...})
-
-The folder holds
 - the model in its own format: Hugging Face `save_pretrained` (teacher, Transformer students) or the
   BiLSTM student folder of pipeline.models.bilstm, with the task's label names in its config;
 - `model.onnx`: fp32, dynamic batch and sequence axes, the same inputs the PyTorch predictors feed;
 - `model.int8.onnx`: onnxruntime dynamic int8 quantisation of model.onnx;
-- `README.md` (model card) and `export.json` (files, sizes, parity).
+- `README.md` (model card, pipeline.card) and `export.json` (files, sizes, parity, quality per runtime).
 
 The ONNX graph is kept only if onnxruntime reproduces the PyTorch logits on real dev sentences, batched
 so that padding varies within a batch; the folder appears only when every step succeeded.
@@ -37,227 +33,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.data import atomic_path
+from pipeline.artifacts import atomic_path, remove_path, texts_of
+from pipeline.card import render_card
 from pipeline.errors import DataError, ModelError
-from pipeline.evaluate import Predictor, load_predictor
-from pipeline.inference import encode as hf_encode
-from pipeline.inference import length_buckets
 from pipeline.models import bilstm
-from pipeline.tasks import TASKS, Task, get_task
+from pipeline.runtimes import (CARD_FILE, INT8_FILE, MODEL_INPUTS, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
+                               bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
+                               run_session)
+from pipeline.tasks import Task, compute_metrics, get_task
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-SUMMARY_FILE = "export.json"
-CARD_FILE = "README.md"
 OPSET = 17
 EXPORTER = "torch.onnx (TorchScript-based, dynamo=False)"
-RUNTIMES: dict[str, str | None] = {"torch": None, "onnx": ONNX_FILE, "int8": INT8_FILE}
-HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_BATCH = 16
+QUALITY_BATCH = 128
 
-Feeds = dict[str, np.ndarray]
-Batches = Iterator[tuple[np.ndarray, Feeds]]
-
-
-# ---------------------------------------------------------------- model folder metadata
-def read_config(folder: str | Path) -> dict[str, Any]:
-    """config.json of a model or export folder, with errors that name the path."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise ModelError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise ModelError(f"{folder}: not a folder (expected a model or export folder)")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ModelError(f"{folder}: not a model or export folder (no config.json)")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{config_file}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{config_file}: expected a JSON object")
-    return config
-
-
-def model_kind(config: dict[str, Any]) -> str:
-    """'bilstm' for pipeline.models.bilstm folders, 'hf' for Hugging Face classifiers."""
-    return "bilstm" if config.get("arch") == bilstm.ARCH else "hf"
-
-
-def export_info(folder: str | Path) -> dict[str, Any]:
-    """export.json of an export folder; {} for a plain model folder (or an unreadable summary)."""
-    path = Path(folder) / SUMMARY_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def label_names(folder: str | Path) -> list[str]:
-    """The model's label names by id: HF config id2label, BiLSTM config "labels"."""
-    config = read_config(folder)
-    if model_kind(config) == "bilstm":
-        labels = config.get("labels")
-        if labels:
-            return [str(x) for x in labels]
-        return [str(i) for i in range(int(config.get("model", {}).get("num_labels", 2)))]
-    id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
-    n = len(id2label) or int(config.get("num_labels", 2))
-    return [id2label.get(i, f"LABEL_{i}") for i in range(n)]
-
-
-def task_of(folder: str | Path) -> Task | None:
-    """The task a folder was trained/exported for: export.json, then the config's task key, then the
-    registered task whose label names match (a fine-tuned teacher only stores its labels)."""
-    config = read_config(folder)
-    for name in (export_info(folder).get("task"), config.get("task"), config.get("finetuning_task")):
-        if name in TASKS:
-            return TASKS[name]
-    labels = tuple(label_names(folder))
-    return next((t for t in TASKS.values() if t.labels == labels), None)
-
-
-def is_pair_model(folder: str | Path) -> bool:
-    """Whether the model classifies pairs of texts (MRPC) rather than single sentences."""
-    config = read_config(folder)
-    if model_kind(config) == "bilstm":
-        return bool(config.get("model", {}).get("is_pair", False))
-    task = task_of(folder)
-    return bool(task and task.is_pair)
-
-
-def bilstm_tokenizer(folder: Path, config: dict[str, Any]):
-    """A BiLSTM folder's tokenizer without loading its weights (what the ONNX runtime needs)."""
-    try:
-        kind, max_words = config["tokenizer"]["kind"], config["tokenizer"]["max_words"]
-        tokenizer_class = bilstm.TOKENIZERS[kind]
-    except (KeyError, TypeError):
-        raise ModelError(f"{folder / 'config.json'}: missing or unknown tokenizer settings (key 'tokenizer')") from None
-    try:
-        return tokenizer_class.load(folder, max_words)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{folder}: cannot load the BiLSTM tokenizer ({exc})") from None
-
-
-# ---------------------------------------------------------------- batches: what every runtime is fed
-def hf_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int, max_length: int,
-               by_length: bool = True) -> Batches:
-    """(row indices, padded int64 arrays) per batch, tokenised exactly as classifier_logits does.
-
-    by_length=False keeps input order, so lengths vary inside a batch: the parity check wants that."""
-    enc = hf_encode(tokenizer, texts, pairs, max_length)
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    if by_length:
-        groups = length_buckets(lengths, batch_size)
-    else:
-        groups = [np.arange(i, min(i + batch_size, len(lengths))) for i in range(0, len(lengths), batch_size)]
-    keys = [k for k in HF_INPUTS if k in enc]
-    for idx in groups:
-        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="np")
-        yield idx, {k: np.asarray(batch[k], dtype=np.int64) for k in keys}
-
-
-def bilstm_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
-    """The input-order batches of pipeline.models.bilstm.predict_logits, as numpy feeds."""
-    for start, stop, inputs in bilstm.batches(tokenizer, texts, pairs, batch_size):
-        yield np.arange(start, stop), {k: t.numpy() for k, t in inputs.items()}
-
-
-# ---------------------------------------------------------------- onnxruntime
-def onnx_session(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session; `threads` sets intra-op threads (None: onnxruntime's default)."""
-    import onnxruntime as ort
-
-    if not path.is_file():
-        raise ModelError(f"{path}: ONNX file not found (not an export folder? make one with pipeline.export)")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only: no per-session warnings on stderr
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise ModelError(f"{path}: onnxruntime cannot load it ({exc})") from None
-
-
-def run_session(session, feeds: Feeds) -> np.ndarray:
-    """Logits for one batch, feeding exactly the graph's inputs."""
-    names = [i.name for i in session.get_inputs()]
-    missing = [n for n in names if n not in feeds]
-    if missing:
-        raise ModelError(f"the ONNX graph needs inputs {missing} that this tokenisation does not produce")
-    return session.run(None, {n: feeds[n] for n in names})[0]
-
-
-@dataclass
-class OnnxPredictor:
-    """An exported ONNX graph behind the Predictor protocol of pipeline.evaluate.
-
-    Tokenises like the PyTorch predictors (HF: truncation at max_length, length-bucketed batches;
-    BiLSTM: its own tokenizer, input-order batches), so its logits match theirs."""
-
-    name: str
-    folder: Path
-    onnx_file: str = ONNX_FILE
-    threads: int | None = None
-    max_length: int = 128
-
-    def __post_init__(self) -> None:
-        self.folder = Path(self.folder)
-        config = read_config(self.folder)
-        self.kind = model_kind(config)
-        self.path = self.folder / self.onnx_file
-        self.session = onnx_session(self.path, self.threads)
-        if self.kind == "bilstm":
-            self.tokenizer = bilstm_tokenizer(self.folder, config)
-            self.is_pair = bool(config.get("model", {}).get("is_pair", False))
-        else:
-            from pipeline.models.teacher import load_tokenizer
-
-            self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
-            self.is_pair = None  # whatever the caller passes
-        self.num_labels = int(self.session.get_outputs()[0].shape[-1])
-
-    def _batches(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
-        if self.kind == "bilstm":
-            if self.is_pair and pairs is None:
-                raise DataError(f"{self.folder}: a pair model: every example needs a second text")
-            return bilstm_batches(self.tokenizer, texts, pairs if self.is_pair else None, batch_size)
-        return hf_batches(self.tokenizer, texts, pairs, batch_size, self.max_length)
-
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        out = np.empty((len(texts), self.num_labels), dtype=np.float32)
-        for idx, feeds in self._batches(list(texts), list(pairs) if pairs is not None else None, batch_size):
-            out[idx] = run_session(self.session, feeds)
-        return out
-
-    def num_parameters(self) -> int:
-        """Elements of the graph's initializers (for int8: the quantised weights plus their scales)."""
-        import onnx
-
-        graph = onnx.load(str(self.path)).graph
-        return int(sum(np.prod(t.dims, dtype=np.int64) for t in graph.initializer))
-
-
-def load_export(folder: str | Path, runtime: str = "torch", *, name: str | None = None,
-                threads: int | None = None) -> Predictor:
-    """A Predictor for an export folder (or a plain model folder with runtime="torch").
-
-    torch reuses pipeline.evaluate's HFPredictor/BiLSTMPredictor; onnx and int8 run model.onnx and
-    model.int8.onnx. The default name carries the runtime, so several runtimes can sit in one report."""
-    folder = Path(folder)
-    if runtime not in RUNTIMES:
-        raise ModelError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
-    read_config(folder)
-    max_length = int(export_info(folder).get("max_length", 128))
-    onnx_file = RUNTIMES[runtime]
-    if onnx_file is None:
-        return load_predictor(name or folder.name, folder, max_length)
-    return OnnxPredictor(name or f"{folder.name}-{runtime}", folder, onnx_file, threads=threads,
-                         max_length=max_length)
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- export-time model views
@@ -327,7 +117,7 @@ class Exportable:
 
 def _prepare_hf(source: Path, dst: Path, task: Task, max_length: int) -> Exportable:
     """save_pretrained (safetensors) + tokenizer, with the task's label names in the config."""
-    from pipeline.models.teacher import load_classifier, load_tokenizer
+    from pipeline.models.hf import load_classifier, load_tokenizer
 
     model = load_classifier(str(source), key=str(source)).eval()
     tokenizer = load_tokenizer(str(source), key=str(source))
@@ -339,7 +129,7 @@ def _prepare_hf(source: Path, dst: Path, task: Task, max_length: int) -> Exporta
     model.config.finetuning_task = task.name
     model.save_pretrained(str(dst))
     tokenizer.save_pretrained(str(dst))
-    names = [k for k in HF_INPUTS if k in tokenizer(["a"], ["b"] if task.is_pair else None)]
+    names = [k for k in MODEL_INPUTS if k in tokenizer(["a"], ["b"] if task.is_pair else None)]
     wrapped = LogitsOnly(model, names).eval()
 
     @torch.inference_mode()
@@ -374,6 +164,7 @@ def _prepare_bilstm(source: Path, dst: Path, task: Task) -> Exportable:
         kind="bilstm", parameters=sum(p.numel() for p in model.parameters()), traced=PaddedBiLSTM(model),
         input_names=names, dynamic_axes={n: axes[n] for n in names},
         batches=lambda t, p, b: bilstm_batches(tokenizer, t, p, b), reference=reference)
+
 
 
 # ---------------------------------------------------------------- export steps
@@ -460,12 +251,28 @@ def _parity_inputs(task: Task, dev_texts: Sequence[str], dev_pairs: Sequence[str
     return texts, list(dev_pairs[:n])
 
 
+
+def quality(predictor, task: Task, splits: dict[str, Any]) -> dict[str, float]:
+    """A predictor's task metrics on each split that has labels ({"dev_accuracy": ..., ...})."""
+    row: dict[str, float] = {}
+    for split_name, split in splits.items():
+        labels = np.asarray(split["label"])
+        if not (labels >= 0).any():
+            continue
+        logits = predictor.logits(*texts_of(split, task.is_pair), QUALITY_BATCH)
+        row.update({f"{split_name}_{metric}": round(value, 4)
+                    for metric, value in compute_metrics(task, logits, labels).items()})
+    return row
+
+
 def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, task: Task | str,
                  dev_texts: Sequence[str], dev_pairs: Sequence[str] | None, card_info: dict[str, Any],
-                 tolerance: float = 1e-4, parity_examples: int = 64, max_length: int = 128) -> dict[str, Any]:
+                 splits: dict[str, Any] | None = None, tolerance: float = 1e-4, parity_examples: int = 64,
+                 max_length: int = 128, order: int = 0, histories: dict[str, str] | None = None) -> dict[str, Any]:
     """Export a teacher/student folder to `out_dir` (see the module docstring); returns the summary
-    also written to out_dir/export.json. Raises ModelError if the ONNX graph's logits differ from
-    PyTorch's by more than `tolerance` on the first `parity_examples` dev examples, leaving no out_dir."""
+    also written to out_dir/export.json, with the quality of every runtime on `splits` (name -> prepared
+    split). Raises ModelError if the ONNX graph's logits differ from PyTorch's by more than `tolerance`
+    on the first `parity_examples` dev examples, leaving no out_dir."""
     source, out_dir, task = Path(model_folder), Path(out_dir), _resolve_task(task)
     kind = model_kind(read_config(source))
     texts, pairs = _parity_inputs(task, dev_texts, dev_pairs, parity_examples)
@@ -477,120 +284,48 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
         write_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
         parity = parity_summary(compare_runtimes(exportable, tmp, texts, pairs), out_dir / ONNX_FILE, tolerance)
         summary: dict[str, Any] = {
-            "name": name, "task": task.name, "labels": list(task.labels), "is_pair": task.is_pair,
+            "name": name, "order": order, "task": task.name, "metrics": list(task.metrics), "labels": list(task.labels),
+            "is_pair": task.is_pair,
             "kind": kind, "source": str(source), "parameters": exportable.parameters, "max_length": max_length,
             "exporter": EXPORTER, "opset": OPSET, "onnx_inputs": exportable.input_names,
-            "parity_examples": len(texts), **parity, "folder": str(out_dir),
+            "parity_examples": len(texts), **parity, "folder": str(out_dir), "card_info": card_info,
+            "histories": histories or {},
         }
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")  # read by the predictors
+        summary["quality"] = {runtime: quality(load_export(tmp, runtime, name=name), task, splits or {})
+                              for runtime in RUNTIMES}
         (tmp / CARD_FILE).write_text(render_card(summary, card_info, _file_sizes(tmp)), encoding="utf-8")
         summary["files"] = _file_sizes(tmp)
-        summary["card_info"] = card_info
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return summary
 
 
 def _file_sizes(folder: Path) -> dict[str, int]:
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in (SUMMARY_FILE, CARD_FILE)}
 
 
-# ---------------------------------------------------------------- model card
-def _table(rows: dict[str, Any]) -> str:
-    def cell(value: Any) -> str:
-        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| key | value |", "|---|---|"]
-    lines += [f"| {cell(k)} | {cell(v)} |" for k, v in rows.items()]
-    return "\n".join(lines)
+def quality_splits(prepared, wanted: list[str]) -> dict[str, Any]:
+    """The prepared splits quality is measured on: those in `wanted` that exist, and dev always (retention
+    and the Pareto front are read on dev). Unlabelled splits are skipped by measure_quality."""
+    return {name: prepared[name] for name in ("train", "dev", "test")
+            if name in prepared and (name in wanted or name == "dev")}
 
 
-def _usage(summary: dict[str, Any]) -> str:
-    pair = ', "the second text"' if summary["is_pair"] else ""
-    pair_list = ', ["the second text"]' if summary["is_pair"] else ", None"
-    if summary["kind"] == "hf":
-        torch_part = f"""```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-
-model = AutoModelForSequenceClassification.from_pretrained("FOLDER")
-tokenizer = AutoTokenizer.from_pretrained("FOLDER")
-classify = pipeline("text-classification", model="FOLDER")
-print(classify({{"text": "a gorgeous film"{', "text_pair": "the second text"' if summary["is_pair"] else ''}}}))
-```"""
-        onnx_part = f"""```python
-import numpy as np, onnxruntime as ort
-from transformers import AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("FOLDER")
-session = ort.InferenceSession("FOLDER/{ONNX_FILE}")  # or {INT8_FILE}
-enc = tokenizer(["a gorgeous film"]{pair}, truncation=True, max_length={summary["max_length"]}, padding=True,
-                return_tensors="np")
-logits = session.run(None, {{i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}})[0]
-```"""
-    else:
-        torch_part = f"""```python
-from pipeline.models.bilstm import load_bilstm, predict_logits
-
-model, tokenizer, config = load_bilstm("FOLDER")
-logits = predict_logits(model, tokenizer, ["a gorgeous film"]{pair_list}, batch_size=32)
-labels = config["labels"]
-```"""
-        onnx_part = f"""ONNX inputs: {', '.join(summary['onnx_inputs'])} (token ids padded with the
-tokenizer's pad id, and the true length of each row); the tokenizer is the folder's own.
-
-```python
-from pipeline.export import OnnxPredictor
-
-predictor = OnnxPredictor("{summary['name']}", "FOLDER", "{ONNX_FILE}", threads=2)  # or "{INT8_FILE}"
-logits = predictor.logits(["a gorgeous film"]{pair_list}, batch_size=32)
-```"""
-    example = "$'the first text\\tthe second text'" if summary["is_pair"] else '"a gorgeous film"'
-    cli = f"""```bash
-python -m pipeline.predict FOLDER {example}
-python -m pipeline.predict FOLDER --file texts.txt --json --runtime onnx   # or int8, torch
-```"""
-    if summary["is_pair"]:
-        cli += "\n\nPair task: every argument or line holds two tab-separated texts."
-    return (f"### PyTorch\n\n{torch_part}\n\n### ONNX (onnxruntime)\n\n{onnx_part}\n\n"
-            f"### Command line\n\n{cli}\n").replace("FOLDER", summary["folder"])
-
-
-def render_card(summary: dict[str, Any], card_info: dict[str, Any], files: dict[str, int]) -> str:
-    """README.md: what the model is, how it was made and measured, and how to load it.
-
-    card_info keys used: description, teacher, data, method, params, metrics, speed; any others are
-    listed under "Other details"."""
-    known = ("description", "teacher", "data", "method", "params", "metrics", "speed")
-    arch = "BERT-style Transformer (Hugging Face)" if summary["kind"] == "hf" else "BiLSTM (Tang et al. 2019)"
-    overview = {
-        "name": summary["name"], "architecture": arch, "parameters": f"{summary['parameters']:,}",
-        "task": f"{summary['task']} ({'text pairs' if summary['is_pair'] else 'single sentences'})",
-        "labels": ", ".join(summary["labels"]), "teacher": card_info.get("teacher", "n/a"),
-        "data": card_info.get("data", "n/a"),
-    }
-    parts = [f"# {summary['name']}", ""]
-    if card_info.get("description"):
-        parts += [str(card_info["description"]), ""]
-    parts += [f"A {summary['task']} text classifier distilled and exported by bert-distill.", "",
-              "## Model", "", _table(overview), "", "## Training", ""]
-    parts += [f"Method: {card_info.get('method', 'n/a')}", ""]
-    if card_info.get("params"):
-        parts += [_table(card_info["params"]), ""]
-    for title, key in (("Metrics", "metrics"), ("Speed", "speed")):
-        parts += [f"## {title}", "", _table(card_info[key]) if card_info.get(key) else "Not measured.", ""]
-    others = {k: v for k, v in card_info.items() if k not in known}
-    if others:
-        parts += ["## Other details", "", _table(others), ""]
-    parts += ["## ONNX", "",
-              f"Exported with {summary['exporter']}, opset {summary['opset']}; inputs "
-              f"{', '.join(summary['onnx_inputs'])}, dynamic batch and sequence axes.", "",
-              _table({
-                  "fp32 max abs logit diff vs PyTorch": f"{summary['onnx']['max_abs_diff']:.2e} "
-                                                         f"(tolerance {summary['onnx']['tolerance']:g})",
-                  "int8 max abs logit diff vs fp32": f"{summary['int8']['max_abs_diff_vs_fp32']:.3g}",
-                  "int8 argmax agreement with fp32": f"{100 * summary['int8']['argmax_agreement_vs_fp32']:.2f}%",
-                  "examples compared": f"{summary['parity_examples']} dev examples, mixed lengths per batch",
-              }), "",
-              "## Files", "", "| file | bytes |", "|---|---|"]
-    parts += [f"| {name} | {size:,} |" for name, size in files.items()]
-    parts += [f"| {SUMMARY_FILE} | (summary of this export) |", "", "## How to load", "", _usage(summary), ""]
-    return "\n".join(parts)
+def export_all(models: dict[str, tuple[Path, dict[str, Any], dict[str, str]]], task: Task, prepared,
+               splits: list[str], max_length: int, exports: Path) -> dict[str, dict[str, Any]]:
+    """Export each model (name -> (folder, card info, training histories)) to exports/<name>; on any
+    failure remove every export (no partial set)."""
+    texts, pairs = texts_of(prepared["dev"], task.is_pair)
+    measured = quality_splits(prepared, splits)
+    summaries = {}
+    try:
+        for order, (name, (folder, card_info, histories)) in enumerate(models.items()):
+            log.info("exporting %s", name)
+            summaries[name] = export_model(folder, exports / name, name=name, task=task, dev_texts=texts,
+                                           dev_pairs=pairs, card_info=card_info, splits=measured,
+                                           max_length=max_length, order=order, histories=histories)
+    except BaseException:
+        remove_path(exports)
+        raise
+    return summaries

@@ -28,8 +28,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
-from pipeline.config import PARAMS_FILE, Params, deep_merge, flatten, parse_params, render_params
-from pipeline.data import atomic_path
+from pipeline.artifacts import atomic_path
+from pipeline.config import PARAMS_FILE, Params, flatten
+from pipeline.profile import edit_params
 from pipeline.errors import ConfigError
 
 VALIDATION_EXIT = 2  # what a stage exits with on a PipelineError (pipeline/stage.py)
@@ -63,10 +64,10 @@ def run_dvc(repo: str | Path, *args: str, log=None) -> str:
     output = "\n".join(lines)
     if code != 0:
         errors = [ln for ln in lines if ln.startswith(("error:", "ERROR:"))]
-        message = "\n".join(errors[-3:]) or output[-2000:]
         if f"exited with {VALIDATION_EXIT}" in output or any(ln.startswith("error:") for ln in lines):
-            raise InvalidInput(message)
-        raise StageFailed(f"dvc {' '.join(args)} failed (exit {code}):\n{message}")
+            raise InvalidInput("\n".join(errors[-3:]) or output[-2000:])
+        last_words = [ln for ln in lines if ln.strip() and "\r" not in ln and ln not in errors][-5:]
+        raise StageFailed(f"dvc {' '.join(args)} failed (exit {code}):\n" + "\n".join(last_words + errors[-3:]))
     return output
 
 
@@ -95,19 +96,19 @@ def current_params(repo: str | Path) -> dict[str, Any]:
     return yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {}
 
 
-def merged_params(repo: str | Path, overrides: dict[str, Any]) -> Params:
-    """The repo's params with overrides merged in, validated (InvalidInput naming the key if bad)."""
+def merged_params(repo: str | Path, overrides: dict[str, Any]) -> tuple[Params, str]:
+    """The repo's params.yaml edited at the overrides' keys, validated (InvalidInput naming the key if bad)."""
     try:
-        return parse_params(deep_merge(current_params(repo), overrides), "params overrides")
+        return edit_params((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8"), overrides)
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
 
 
 def apply_params(repo: str | Path, overrides: dict[str, Any]) -> None:
-    """Merge overrides into params.yaml (validated first; the file is untouched when they are bad)."""
-    params = merged_params(repo, overrides)
+    """Set the overrides in params.yaml (validated first; the file is untouched when they are bad)."""
+    _, text = merged_params(repo, overrides)
     with atomic_path(Path(repo) / PARAMS_FILE) as tmp:
-        tmp.write_text(render_params(params), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -145,14 +146,18 @@ def metrics_markdown(repo: str | Path) -> str:
 
 @flow(name="distill-pipeline", log_prints=True)
 def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: dict[str, Any] | None = None,
-                     force: bool = False, remote: str | None = None, use_remote: bool = False) -> dict[str, str]:
-    """Run the DVC pipeline stage by stage; returns {stage: "ran" | "up to date"}."""
+                     force: bool = False, remote: str | None = None, use_remote: bool = False, retries: int = 2,
+                     retry_delay_seconds: float = 10.0) -> dict[str, str]:
+    """Run the DVC pipeline stage by stage; returns {stage: "ran" | "up to date"}. A stage that fails for a
+    transient reason is tried again up to `retries` times, after retry_delay_seconds, then twice that, ..."""
     repo = str(Path(repo).resolve())
     if params:
         apply_params(repo, params)
     if use_remote:
         sync_remote(repo, "pull", remote)
-    results = {stage: repro_stage(stage, repo, force) for stage in stage_order(repo, targets)}
+    delays = exponential_backoff(backoff_factor=retry_delay_seconds) if retry_delay_seconds > 0 else 0
+    stage_task = repro_stage.with_options(retries=retries, retry_delay_seconds=delays)
+    results = {stage: stage_task(stage, repo, force) for stage in stage_order(repo, targets)}
     if use_remote:
         sync_remote(repo, "push", remote)
     table = metrics_markdown(repo)
@@ -194,8 +199,9 @@ def distill_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
     return run_experiment(str(Path(repo).resolve()), name, overrides)
 
 
-def experiment_rows(repo: str | Path, names: list[str]) -> list[dict[str, Any]]:
-    """`dvc exp show --json` reduced to one row per named experiment: its overrides and main metrics."""
+def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) -> list[dict[str, Any]]:
+    """`dvc exp show --json` reduced to one row per named experiment: the values of the params `keys`
+    (dotted) it ran with, and its main metrics."""
     data = json.loads(run_dvc(repo, "exp", "show", "--json"))
     rows = []
     for baseline in data:
@@ -204,6 +210,8 @@ def experiment_rows(repo: str | Path, names: list[str]) -> list[dict[str, Any]]:
                 if rev.get("name") not in names:
                     continue
                 row: dict[str, Any] = {"experiment": rev["name"]}
+                ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
+                row.update({key: ran_with.get(key) for key in keys})
                 metrics = rev.get("data", {}).get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
                 main = metrics.get("main_metric")
                 for model, values in metrics.get("models", {}).items():
@@ -257,7 +265,8 @@ def distill_sweep(repo: str = ".", param_sets: list[dict[str, Any]] | None = Non
     else:
         for name, overrides in zip(names, param_sets):
             run_experiment(repo, name, overrides)
-    rows = experiment_rows(repo, names)
+    keys = sorted({key for overrides in param_sets for key in flatten(overrides)})
+    rows = experiment_rows(repo, names, keys)
     if rows:
         create_table_artifact(key="distill-sweep", table=rows, description="one row per experiment")
     return rows

@@ -1,4 +1,5 @@
-"""Distillation losses as small pure functions over tensors.
+"""Distillation loss terms as small pure functions over tensors. Methods (pipeline/methods/) name
+them, and a recipe's loss is the weighted sum of its named terms (pipeline.recipes).
 
 Conventions: `student`/`teacher` are logits of shape (batch, num_labels); `labels` are class ids
 with -1 for rows that have no gold label (augmented rows), which hard-label terms ignore.
@@ -41,22 +42,6 @@ def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def logit_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Tang et al. 2019, eq. 2: ||z_teacher - z_student||^2, summed over classes, averaged over rows."""
     return (student - teacher.to(student.dtype)).pow(2).sum(-1).mean()
-
-
-@fp32
-def tang_kd(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor | None,
-            alpha: float) -> torch.Tensor:
-    """Tang et al. 2019, eq. 3: alpha * CE(labels) + (1 - alpha) * MSE(student, teacher logits).
-
-    Rows without a gold label contribute only to the distillation term. With no teacher logits
-    (the no-KD baseline, or evaluation) it is plain cross-entropy.
-    """
-    if teacher is None:
-        return hard_ce(student, labels)
-    distill = logit_mse(student, teacher)
-    if labels is None or alpha == 0.0:
-        return distill
-    return alpha * hard_ce(student, labels) + (1.0 - alpha) * distill
 
 
 # ------------------------------------------------------------------ Transformer students
@@ -120,46 +105,6 @@ def cosine_hidden(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     return (1.0 - cos).mean() if cos.numel() else student.sum() * 0.0
 
 
-def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """TinyBERT's uniform mapping g(m) = m * N / M (1-based teacher layer for student layer m = 1..M).
-
-    When N / M is not an integer it is rounded half up, so the last student layer always learns from
-    the last teacher layer: 6 -> 4 gives [2, 3, 5, 6], 6 -> 3 gives [2, 4, 6], 12 -> 4 gives [3, 6, 9, 12]."""
-    if not 0 < student_layers <= teacher_layers:
-        raise ValueError(f"cannot map {student_layers} student layers onto {teacher_layers} teacher layers")
-    return [int(m * teacher_layers / student_layers + 0.5) for m in range(1, student_layers + 1)]
-
-
-def tinybert_intermediate(student_hidden: tuple[torch.Tensor, ...], student_scores: list[torch.Tensor],
-                          teacher_hidden: tuple[torch.Tensor, ...], teacher_scores: list[torch.Tensor],
-                          mask: torch.Tensor, layer_map: list[int], projection: torch.nn.Module | None,
-                          weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """TinyBERT's intermediate-layer objective (Jiao et al. 2020, eqs. 7-10).
-
-    hidden tuples hold the embedding output at index 0 and layer outputs at 1..L (HF's
-    `output_hidden_states`); score lists hold each layer's pre-softmax attention scores (0-based).
-    Student layer m learns from teacher layer layer_map[m-1]; the embedding output from the teacher's.
-    Two deliberate choices: the hidden and attention terms are averaged over the mapped layers (the
-    paper sums them), so the weights mean the same for any student depth; one projection W serves the
-    embedding and hidden terms (as in TinyBERT's released code; the paper writes W_e and W_h).
-    A term whose weight is 0 is not computed (its inputs may then be empty, e.g. no attention scores
-    when student and teacher head counts differ). Returns each weighted term and their sum as "loss"."""
-    zero = student_hidden[0].sum() * 0.0
-    terms = {"embedding": zero, "hidden": zero, "attention": zero}
-    if weights["embedding"]:
-        terms["embedding"] = weights["embedding"] * hidden_mse(student_hidden[0], teacher_hidden[0], mask, projection)
-    if weights["hidden"]:
-        terms["hidden"] = weights["hidden"] * sum(
-            hidden_mse(student_hidden[m], teacher_hidden[t], mask, projection)
-            for m, t in enumerate(layer_map, start=1)) / len(layer_map)
-    if weights["attention"]:
-        terms["attention"] = weights["attention"] * sum(
-            attention_mse(student_scores[m], teacher_scores[t - 1], mask)
-            for m, t in enumerate(layer_map)) / len(layer_map)
-    terms["loss"] = terms["embedding"] + terms["hidden"] + terms["attention"]
-    return terms
-
-
 def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int,
                 probability: float = 0.15, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,35 +123,12 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vo
 
 
 @fp32
-def distilbert_mlm(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mlm_labels: torch.Tensor,
-                   student_last: torch.Tensor, teacher_last: torch.Tensor, mask: torch.Tensor,
-                   temperature: float, weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """DistilBERT's triple loss (Sanh et al. 2019): soft CE between the MLM distributions at T on the
-    masked positions, the MLM loss itself, and the cosine loss between last hidden states."""
+def masked_lm(logits: torch.Tensor, mlm_labels: torch.Tensor) -> torch.Tensor:
+    """BERT's masked-LM loss over the chosen positions (labels -100 elsewhere); 0 when none is chosen."""
     chosen = mlm_labels != -100
-    if bool(chosen.any()):
-        soft = soft_ce(student_logits[chosen], teacher_logits[chosen], temperature)
-        mlm = F.cross_entropy(student_logits[chosen], mlm_labels[chosen])
-    else:
-        soft = mlm = student_logits.sum() * 0.0
-    cos = cosine_hidden(student_last, teacher_last, mask)
-    terms = {"soft": weights["soft"] * soft, "mlm": weights["mlm"] * mlm, "cosine": weights["cosine"] * cos}
-    terms["loss"] = terms["soft"] + terms["mlm"] + terms["cosine"]
-    return terms
-
-
-@fp32
-def distil_task(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
-                student_last: torch.Tensor, teacher_last: torch.Tensor, mask: torch.Tensor,
-                temperature: float, weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """DistilBERT's triple loss at task level: soft CE at T on the teacher's logits, hard CE on gold
-    labels (rows without one are skipped), cosine between the last hidden states."""
-    soft = soft_ce(student_logits, teacher_logits, temperature)
-    hard = hard_ce(student_logits, labels) if labels is not None else student_logits.sum() * 0.0
-    cos = cosine_hidden(student_last, teacher_last, mask)
-    terms = {"soft": weights["soft"] * soft, "hard": weights["hard"] * hard, "cosine": weights["cosine"] * cos}
-    terms["loss"] = terms["soft"] + terms["hard"] + terms["cosine"]
-    return terms
+    if not bool(chosen.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[chosen], mlm_labels[chosen])
 
 
 # ------------------------------------------------------------------ MiniLMv2
@@ -241,16 +163,6 @@ def relation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor
     kl = (t_log.exp() * (t_log - s_log)).masked_fill(~keep, 0.0).sum(-1)  # (batch, heads, seq)
     queries = mask.to(student.dtype)[:, None, :]
     return (kl * queries).sum() / (queries.sum() * heads).clamp_min(1.0)
-
-
-def minilm_relations(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor], mask: torch.Tensor,
-                     heads: int) -> dict[str, torch.Tensor]:
-    """MiniLMv2's objective (Wang et al. 2021, arXiv 2012.15828, eq. 5-6): the sum of query-query,
-    key-key and value-value relation KL terms between one teacher layer and the student's last layer.
-    `student` / `teacher` map "query", "key", "value" to (batch, seq, width) vectors."""
-    terms = {kind: relation_kl(student[kind], teacher[kind], mask, heads) for kind in ("query", "key", "value")}
-    terms["loss"] = terms["query"] + terms["key"] + terms["value"]
-    return terms
 
 
 # ------------------------------------------------------------------ LRC-BERT

@@ -135,7 +135,7 @@ def format_json(labels: Sequence[str], logits: np.ndarray, probs: np.ndarray, te
 
 def run(args: argparse.Namespace) -> list[str]:
     """The output lines; the folder is checked before any input is read, the model loaded after."""
-    from pipeline.export import is_pair_model, label_names, load_export, read_config
+    from pipeline.runtimes import is_pair_model, label_names, load_export, read_config
 
     read_config(args.folder)
     labels = label_names(args.folder)

@@ -1,8 +1,13 @@
-"""Switch params.yaml to a profile: `python -m pipeline.profile {default,ci,full}`.
+"""Write params.yaml from a profile: `python -m pipeline.profile {default,ci,full,...}`.
 
-A profile is the typed defaults (pipeline/config.py) with profiles/<name>.yaml merged on top;
-`default` is the defaults alone. The result is validated, then written to params.yaml, which DVC
-tracks: `dvc repro` afterwards reruns exactly the stages whose params changed.
+A profile is the typed defaults (pipeline/config.py and the method files) with profiles/<name>.yaml
+merged on top; `default` is the defaults alone. The result is validated, then written to params.yaml,
+which DVC tracks: `dvc repro` afterwards reruns exactly the stages whose params changed.
+
+The file is rendered for reading: each field's comment once (its first occurrence), and a student that
+differs from an earlier one of its method in a few keys written as that one plus those keys (a YAML
+merge key, `<<: *base`), so an ablation reads as its base and what it changes. YAML resolves the merge
+for every reader (DVC included), so a change to the base reaches its variants.
 """
 
 from __future__ import annotations
@@ -10,14 +15,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params, render_params
-from pipeline.data import atomic_path
+from pipeline.artifacts import atomic_path
+from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params
 from pipeline.errors import PipelineError
 
 PROFILES_DIR = Path("profiles")
+HEADER = """\
+# Every knob of the pipeline, validated (pipeline/config.py) before any stage runs; DVC reruns exactly
+# the stages whose keys change. Written by `python -m pipeline.profile <name>`: the defaults (in
+# pipeline/config.py and pipeline/methods/) with profiles/<name>.yaml on top. Edit it freely, but
+# switching profile rewrites it: keep changes you want to keep in a profile of your own.
+# `<<: *name` writes a student as student `name` plus the keys that follow (a YAML merge key)."""
 
 
 def available() -> list[str]:
@@ -25,28 +38,163 @@ def available() -> list[str]:
 
 
 def profile_params(name: str, profiles_dir: Path = PROFILES_DIR) -> Params:
-    base = Params().model_dump()
     if name == "default":
         return Params()
     path = profiles_dir / f"{name}.yaml"
     if not path.is_file():
         raise PipelineError(f"unknown profile {name!r}; available: {', '.join(available())}")
     overlay = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return parse_params(deep_merge(base, overlay), str(path))
+    return parse_params(deep_merge(Params().model_dump(), overlay), str(path))
+
+
+# ---------------------------------------------------------------- rendering
+def render_params(params: Params) -> str:
+    """params.yaml text (stable key order); yaml.safe_load of it validates back to `params`."""
+    lines = HEADER.splitlines()
+    _render_model(params, lines, 0, set())
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def _comment(name: str, description: str | None, seen: set[tuple[str, str]]) -> str:
+    if not description or (name, description) in seen:
+        return ""
+    seen.add((name, description))
+    return f"  # {description}"
+
+
+def _render_model(model: BaseModel, lines: list[str], indent: int, seen: set, only: set[str] | None = None) -> None:
+    pad = " " * indent
+    for name, field in type(model).model_fields.items():
+        if only is not None and name not in only:
+            continue
+        value = getattr(model, name)
+        comment = _comment(name, field.description, seen)
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{comment}")
+            _render_model(value, lines, indent + 2, seen)
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            lines.append(f"{pad}{name}:{comment}")
+            _render_students(value, lines, indent + 2, seen)
+        else:
+            lines.append(f"{pad}{name}: {_scalar(value)}{comment}")
+
+
+def _differing(a: BaseModel, b: BaseModel) -> set[str]:
+    return {k for k in type(a).model_fields if getattr(a, k) != getattr(b, k)}
+
+
+def _render_students(students: dict[str, BaseModel], lines: list[str], indent: int, seen: set) -> None:
+    """A method's students; one that differs from an earlier full one in under half its keys is written
+    as `<<: *that` plus the keys that differ."""
+    pad = " " * indent
+    bases: list[str] = []
+    plan: dict[str, tuple[str, set[str]] | None] = {}
+    for name, cfg in students.items():
+        options = [(len(d), base, d) for base in bases
+                   if type(students[base]) is type(cfg) and 2 * len(d := _differing(students[base], cfg))
+                   < len(type(cfg).model_fields)]
+        if options:
+            _, base, diff = min(options, key=lambda o: o[0])
+            plan[name] = (base, diff)
+        else:
+            plan[name] = None
+            bases.append(name)
+    used = {p[0] for p in plan.values() if p}
+    for name, cfg in students.items():
+        if plan[name] is None:
+            lines.append(f"{pad}{name}:" + (f" &{name}" if name in used else ""))
+            _render_model(cfg, lines, indent + 2, seen)
+        else:
+            base, diff = plan[name]
+            lines.append(f"{pad}{name}:")
+            lines.append(f"{pad}  <<: *{base}")
+            _render_model(cfg, lines, indent + 2, seen, only=diff)
+
+
+def write_params(params: Params, path: str | Path = PARAMS_FILE) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_params(params), encoding="utf-8")
+
+
+def edit_params(text: str, overrides: dict[str, Any], source: str = "params overrides") -> tuple[Params, str]:
+    """params.yaml text with `overrides` (a nested mapping) set at their keys, as an edit of the file
+    would set them (and `dvc exp run -S` does): comments and merge keys stay, so a change to a base student
+    reaches its variants. Returns the validated params and the new text; raises ConfigError, naming the
+    key, for a bad value."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.width = 1000
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    data = rt.load(text) or {}
+
+    def put(node, tree: dict[str, Any]) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict) and value and isinstance(node.get(key), dict):
+                put(node[key], value)
+            else:
+                node[key] = value
+
+    put(data, overrides)
+    out = io.StringIO()
+    rt.dump(data, out)
+    params = parse_params(yaml.safe_load(out.getvalue()), source)
+    _fill(data, params)  # DVC reads every key a stage depends on from the file itself
+    out = io.StringIO()
+    rt.dump(data, out)
+    return params, out.getvalue()
+
+
+def _fill(node, model: BaseModel) -> None:
+    """Write into a loaded params.yaml the keys it lacks, with their values in `model` (the defaults)."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name not in node:
+            node[name] = _plain(value)
+        elif isinstance(value, BaseModel) and isinstance(node[name], dict):
+            _fill(node[name], value)
+        elif isinstance(value, dict) and isinstance(node[name], dict):
+            for key, sub in value.items():
+                if isinstance(sub, BaseModel) and isinstance(node[name].get(key), dict):
+                    _fill(node[name][key], sub)
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else \
+        {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help=f"profile name ({', '.join(available())})")
+    parser.add_argument("name", nargs="?", help=f"profile name ({', '.join(available())})")
     parser.add_argument("--output", default=PARAMS_FILE, help="file to write (default: params.yaml)")
+    parser.add_argument("--fill", action="store_true",
+                        help="instead: write into params.yaml the keys it lacks (a student added with only the keys "
+                             "it changes), from the defaults, keeping its values, comments and merge keys")
     args = parser.parse_args(argv)
+    if args.fill == bool(args.name):
+        parser.error("give a profile name, or --fill")
     try:
+        if args.fill:
+            path = Path(args.output)
+            if not path.is_file():
+                raise PipelineError(f"{path}: params file not found")
+            _, text = edit_params(path.read_text(encoding="utf-8"), {}, str(path))
+            with atomic_path(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+            print(f"{path}: every key filled in")
+            return
         params = profile_params(args.name)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    with atomic_path(args.output) as tmp:
-        tmp.write_text(render_params(params), encoding="utf-8")
+    write_params(params, args.output)
     print(f"{args.output}: profile {args.name!r} written; run `dvc repro` to bring the outputs up to date")
 
 

@@ -1,4 +1,5 @@
-"""What every `python -m stages.<name>` shares: artifact paths, params loading, error handling."""
+"""What every `python -m stages.<name>` shares: params loading and validation first, then one clear
+message and exit status 2 for a user's mistake (a PipelineError), never a traceback."""
 
 from __future__ import annotations
 
@@ -8,35 +9,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from pipeline.config import PARAMS_FILE, Params, load_params
-from pipeline.errors import ConfigError, PipelineError
-
-# Artifact locations, relative to the repository root (dvc.yaml names the same paths).
-PREPARED = Path("data/prepared")
-AUGMENTED = Path("data/augmented")
-TEACHER_LOGITS = Path("data/teacher_logits")
-TEACHER = Path("models/teacher")
-STUDENTS = Path("models/students")
-GENERAL = Path("models/general")  # general_distill students, one folder per objective
-INTERMEDIATE = Path("models/intermediate")  # step-1 students of two-step task distillation
-REPORTS = Path("reports")
-EXPORTS = Path("exports")  # served models: HF/BiLSTM folder, ONNX fp32 + int8, model card
-CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, not a DVC output)
+from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
-
-
-def only_argument(args: list[str], module: str, what: str, label: str, choices) -> str:
-    """The one argument of a foreach stage (a student or objective name), or a usage error listing the choices."""
-    if len(args) != 1:
-        raise ConfigError(f"usage: python -m stages.{module} <{what}>; {label}: {', '.join(choices)}")
-    return args[0]
-
-
-def student_dir(name: str) -> Path:
-    return STUDENTS / name
 
 
 def stage(fn: Callable[[Params, list[str]], None]) -> Callable[[list[str] | None], None]:
@@ -59,6 +36,6 @@ def stage(fn: Callable[[Params, list[str]], None]) -> Callable[[list[str] | None
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        log.info("stage %s finished in %.1f s", name, time.perf_counter() - start)
+        log.info("stage %s %s finished in %.1f s", name, " ".join(args), time.perf_counter() - start)
 
     return main

@@ -1,10 +1,10 @@
 """Tang et al. 2019 augmentation of the prepared train split -> data/augmented + operation counts."""
 
+from pipeline.artifacts import AUGMENTED, PREPARED, REPORTS, load_dataset_dir, save_dataset, texts_of, write_json
 from pipeline.augment import augment
 from pipeline.config import Params
-from pipeline.data import load_dataset_dir, save_dataset, texts_of, write_json
+from pipeline.stage import log, stage
 from pipeline.tasks import get_task
-from pipeline.stage import AUGMENTED, PREPARED, REPORTS, log, stage
 
 
 @stage

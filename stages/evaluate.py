@@ -1,21 +1,22 @@
-"""Export every model and compare them side by side: `python -m stages.evaluate`.
-
-Writes exports/<model>/ (HF or BiLSTM folder, ONNX fp32 + int8, model card), reports/metrics.json,
+"""Compare the exported models side by side: `python -m stages.evaluate` -> reports/metrics.json,
 reports/report.md and the figures under reports/plots/."""
 
+from pathlib import Path
+
+from pipeline.artifacts import EXPORTS, PREPARED, REPORTS, load_dataset_dir, texts_of
 from pipeline.config import Params
-from pipeline.data import load_dataset_dir
-from pipeline.evaluate import markdown_table
-from pipeline.report import evaluate_and_export
-from pipeline.stage import EXPORTS, PREPARED, REPORTS, TEACHER, log, stage, student_dir
-from pipeline.tasks import get_task
+from pipeline.evaluate import evaluate_exports, markdown_table, read_exports
+from pipeline.report import write_report
+from pipeline.stage import log, stage
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    task = get_task(params.data.task)
-    students = {name: student_dir(name) for name in params.all_students()}
-    report = evaluate_and_export(params, task, load_dataset_dir(PREPARED), TEACHER, students, EXPORTS, REPORTS)
+    exports = read_exports(EXPORTS)
+    texts, pairs = texts_of(load_dataset_dir(PREPARED)["dev"], exports["teacher"]["is_pair"])
+    report = evaluate_exports(EXPORTS, texts, pairs, params.evaluate)
+    histories = {label: Path(path) for info in exports.values() for label, path in info["histories"].items()}
+    write_report(report, histories, REPORTS)
     log.info("\n%s", markdown_table(report))
 
 

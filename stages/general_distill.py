@@ -1,17 +1,21 @@
-"""General distillation with one objective: `python -m stages.general_distill <tinybert|minilmv2|distilbert>`."""
+"""General distillation with one objective: `python -m stages.general_distill <objective>` (one of
+general_distill.objectives: tinybert, minilmv2, distilbert)."""
 
+from pipeline.artifacts import CHECKPOINTS, REPORTS, general_dir, general_history, write_json
 from pipeline.config import Params
-from pipeline.data import write_json
-from pipeline.distill import general_distill
-from pipeline.stage import CHECKPOINTS, GENERAL, PREPARED, REPORTS, only_argument, stage
+from pipeline.errors import ConfigError
+from pipeline.general import general_distill
+from pipeline.stage import stage
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    objective = only_argument(args, "general_distill", "objective", "general_distill.objectives",
-                              params.general_distill.objectives)
-    summary = general_distill(objective, params, GENERAL / objective,
-                              REPORTS / "history" / f"general_distill_{objective}.json", PREPARED,
+    objectives = params.general_distill.objectives
+    if len(args) != 1:
+        raise ConfigError(f"usage: python -m stages.general_distill <objective>; general_distill.objectives: "
+                          f"{', '.join(objectives)}")
+    objective = args[0]
+    summary = general_distill(objective, params, general_dir(objective), general_history(objective),
                               CHECKPOINTS / "general_distill" / objective)
     write_json(REPORTS / "general_distill" / f"{objective}.json", summary)
 

@@ -1,8 +1,9 @@
 """Read the task's raw data, validate it, write data/prepared (a DatasetDict) and its summary."""
 
+from pipeline.artifacts import PREPARED, REPORTS, save_dataset, write_json
 from pipeline.config import Params
-from pipeline.data import prepare, save_dataset, write_json
-from pipeline.stage import PREPARED, REPORTS, log, stage
+from pipeline.data.prepare import prepare
+from pipeline.stage import log, stage
 
 
 @stage

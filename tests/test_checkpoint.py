@@ -1,4 +1,5 @@
-"""Checkpoints: resumable state, and a stage killed with SIGKILL resumes where it stopped."""
+"""Checkpoints: resumable state, a stage killed with SIGKILL resumes where it stopped, and the teacher
+logits pass resumes at its first missing chunk (every training stage's resume: test_resume.py)."""
 
 import json
 import os
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.config import Params, deep_merge, parse_params, render_params
+from pipeline.config import Params, deep_merge, parse_params
+from pipeline.profile import render_params
 
 from conftest import ROOT, SST2
 
@@ -92,7 +94,7 @@ def test_teacher_logits_pass_resumes_at_the_first_missing_chunk(tmp_path, tiny_t
     import numpy as np
 
     from pipeline import inference
-    from pipeline.models.teacher import load_classifier, load_tokenizer
+    from pipeline.models.hf import load_classifier, load_tokenizer
     from pipeline.tasks import TASKS
 
     monkeypatch.setattr(inference, "CHUNK_ROWS", 4)
@@ -108,48 +110,3 @@ def test_teacher_logits_pass_resumes_at_the_first_missing_chunk(tmp_path, tiny_t
     np.testing.assert_allclose(out[4:], fresh, atol=1e-6)
     assert sorted(p.name for p in run.folder.glob("part-*.npy")) == ["part-00000.npy", "part-00001.npy",
                                                                      "part-00002.npy"]
-
-
-def test_student_training_resumes_after_a_crash(tmp_path, monkeypatch):
-    """A crash mid-training (an exception after a checkpoint) resumes at that step, not at zero."""
-    import transformers
-
-    from pipeline.data import prepare, save_dataset
-    from pipeline.train import train_student
-
-    params = parse_params(deep_merge(Params().model_dump(), {
-        "checkpoint_steps": 5,
-        "data": {"source": str(SST2), "max_train": 200, "max_dev": 20},
-        "students": {"bilstm_nokd": {"epochs": 2.0, "batch_size": 16, "hidden": 8, "dense": 8, "glove_vocab": 100}},
-    }))
-    dataset, _ = prepare(params.data, params.seed)
-    save_dataset(dataset, tmp_path / "prepared")
-
-    class Crash(transformers.TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step >= 10:
-                raise KeyboardInterrupt("simulated crash")
-
-    original = transformers.Trainer.__init__
-
-    def with_crash(self, *a, **kw):
-        original(self, *a, **kw)
-        self.add_callback(Crash())
-
-    monkeypatch.setattr(transformers.Trainer, "__init__", with_crash)
-    args = ("bilstm_nokd", params, tmp_path / "student", tmp_path / "history.json", tmp_path / "prepared",
-            tmp_path / "logits", tmp_path / "ckpt")
-    with pytest.raises(KeyboardInterrupt):
-        train_student(*args)
-    assert (tmp_path / "ckpt" / "checkpoint-10" / "trainer_state.json").is_file()
-    assert not (tmp_path / "student").exists()
-    monkeypatch.setattr(transformers.Trainer, "__init__", original)
-    started = []
-    monkeypatch.setattr(transformers.Trainer, "train",
-                        lambda self, resume_from_checkpoint=None, _train=transformers.Trainer.train, **kw:
-                        started.append(resume_from_checkpoint) or _train(self, resume_from_checkpoint, **kw))
-    summary = train_student(*args)
-    assert started[0].endswith("checkpoint-10")
-    history = json.loads((tmp_path / "history.json").read_text())
-    assert history[-1]["step"] == 2 * -(-200 // 16) and summary["dev_accuracy"] >= 0
-    assert (tmp_path / "student" / "model.safetensors").is_file()

@@ -1,12 +1,15 @@
+"""Params: validation messages that name the key, rendering (comments once, variants as base + changes),
+profiles, and the DAG rendered from the method registry."""
+
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import Params, deep_merge, load_params, parse_params, render_params
+from pipeline.config import Params, deep_merge, load_params, parse_params
 from pipeline.errors import ConfigError
 from pipeline.profile import main as profile_main
-from pipeline.profile import profile_params
+from pipeline.profile import profile_params, render_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,10 +19,27 @@ def test_committed_params_are_the_default_profile():
     assert (ROOT / "params.yaml").read_text() == render_params(Params())
 
 
-def test_rendered_params_round_trip_and_carry_comments():
+def test_rendered_params_round_trip_with_each_comment_once_and_variants_as_merges():
     text = render_params(Params())
     assert "p_mask: 0.1  # per word: probability of replacing it by [MASK]" in text
     assert parse_params(yaml.safe_load(text)) == Params()
+    comments = [line.split("  # ", 1)[1] for line in text.splitlines() if "  # " in line and not line.startswith("#")]
+    assert len(comments) == len(set(comments))  # each field's comment once
+    # the ablations read as their base plus the one key they change
+    tinybert = text[text.index("\ntinybert:"):text.index("\nexport:")]
+    assert "  tinybert4: &tinybert4\n" in tinybert
+    assert "  tinybert4_nogd:\n    <<: *tinybert4\n    init: random\n  tinybert4_noaug:" in tinybert
+    assert tinybert.endswith("  tinybert4_noaug:\n    <<: *tinybert4\n    augmented: false")
+
+
+def test_a_change_to_a_base_reaches_its_variants():
+    text = render_params(Params())
+    start = text.index("\ntinybert:")
+    text = text[:start] + text[start:].replace("      max_rows: 4000", "      max_rows: 123", 1)
+    params = parse_params(yaml.safe_load(text))
+    assert {name: cfg.intermediate.max_rows for name, cfg in params.tinybert.items()} == {
+        "tinybert4": 123, "tinybert4_nogd": 123, "tinybert4_noaug": 123}
+    assert params.tinybert["tinybert4_nogd"].init == "random"
 
 
 @pytest.mark.parametrize("overlay, message", [
@@ -30,21 +50,31 @@ def test_rendered_params_round_trip_and_carry_comments():
     ({"augment": {"p_mask_typo": 0.1}}, "augment.p_mask_typo: unknown key"),
     ({"teacher": {"epochs": 0}}, "teacher.epochs: Input should be greater than 0"),
     ({"data": {"task": "cola2"}}, "data.task: unknown task 'cola2'; known: mrpc, sst2"),
-    ({"students": {"bilstm_kd": {"alpha": 2}}}, "students.bilstm_kd.alpha: Input should be less than or equal to 1"),
-    ({"students": {"bilstm_kd": {"train_on": "augmented"}}},
-     "students.bilstm_kd.train_on: Input should be 'prepared' or 'teacher_logits'"),
-    ({"students": {}, "distil": {}, "twostep": {}}, "at least one student (students, distil or twostep) is required"),
-    ({"distil": {"bilstm_kd": {}}}, "student 'bilstm_kd' is in both students and distil; names must be unique"),
-    ({"twostep": {"t": {"init": "pretrained"}}}, "twostep.t.method: must be one of tinybert, minilmv2, lrc"),
-    ({"twostep": {"tinybert4": {"init": "pretrained"}}},
-     "twostep.tinybert4.init: Input should be 'tinybert', 'minilmv2', 'distilbert' or 'random'"),
-    ({"twostep": {"tinybert4": {"init": "distilbert"}}},
-     "twostep.tinybert4.init: 'distilbert' is not in general_distill.objectives ['tinybert', 'minilmv2']"),
-    ({"twostep": {"x": {"method": "lrc", "intermediate": {"cos_nce": {"negatives": "memory_bank"}}}}},
-     "twostep.x.intermediate.cos_nce: k (the memory bank size) is required with negatives: memory_bank"),
-    ({"twostep": {"x": {"method": "lrc", "prediction": {"epsilon": -1}}}},
-     "twostep.x.prediction.epsilon: Input should be greater than or equal to 0"),
+    ({"tang": {"bilstm_kd": {"weights": {"hard": -1}}}},
+     "tang.bilstm_kd.weights.hard: Input should be greater than or equal to 0"),
+    ({"tang": {"bilstm_kd": {"weights": {"alpha": 0.5}}}},
+     "tang.bilstm_kd.weights: unknown loss term 'alpha'; this step's terms are hard, logit_mse"),
+    ({"tinybert": {"tinybert4": {"intermediate": {"weights": {"attn": 1.0}}}}},
+     "tinybert.tinybert4.intermediate.weights: unknown loss term 'attn'; this step's terms are embedding, hidden, "
+     "attention"),
+    ({"tang": {"bilstm_nokd": {"weights": {"logit_mse": 1.0}}}},
+     "tang.bilstm_nokd: Value error, weights.logit_mse needs teacher logits (train_on: teacher_logits)"),
+    ({"tang": {"bilstm_kd": {"train_on": "augmented"}}},
+     "tang.bilstm_kd.train_on: Input should be 'prepared' or 'teacher_logits'"),
+    ({"tang": {}, "distilbert": {}, "tinybert": {}, "minilmv2": {}, "lrc": {}}, "at least one student is required"),
+    ({"distilbert": {"bilstm_kd": {}}}, "student 'bilstm_kd' is in both distilbert and tang; names must be unique"),
+    ({"tinybert": {"tinybert4": {"init": "pretrained"}}},
+     "tinybert.tinybert4.init: must be one of distilbert, minilmv2, tinybert (a general_distill objective) or random"),
+    ({"tinybert": {"tinybert4": {"init": "distilbert"}}},
+     "tinybert.tinybert4.init: 'distilbert' is not in general_distill.objectives ['tinybert', 'minilmv2']"),
+    ({"lrc": {"x": {"intermediate": {"cos_nce": {"negatives": "memory_bank"}}}}},
+     "lrc.x.intermediate.cos_nce: Value error, k (the memory bank size) is required with negatives: memory_bank"),
+    ({"lrc": {"x": {"prediction": {"epsilon": -1}}}},
+     "lrc.x.prediction.epsilon: Input should be greater than or equal to 0"),
+    ({"tinybert": {"bad name": {}}}, "tinybert.bad name: a student name is letters, digits and underscores"),
     ({"general_distill": {"objectives": ["tinybert", "tinybert"]}}, "general_distill.objectives: each objective once"),
+    ({"general_distill": {"objectives": ["bert"]}},
+     "general_distill.objectives: unknown objective 'bert'; objectives: distilbert, minilmv2, tinybert"),
     ({"general_distill": {"student": {"layers": 0}}}, "general_distill.student.layers: Input should be greater than 0"),
     ({"surprise": 1}, "surprise: unknown key"),
     ({"teacher": {"pretrained": "./no/such/model"}},
@@ -53,10 +83,13 @@ def test_rendered_params_round_trip_and_carry_comments():
      "teacher.pretrained: package 'no_such_package' is not installed"),
 ])
 def test_bad_params_name_the_key(overlay, message):
-    raw = deep_merge(Params().model_dump(), overlay) if "students" not in overlay or overlay["students"] else overlay
+    raw = deep_merge(Params().model_dump(), overlay)
+    for section, students in overlay.items():
+        if students == {}:
+            raw[section] = {}
     with pytest.raises(ConfigError) as err:
         parse_params(raw)
-    assert message in str(err.value)
+    assert message.replace("Value error, ", "") in str(err.value)
 
 
 def test_load_params_errors(tmp_path):
@@ -75,24 +108,25 @@ def test_partial_params_fill_in_defaults(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("augment:\n  n_iter: 3\n")
     params = load_params(path)
-    assert params.augment.n_iter == 3 and params.augment.p_mask == 0.1 and "bilstm_kd" in params.students
+    assert params.augment.n_iter == 3 and params.augment.p_mask == 0.1 and "bilstm_kd" in params.tang
 
 
 def test_profiles(tmp_path, monkeypatch):
     ci = profile_params("ci", ROOT / "profiles")
     full = profile_params("full", ROOT / "profiles")
-    assert ci.data.max_train <= 500 and ci.students["bilstm_kd"].epochs < Params().students["bilstm_kd"].epochs
+    assert ci.data.max_train <= 500 and ci.tang["bilstm_kd"].epochs < Params().tang["bilstm_kd"].epochs
     assert full.data.max_train is None
     assert (full.augment.n_iter, full.augment.p_mask, full.augment.p_pos, full.augment.p_ng) == (20, 0.1, 0.1, 0.25)
     for params in (Params(), ci, full):  # every method, compared like for like: same rows, epochs and lr
-        assert {name: cfg.method for name, cfg in params.twostep.items()} == {
-            "tinybert4": "tinybert", "tinybert4_nogd": "tinybert", "tinybert4_noaug": "tinybert",
-            "minilm4": "minilmv2", "lrc4": "lrc"}
-        assert params.twostep["minilm4"].init == "minilmv2" and params.twostep["lrc4"].init == "tinybert"
-        like_for_like = {"max_rows", "epochs", "learning_rate", "batch_size"}
+        assert {name: method.name for name, (method, _) in params.students().items()} == {
+            "bilstm_kd": "tang", "bilstm_nokd": "tang", "distil3": "distilbert", "tinybert4": "tinybert",
+            "tinybert4_nogd": "tinybert", "tinybert4_noaug": "tinybert", "minilm4": "minilmv2", "lrc4": "lrc"}
+        assert params.minilmv2["minilm4"].init == "minilmv2" and params.lrc["lrc4"].init == "tinybert"
+        like_for_like = {"max_rows", "epochs", "learning_rate", "batch_size", "warmup_ratio"}
+        students = {"tinybert4": params.tinybert, "minilm4": params.minilmv2, "lrc4": params.lrc}
         for step in ("intermediate", "prediction"):
-            budgets = {name: getattr(params.twostep[name], step).model_dump(include=like_for_like)
-                       for name in ("tinybert4", "minilm4", "lrc4")}
+            budgets = {name: getattr(section[name], step).model_dump(include=like_for_like)
+                       for name, section in students.items()}
             assert len({str(b) for b in budgets.values()}) == 1, budgets
     monkeypatch.chdir(ROOT)
     out = tmp_path / "params.yaml"
@@ -108,22 +142,52 @@ def test_teacher_folder_without_a_model_is_rejected(tmp_path):
         parse_params({"teacher": {"pretrained": str(tmp_path)}})
 
 
-def test_unknown_student_name_is_rejected_before_any_work(tmp_path, monkeypatch, capsys):
-    import stages.task_distill
+@pytest.mark.parametrize("argv, message", [
+    (["tang", "bilstm_typo"], "tang.bilstm_typo: no such student in params (have: bilstm_kd, bilstm_nokd)"),
+    (["bert", "x"], "unknown method 'bert'; methods: distilbert, lrc, minilmv2, tang, tinybert"),
+    (["tinybert", "tinybert4"], "tinybert has steps intermediate, prediction"),
+    (["tinybert", "tinybert4", "final"], "tinybert has steps intermediate, prediction"),
+    ([], "usage: python -m stages.distill <method> <student> [<step>]"),
+])
+def test_a_bad_stage_argument_is_rejected_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    import stages.distill
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(render_params(Params()))
     with pytest.raises(SystemExit) as exc:
-        stages.task_distill.main(["bilstm_typo"])
+        stages.distill.main(argv)
     assert exc.value.code == 2
-    assert "students.bilstm_typo: no such student in params (have: bilstm_kd, bilstm_nokd)" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]  # nothing written
 
 
-def test_foreach_stage_without_its_argument_lists_the_choices():
-    from pipeline.stage import only_argument
+# ---------------------------------------------------------------- the DAG
+def test_dvc_yaml_is_the_rendering_of_the_registry():
+    from pipeline.dag import all_stages, render
 
-    assert only_argument(["lrc4"], "prediction", "student", "two-step students", Params().twostep) == "lrc4"
-    with pytest.raises(ConfigError, match=r"usage: python -m stages.prediction <student>; two-step students: "
-                                          r"tinybert4, tinybert4_nogd, tinybert4_noaug, minilm4, lrc4$"):
-        only_argument([], "prediction", "student", "two-step students", Params().twostep)
+    assert (ROOT / "dvc.yaml").read_text() == render(all_stages())
+
+
+def test_each_stage_lists_the_code_it_runs_and_not_other_methods():
+    from pipeline.dag import all_stages
+
+    stages = {s.name: s for s in all_stages()}
+    assert "pipeline/data/text.py" in stages["augment"].code  # the tokeniser augmentation edits with
+    assert {"pipeline/methods/tang.py", "pipeline/models/bilstm.py", "pipeline/training.py",
+            "pipeline/data/text.py"} <= set(stages["tang"].code)
+    assert not any(f.startswith("pipeline/methods/") and f != "pipeline/methods/tang.py" for f in stages["tang"].code)
+    assert "pipeline/methods/lrc.py" not in stages["tinybert_intermediate"].code
+    general = stages["general_distill"].code  # each objective's own method file, found by its name
+    assert "pipeline/methods/${item}.py" in general and not any(f.startswith("pipeline/methods/") for f in general[1:])
+    assert "pipeline/config.py" not in stages["prepare"].code  # plumbing: its effect comes through params.yaml
+    assert {"pipeline/export.py", "pipeline/card.py", "pipeline/runtimes.py"} <= set(stages["export"].code)
+    assert stages["evaluate"].params == ["evaluate"]  # an evaluate-only change reruns evaluate only
+    assert "exports" in stages["evaluate"].deps and stages["export"].outs == ["exports"]
+
+
+def test_the_readme_lists_every_method_of_the_registry():
+    from pipeline.methods import methods
+
+    intro = (ROOT / "README.md").read_text(encoding="utf-8").split("## Set-up")[0]
+    for name, method in methods().items():
+        assert f"**{method.title}** (`{name}`)" in intro, name

@@ -3,7 +3,10 @@ import json
 import pytest
 
 from pipeline.config import DataConfig
-from pipeline.data import atomic_path, prepare, read_raw, save_dataset, split_words, subsample, words
+from pipeline.artifacts import atomic_path, save_dataset
+from pipeline.data.prepare import prepare, subsample
+from pipeline.data.readers import read_raw
+from pipeline.data.text import split_words, words
 from pipeline.errors import DataError
 
 from conftest import MRPC, SST2

@@ -1,21 +1,28 @@
-"""The DAG end to end through `dvc repro`, on a copy of the repository with tiny settings."""
+"""The DAG end to end through `dvc repro`, on a copy of the repository with tiny settings.
+
+`built` is the repository after one full `dvc repro` (made once per module); tests that only read use
+it, tests that change something work on their own copy of it, so each test runs alone or in any order.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, make_repo, tool_env, write_params
+from conftest import ALL_STAGES, REPORT_ROWS, ROOT, STUDENTS, TINY, TWOSTEP, dvc, git, make_repo, tool_env, write_params
 
 pytestmark = pytest.mark.e2e
+
 
 def set_params(repo: Path, overlay: dict) -> None:
     """Tiny params + overlay, keeping the repo's (tiny) teacher."""
@@ -28,86 +35,112 @@ def ran(proc: subprocess.CompletedProcess) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_teacher) -> Path:
-    return make_repo(tmp_path_factory.mktemp("e2e"), tiny_teacher)
-
-
-def test_repro_builds_every_artifact(repo):
+def built(tmp_path_factory, tiny_teacher) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("e2e"), tiny_teacher)
     proc = dvc(repo, "repro")
     assert ran(proc) == ALL_STAGES
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    return repo
+
+
+@pytest.fixture
+def repo(built, tmp_path) -> Path:
+    """A copy of the built repository (data, models, DVC cache and all) for a test that changes it."""
+    shutil.copytree(built.parent, tmp_path / "copy", symlinks=True)
+    return tmp_path / "copy" / "repo"
+
+
+def test_repro_builds_every_artifact_and_reports_what_the_exports_do(built):
+    metrics = json.loads((built / "reports/metrics.json").read_text())
     assert set(metrics["models"]) == REPORT_ROWS
-    for name, row in metrics["models"].items():
-        assert 0.0 <= row["dev_accuracy"] <= 1.0 and row["parameters"] > 0 and row["latency_ms_b1"] > 0
-    assert metrics["models"]["teacher"]["retention"] == 1.0
-    report = (repo / "reports/report.md").read_text()
-    assert all(f"| {row['model']} | {row['runtime']} |" in report for row in metrics["models"].values())
-    for plot in ("accuracy_latency", "size", "training_curves"):
-        assert (repo / f"reports/plots/{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    rows = metrics["models"]
+    teacher = rows["teacher"]
+    for name, row in rows.items():
+        export = json.loads((built / "exports" / row["model"] / "export.json").read_text())
+        assert row["dev_accuracy"] == export["quality"][row["runtime"]]["dev_accuracy"]
+        assert row["retention"] == round(row["dev_accuracy"] / teacher["dev_accuracy"], 4)
+        assert row["compression"] == round(teacher["parameters"] / row["parameters"], 2)
+        assert row["speedup_b1"] == round(teacher["latency_ms_b1"] / row["latency_ms_b1"], 2)
+        assert row["parameters"] == export["parameters"] and row["onnx_parity_max_abs_diff"] <= 1e-4
+    # the quality an export reports is what its runtime computes on the prepared dev split
+    from pipeline.artifacts import texts_of
+    from pipeline.runtimes import load_export
+    from pipeline.tasks import TASKS, compute_metrics
+
+    import datasets
+
+    dev = datasets.load_from_disk(str(built / "data/prepared"))["dev"]
+    for name in ("tinybert4", "bilstm_kd:int8"):
+        model, _, runtime = name.partition(":")
+        logits = load_export(built / "exports" / model, runtime or "torch").logits(*texts_of(dev, False), 128)
+        assert rows[name]["dev_accuracy"] == round(
+            compute_metrics(TASKS["sst2"], logits, np.asarray(dev["label"]))["accuracy"], 4)
+    report = (built / "reports/report.md").read_text()
+    assert all(f"| {row['model']} | {row['runtime']} |" in report for row in rows.values())
     assert metrics["pareto_front"] and set(metrics["pareto_front"]) <= REPORT_ROWS
-    assert "Pareto front" in report
     for name in {"teacher"} | STUDENTS:
-        folder = repo / "exports" / name
+        folder = built / "exports" / name
         assert (folder / "model.onnx").is_file() and (folder / "model.int8.onnx").is_file()
-        assert json.loads((folder / "export.json").read_text())["onnx"]["max_abs_diff"] <= 1e-4
         card = (folder / "README.md").read_text()
-        assert "## Metrics" in card and "## How to load" in card
-    card = (repo / "exports/tinybert4/README.md").read_text()
-    assert "dev_accuracy (int8)" in card and "latency_ms_b1 (onnx)" in card and "TinyBERT" in card
-    counts = json.loads((repo / "reports/augment.json").read_text())
+        assert f"| dev_accuracy (int8) | {rows[name if name == 'teacher' else f'{name}:int8']['dev_accuracy']} |" in card \
+            if name != "teacher" else "| dev_accuracy (torch) |" in card
+    assert "TinyBERT" in (built / "exports/tinybert4/README.md").read_text()
+    assert "LRC-BERT" in (built / "exports/lrc4/README.md").read_text()
+    assert "MiniLMv2" in (built / "exports/minilm4/README.md").read_text()
+    counts = json.loads((built / "reports/augment.json").read_text())
     assert counts["source_examples"] == 120 and counts["kept"] > 0
-    logits = json.loads((repo / "data/teacher_logits/meta.json").read_text())
+    logits = json.loads((built / "data/teacher_logits/meta.json").read_text())
     assert logits["rows"] == 120 + counts["kept"]
-    for student in STUDENTS:
-        assert (repo / "models/students" / student / "model.safetensors").is_file()
     for objective in ("tinybert", "minilmv2"):
-        general = json.loads((repo / f"reports/general_distill/{objective}.json").read_text())
+        general = json.loads((built / f"reports/general_distill/{objective}.json").read_text())
         assert general["objective"] == objective and general["sequences"] == 16
-    steps = {name: json.loads((repo / f"reports/intermediate/{name}.json").read_text()) for name in TWOSTEP}
-    assert steps["tinybert4"]["init"] == "tinybert" and steps["tinybert4"]["train_rows"] > 120  # + augmented
+    steps = {name: json.loads((built / f"reports/steps/{name}/intermediate.json").read_text()) for name in TWOSTEP}
+    assert steps["tinybert4"]["init"] == "tinybert" and steps["tinybert4"]["train_rows"] == logits["rows"]
     assert steps["minilm4"]["init"] == "minilmv2" and steps["minilm4"]["method"] == "minilmv2"
     assert steps["lrc4"]["method"] == "lrc" and steps["lrc4"]["train_rows"] == steps["tinybert4"]["train_rows"]
-    lrc = json.loads((repo / "reports/students/lrc4.json").read_text())
-    assert lrc["train_rows"] == json.loads((repo / "reports/students/tinybert4.json").read_text())["train_rows"]
-    assert "LRC-BERT" in (repo / "exports/lrc4/README.md").read_text()
-    assert "MiniLMv2" in (repo / "exports/minilm4/README.md").read_text()
-    assert "up to date" in dvc(repo, "status").stdout
+    history = json.loads((built / "reports/history/tinybert4_intermediate.json").read_text())
+    assert {"loss/embedding", "loss/hidden", "loss/attention"} <= set(history[0])  # every term logged
+    assert "up to date" in dvc(built, "status").stdout
 
 
-def test_transformer_students_load_with_plain_transformers(repo):
+def test_transformer_students_load_with_plain_transformers(built):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     for name in ("tinybert4", "distil3", "minilm4", "lrc4"):
-        folder = str(repo / "models/students" / name)
+        folder = str(built / "models/students" / name)
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         assert model.config.id2label == {0: "negative", 1: "positive"}
         classify = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
         assert classify("a gorgeous , witty film")[0]["label"] in ("negative", "positive")
-    assert AutoModelForSequenceClassification.from_pretrained(str(repo / "models/students/tinybert4")).config \
+    assert AutoModelForSequenceClassification.from_pretrained(str(built / "models/students/tinybert4")).config \
         .num_hidden_layers == 2
-    assert AutoModelForSequenceClassification.from_pretrained(str(repo / "models/students/distil3")).config \
+    assert AutoModelForSequenceClassification.from_pretrained(str(built / "models/students/distil3")).config \
         .num_hidden_layers == 1  # half of the tiny teacher's 2 layers
 
 
-def test_changing_tinybert_step2_reruns_only_step2_and_evaluate(repo):
-    overlay = deep_merge(TINY, {"twostep": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
-    kept = {f: f.read_bytes() for f in [repo / "params.yaml", repo / "dvc.lock", *(repo / "reports").rglob("*")]
-            if f.is_file()}
-    set_params(repo, overlay)
-    assert ran(dvc(repo, "repro")) == {"prediction@tinybert4", "evaluate"}
-    for f, data in kept.items():  # back without rerunning: params, lock and uncached reports, then the cache
-        f.write_bytes(data)
-    dvc(repo, "checkout")
-    assert "up to date" in dvc(repo, "status").stdout
+def test_changing_a_prediction_step_reruns_only_it_export_and_evaluate(repo):
+    set_params(repo, {"tinybert": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
+    assert ran(dvc(repo, "repro")) == {"tinybert_prediction@tinybert4", "export", "evaluate"}
+
+
+def test_changing_an_evaluate_param_reruns_only_evaluate(repo):
+    set_params(repo, {"evaluate": {"repeats": 2}})
+    assert ran(dvc(repo, "repro")) == {"evaluate"}
+
+
+def test_changing_one_student_reruns_only_it_export_and_evaluate(repo):
+    set_params(repo, {"tang": {"bilstm_kd": {"hidden": 12}}})
+    assert ran(dvc(repo, "repro")) == {"tang@bilstm_kd", "export", "evaluate"}
+    config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
+    assert config["model"]["hidden"] == 12
 
 
 def quality_snapshot(repo: Path) -> dict:
     """Everything a rerun must reproduce: artifact hashes and every non-timing metric."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    hashes = {f"{stage}:{out['path']}": out.get("md5")
-              for stage, entry in lock.items() for out in entry.get("outs", [])
-              if not out["path"].startswith(("checkpoints", "reports", "exports"))}  # cards hold speeds
+    hashes = {f"{stage}:{out['path']}": out.get("md5") for stage, entry in lock.items()
+              for out in entry.get("outs", []) if not out["path"].startswith("reports")}
     timing = re.compile(r"seconds|per_second|latency|throughput|speedup|pareto")
+
     def strip(obj):
         if isinstance(obj, dict):
             return {k: strip(v) for k, v in obj.items() if not timing.search(k)}
@@ -118,45 +151,36 @@ def quality_snapshot(repo: Path) -> dict:
 
 
 def test_same_params_and_seed_give_the_same_artifacts_and_metrics(repo):
-    # Every stage kind once, both general objectives, and the two-step methods with randomness of
-    # their own (LRC-BERT's negatives and perturbation; MiniLMv2). TinyBERT's steps run the same
-    # Trainer loop and row sampling; the ablations and evaluate run the same code as what is forced here.
-    targets = ("prediction@minilm4", "prediction@lrc4", "task_distill@bilstm_kd")
+    # Every stage kind once, both general objectives, the two-step methods with randomness of their own
+    # (LRC-BERT's negatives and perturbation; MiniLMv2), and the exports (no timings in them). TinyBERT's
+    # steps run the same training driver and row sampling as the ones forced here.
+    targets = ("minilmv2_prediction@minilm4", "lrc_prediction@lrc4", "tang@bilstm_kd")
     before = quality_snapshot(repo)
     proc = dvc(repo, "repro", "--force", *targets)
     assert ran(proc) == {"prepare", "augment", "teacher_finetune", "teacher_logits", "general_distill@tinybert",
-                         "general_distill@minilmv2", "task_distill@bilstm_kd"} | {
-        f"{step}@{name}" for name in ("minilm4", "lrc4") for step in ("intermediate", "prediction")}
+                         "general_distill@minilmv2", "tang@bilstm_kd"} | {
+        f"{method}_{step}@{name}" for name, method in (("minilm4", "minilmv2"), ("lrc4", "lrc"))
+        for step in ("intermediate", "prediction")}
+    assert ran(dvc(repo, "repro", "--force", "--single-item", "export")) == {"export"}
     assert quality_snapshot(repo) == before
 
 
-def test_two_repros_in_one_workspace_do_not_corrupt_it(repo):
-    procs = [subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--force", "-s", "evaluate"], cwd=repo,
-                              env=tool_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for _ in range(2)]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes[0] == 0 and codes[1] != 0, outputs
-    loser = outputs[[p.returncode for p in procs].index(codes[1])]
-    # DVC's repo lock ("Unable to acquire lock") or its per-output lock ("... is busy, it is being blocked by")
-    assert "Unable to acquire lock" in loser or "is being blocked by" in loser, loser
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics["models"]) == REPORT_ROWS
+def test_a_second_repro_in_a_busy_workspace_fails_and_touches_nothing(repo):
+    from dvc.repo import Repo
+
+    snapshot = {f: f.read_bytes() for f in [repo / "dvc.lock", *(repo / "reports").rglob("*")] if f.is_file()}
+    with Repo(str(repo)) as busy, busy.lock:  # a repro in progress holds this lock
+        proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force", "-s", "evaluate"], cwd=repo,
+                              env=tool_env(), text=True, capture_output=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Unable to acquire lock" in proc.stdout + proc.stderr
+    assert {f: f.read_bytes() for f in snapshot} == snapshot
     assert "up to date" in dvc(repo, "status").stdout
-
-
-def test_changing_one_student_reruns_only_it_and_evaluate(repo):
-    overlay = deep_merge(TINY, {"students": {"bilstm_kd": {"hidden": 12}}})
-    set_params(repo, overlay)
-    proc = dvc(repo, "repro")
-    assert ran(proc) == {"task_distill@bilstm_kd", "evaluate"}
-    config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
-    assert config["model"]["hidden"] == 12
 
 
 def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
     # DVC removes a stage's outputs before running it; the stage must then fail before writing any.
-    set_params(repo, deep_merge(TINY, {"augment": {"n_iter": 2}}))
+    set_params(repo, {"augment": {"n_iter": 2}})
     text = (repo / "params.yaml").read_text().replace("p_mask: 0.1", "p_mask: 1.5")
     (repo / "params.yaml").write_text(text)
     proc = dvc(repo, "repro", check=False)
@@ -165,3 +189,62 @@ def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
     assert not (repo / "reports/augment.json").exists() and not (repo / "data/augmented").exists()
     assert not list((repo / "data").glob(".*tmp*")) and not list((repo / "reports").glob(".*tmp*"))
     assert (repo / "data/prepared/meta.json").is_file()  # upstream artifacts are untouched
+
+
+# ---------------------------------------------------------------- extending it, as the README says
+def readme_block(heading: str, language: str) -> str:
+    """The first code block of that language under a README heading."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    start = section.index(f"```{language}\n") + len(language) + 4
+    return section[start:section.index("```\n", start)]
+
+
+def changed_files(repo: Path) -> set[str]:
+    return {line[3:] for line in git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()}
+
+
+def stale(repo: Path) -> set[str]:
+    """The stages `dvc status` finds out of date."""
+    return {line.strip().rstrip(":") for line in dvc(repo, "status").stdout.splitlines()
+            if line and not line.startswith((" ", "\t")) and line.strip().endswith(":")}
+
+
+def edit(repo: Path, overrides: dict) -> None:
+    """Set keys in params.yaml as a user editing it would (validated by the repo's own code)."""
+    code = ("import json, pathlib, sys; from pipeline.profile import edit_params; p = pathlib.Path('params.yaml'); "
+            "p.write_text(edit_params(p.read_text(), json.loads(sys.argv[1]))[1])")
+    subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], cwd=repo, env=tool_env(), check=True)
+
+
+def test_add_a_loss_term_as_the_readme_says(repo):
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the built pipeline")
+    subprocess.run(["git", "apply", "-"], input=readme_block("### Add a loss term", "diff"), cwd=repo, text=True,
+                   check=True)
+    edit(repo, {"distilbert": {"distil3": {"weights": {"logit_mse": 0.5}}}})
+    assert changed_files(repo) == {"pipeline/methods/distilbert.py", "params.yaml"}
+    assert ran(dvc(repo, "repro", "distilbert@distil3")) == {"distilbert@distil3"}
+    assert stale(repo) == {"export", "evaluate"}  # what `dvc repro` runs next
+    history = json.loads((repo / "reports/history/distil3.json").read_text())
+    assert all("loss/logit_mse" in h for h in history if "loss" in h)
+
+
+def test_add_a_method_as_the_readme_says(repo):
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the built pipeline")
+    (repo / "pipeline/methods/cosine.py").write_text(readme_block("### Add a method", "python"))
+    subprocess.run([sys.executable, "-m", "pipeline.dag"], cwd=repo, env=tool_env(), check=True, capture_output=True)
+    example = yaml.safe_load(readme_block("### Add a method", "yaml"))
+    assert list(example) == ["cosine"]
+    with (repo / "params.yaml").open("a") as params:  # the README's students, on this test's tiny budget
+        params.write(yaml.safe_dump({"cosine": {"cosine4": {"intermediate": {"epochs": 1.0, "batch_size": 16},
+                                                            "prediction": {"batch_size": 16}}}}))
+    subprocess.run([sys.executable, "-m", "pipeline.profile", "--fill"], cwd=repo, env=tool_env(), check=True,
+                   capture_output=True)
+    assert changed_files(repo) == {"pipeline/methods/cosine.py", "dvc.yaml", "params.yaml"}
+    assert ran(dvc(repo, "repro", "cosine_prediction@cosine4")) == {"cosine_intermediate@cosine4",
+                                                                    "cosine_prediction@cosine4"}
+    assert stale(repo) == {"export", "evaluate"}  # which take every student of the registry
+    history = json.loads((repo / "reports/history/cosine4_intermediate.json").read_text())
+    assert all("loss/cosine" in h for h in history if "loss" in h)

@@ -10,22 +10,34 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import LEAN, REPORT_ROWS, dvc, lean_rows, make_repo
+from conftest import ALL_STAGES, LEAN, REPORT_ROWS, dvc, lean_rows, make_repo
 
 pytestmark = pytest.mark.e2e
 
 
 def test_mrpc_needs_only_params(tmp_path, tiny_teacher):
+    import datasets
+
     repo = make_repo(tmp_path, tiny_teacher, deep_merge(LEAN, {
         "data": {"task": "mrpc", "source": "../shared/data/glue/MRPC", "max_train": 80, "max_dev": 40}}))
     ran = set(re.findall(r"Running stage '([^']+)'", dvc(repo, "repro").stdout))
-    assert "prepare" in ran and "evaluate" in ran
+    assert ran == lean_rows(ALL_STAGES)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["task"] == "mrpc"
+    prepared = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert prepared["is_pair"] and prepared["rows"]["train"] == 80
+    # augmented pairs reached the teacher and the students: both sides, every row
+    logits = datasets.load_from_disk(str(repo / "data/teacher_logits"))
+    augmented = logits.filter(lambda origin: origin == "augment", input_columns="origin")
+    kept = json.loads((repo / "reports/augment.json").read_text())["kept"]
+    assert len(augmented) == kept > 80 and all(augmented["text_pair"]) and all(logits["text_pair"])
+    assert json.loads((repo / "reports/students/bilstm_kd.json").read_text())["train_rows"] == 80 + kept
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["task"] == "mrpc" and metrics["main_metric"] == "dev_f1"
     assert set(metrics["models"]) == lean_rows(REPORT_ROWS)
-    assert all("dev_accuracy" in row and "dev_f1" in row for row in metrics["models"].values())
-    prepared = json.loads((repo / "data/prepared/meta.json").read_text())
-    assert prepared["is_pair"] and prepared["rows"]["train"] == 80
+    for row in metrics["models"].values():
+        quality = json.loads((repo / "exports" / row["model"] / "export.json").read_text())["quality"][row["runtime"]]
+        assert {k: row[k] for k in ("dev_accuracy", "dev_f1")} == quality
+        teacher_f1 = metrics["models"]["teacher"]["dev_f1"]
+        assert row["retention"] == (round(row["dev_f1"] / teacher_f1, 4) if teacher_f1 else None)
     config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
     assert config["model"]["is_pair"] is True
-    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["task"] == "mrpc"

@@ -1,9 +1,14 @@
+"""Loss terms (pipeline.losses), the weighted sum every recipe applies (pipeline.recipes) and the Tang
+et al. recipe's terms."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from pipeline import losses
-from pipeline.losses import hard_ce, logit_mse, tang_kd
+from pipeline.losses import hard_ce, logit_mse
+from pipeline.methods.tang import TangRecipe
+from pipeline.recipes import Recipe
 
 
 def test_hard_ce_ignores_unlabelled_rows():
@@ -27,21 +32,43 @@ def test_logit_mse_is_squared_distance_summed_over_classes():
     assert logit_mse(t, t).item() == 0.0
 
 
-def test_tang_kd_mixes_by_alpha():
+class Identity(torch.nn.Module):
+    def forward(self, logits):
+        return logits
+
+
+def test_the_loss_is_the_weighted_sum_of_the_active_terms():
+    recipe = Recipe({"a": 2.0, "b": 0.0, "c": 0.5})
+    assert recipe.weights == {"a": 2.0, "c": 0.5} and recipe.active("a") and not recipe.active("b")
+    out = recipe.output({"a": torch.tensor(3.0), "c": torch.tensor(4.0)})
+    assert out["loss"].item() == 2.0 * 3.0 + 0.5 * 4.0 and out["a"].item() == 3.0  # raw terms are reported
+
+
+def test_tang_terms_are_alpha_ce_plus_one_minus_alpha_mse():
+    """Tang et al. 2019, eq. 3, as weights {hard: alpha, logit_mse: 1 - alpha}; weight 0 computes nothing."""
     torch.manual_seed(0)
     s, t = torch.randn(6, 2), torch.randn(6, 2)
     labels = torch.tensor([0, 1, -1, -1, 1, 0])
     ce, mse = hard_ce(s, labels), logit_mse(s, t)
-    assert torch.allclose(tang_kd(s, t, labels, 0.0), mse)
-    assert torch.allclose(tang_kd(s, t, labels, 1.0), ce)
-    assert torch.allclose(tang_kd(s, t, labels, 0.3), 0.3 * ce + 0.7 * mse)
-    assert torch.allclose(tang_kd(s, None, labels, 0.3), ce)  # no teacher: the no-KD baseline
+
+    def loss(**weights):
+        return TangRecipe(Identity(), weights).train()(logits=s, labels=labels, teacher_logits=t)
+
+    assert torch.allclose(loss(hard=0.0, logit_mse=1.0)["loss"], mse)
+    assert torch.allclose(loss(hard=1.0, logit_mse=0.0)["loss"], ce)
+    out = loss(hard=0.3, logit_mse=0.7)
+    assert torch.allclose(out["loss"], 0.3 * ce + 0.7 * mse) and set(out) == {"loss", "hard", "logit_mse", "logits"}
+    assert "logit_mse" not in loss(hard=1.0, logit_mse=0.0)
+    # a dev batch carries no teacher logits: gold-label CE, whatever the weights
+    dev = TangRecipe(Identity(), {"logit_mse": 1.0}).eval()(logits=s, labels=labels)
+    assert torch.allclose(dev["loss"], ce)
 
 
-def test_tang_kd_gradient_pulls_student_to_teacher():
+def test_tang_gradient_pulls_student_to_teacher():
     s = torch.zeros(3, 2, requires_grad=True)
     t = torch.tensor([[1.0, -1.0]] * 3)
-    tang_kd(s, t, torch.full((3,), -1), 0.5).backward()
+    TangRecipe(Identity(), {"hard": 0.5, "logit_mse": 0.5}).train()(
+        logits=s, labels=torch.full((3,), -1), teacher_logits=t)["loss"].backward()
     assert torch.all(s.grad[:, 0] < 0) and torch.all(s.grad[:, 1] > 0)
 
 

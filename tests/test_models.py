@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ModelError
-from pipeline.evaluate import load_predictor
-from pipeline.errors import ConfigError
-from pipeline.inference import classifier_logits, length_buckets, use_bf16
+from pipeline.data.batches import length_buckets
+from pipeline.errors import ConfigError, ModelError
+from pipeline.inference import classifier_logits, use_bf16
 from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, collate, encode,
                                     glove_vectors, init_embeddings, load_bilstm, predict_logits, save_bilstm)
-from pipeline.models.teacher import load_classifier, load_tokenizer, resolve_pretrained
+from pipeline.models.hf import load_classifier, load_tokenizer, resolve_pretrained
+from pipeline.runtimes import load_predictor
 from pipeline.tasks import TASKS
 
 
@@ -111,7 +111,7 @@ def test_wordpiece_tokenizer_round_trip(tmp_path, tiny_teacher):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(ModelError, match="no model here"):
+    with pytest.raises(ModelError, match="not a model or export folder"):
         load_predictor("x", tmp_path)
     (tmp_path / "config.json").write_text('{"arch": "bert"}')
     with pytest.raises(ModelError, match="not 'bilstm'"):
@@ -121,11 +121,11 @@ def test_load_errors(tmp_path):
 def test_bilstm_teacher_embedding_option_copies_teacher_rows(tiny_teacher):
     from transformers import AutoModel
 
-    from pipeline.config import BiLSTMStudentConfig, Params, deep_merge, parse_params
-    from pipeline.train import build_bilstm
+    from pipeline.config import Params, deep_merge, parse_params
+    from pipeline.methods.tang import TangStudent, build_bilstm
 
     params = parse_params(deep_merge(Params().model_dump(), {"teacher": {"pretrained": str(tiny_teacher)}}))
-    cfg = BiLSTMStudentConfig(embedding="teacher", hidden=4, dense=4)
+    cfg = TangStudent(embedding="teacher", hidden=4, dense=4)
     model, tok = build_bilstm(cfg, params, TASKS["mrpc"], ["unused"])
     teacher_rows = AutoModel.from_pretrained(str(tiny_teacher)).get_input_embeddings().weight
     torch.testing.assert_close(model.embedding.weight, teacher_rows)

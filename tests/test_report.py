@@ -1,10 +1,43 @@
-"""Report pieces that the end-to-end run cannot pin exactly: the Pareto front and the figures."""
+"""Report numbers from fixed inputs (metrics, ratios to the teacher), the Pareto front, the figures, and
+that an export failure leaves no export behind."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from pipeline.plots import pareto_front, plot_accuracy_latency, plot_sizes, plot_training_curves
+from pipeline.tasks import TASKS, compute_metrics
+
+
+def test_metrics_from_fixed_logits():
+    # gold 1 1 1 0 0 0 1 0; predicted 1 1 0 0 1 0 1 1: TP 3, FN 1, TN 2, FP 2
+    gold = np.array([1, 1, 1, 0, 0, 0, 1, 0, -1])  # the last row is unlabelled: not counted
+    pred = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0])
+    logits = np.stack([1 - pred, pred], axis=1).astype(float)
+    metrics = compute_metrics(TASKS["mrpc"], logits, gold)
+    assert metrics["accuracy"] == pytest.approx(5 / 8)
+    assert metrics["f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    from pipeline.tasks import mcc
+
+    expected_mcc = (3 * 2 - 2 * 1) / np.sqrt((3 + 2) * (3 + 1) * (2 + 2) * (2 + 1))
+    assert mcc(pred[:8], gold[:8]) == pytest.approx(expected_mcc)
+    assert compute_metrics(TASKS["sst2"], logits, gold) == {"accuracy": pytest.approx(5 / 8)}
+
+
+def test_ratios_to_the_teacher():
+    from pipeline.evaluate import add_ratios
+
+    rows = {"teacher": {"dev_accuracy": 0.80, "parameters": 22_000_000, "latency_ms_b1": 12.0, "throughput_b32": 200.0},
+            "s": {"dev_accuracy": 0.78, "parameters": 5_500_000, "latency_ms_b1": 3.0, "throughput_b32": 900.0},
+            "s:int8": {"dev_accuracy": 0.76, "parameters": 5_500_000, "latency_ms_b1": 1.5, "throughput_b32": 1800.0}}
+    add_ratios(rows, "dev_accuracy", "throughput_b32")
+    assert rows["teacher"]["retention"] == 1.0 and rows["teacher"]["compression"] == 1.0
+    assert rows["s"]["retention"] == 0.975 and rows["s"]["compression"] == 4.0
+    assert rows["s"]["speedup_b1"] == 4.0 and rows["s"]["speedup_throughput"] == 4.5
+    assert rows["s:int8"]["retention"] == 0.95 and rows["s:int8"]["speedup_b1"] == 8.0
 
 
 def test_pareto_front_keeps_only_undominated_models():
@@ -13,7 +46,13 @@ def test_pareto_front_keeps_only_undominated_models():
     assert pareto_front(points) == ["fast_bad", "bilstm", "tiny:int8", "teacher"]
 
 
-def test_figures_are_written(tmp_path):
+def _image(path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(str(path))
+
+
+def test_figures_are_written_and_show_their_data(tmp_path):
     report = {"task": "sst2", "main_metric": "dev_accuracy", "threads": 2, "models": {
         "teacher": {"runtime": "torch", "dev_accuracy": 0.86, "latency_ms_b1": 18.0, "size_mb": 87.0},
         "s": {"runtime": "torch", "dev_accuracy": 0.82, "latency_ms_b1": 4.0, "size_mb": 55.0},
@@ -24,14 +63,35 @@ def test_figures_are_written(tmp_path):
     history.write_text(json.dumps([{"step": 50, "loss": 0.7}, {"step": 100, "loss": 0.5},
                                    {"step": 100, "eval_accuracy": 0.8, "eval_loss": 0.4}]))
     plot_training_curves({"s": history, "missing": tmp_path / "nope.json"}, tmp_path / "c.png")
+    plot_training_curves({}, tmp_path / "empty.png")
     for name in ("a", "b", "c"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # a figure with its data differs from one without: the points and bars are drawn
+    sizes = _image(tmp_path / "b.png")
+    report["models"]["s"]["size_mb"] = 5.0
+    plot_sizes(report, tmp_path / "b2.png")
+    assert sizes.shape != _image(tmp_path / "b2.png").shape or not np.array_equal(sizes, _image(tmp_path / "b2.png"))
+    assert not np.array_equal(_image(tmp_path / "c.png"), _image(tmp_path / "empty.png"))
 
 
 def test_quality_splits_follow_the_param_and_always_keep_dev():
-    from pipeline.report import quality_splits
+    from pipeline.export import quality_splits
 
     prepared = {"train": "T", "dev": "D", "test": "X"}
     assert quality_splits(prepared, ["dev"]) == {"dev": "D"}
     assert quality_splits(prepared, ["train"]) == {"train": "T", "dev": "D"}
     assert quality_splits({"train": "T", "dev": "D"}, ["train", "dev", "test"]) == {"train": "T", "dev": "D"}
+
+
+def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
+    import datasets
+
+    from pipeline.errors import ModelError
+    from pipeline.export import export_all
+
+    dev = datasets.Dataset.from_dict({"text": ["a fine film", "dull"], "text_pair": [None, None], "label": [1, 0]})
+    exports = tmp_path / "exports"
+    models = {"teacher": (tiny_teacher, {}, {}), "broken": (tmp_path / "no_such_model", {}, {})}
+    with pytest.raises(ModelError, match="no_such_model"):
+        export_all(models, TASKS["sst2"], {"dev": dev}, ["dev"], 128, exports)
+    assert not exports.exists() and list(tmp_path.iterdir()) == []

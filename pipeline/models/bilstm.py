@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from pipeline.data import words
+from pipeline.data.text import words
 from pipeline.errors import ModelError
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"

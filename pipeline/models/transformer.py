@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,6 +35,25 @@ def student_config(teacher_config, shape):
         type_vocab_size=teacher_config.type_vocab_size, pad_token_id=teacher_config.pad_token_id,
         hidden_act=teacher_config.hidden_act, layer_norm_eps=teacher_config.layer_norm_eps,
     )
+
+
+def resolve_layer_map(layer_map: Sequence[int] | None, student_layers: int, teacher_layers: int,
+                      key: str) -> list[int]:
+    """The 1-based teacher layer of each student layer: TinyBERT's uniform map when `layer_map` is None,
+    else the given map, validated (errors name `key`)."""
+    if layer_map is None:
+        return uniform_layer_map(student_layers, teacher_layers)
+    return check_layer_map(layer_map, student_layers, teacher_layers, key)
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """TinyBERT's uniform mapping g(m) = m * N / M (1-based teacher layer for student layer m = 1..M).
+
+    When N / M is not an integer it is rounded half up, so the last student layer always learns from
+    the last teacher layer: 6 -> 4 gives [2, 3, 5, 6], 6 -> 3 gives [2, 4, 6], 12 -> 4 gives [3, 6, 9, 12]."""
+    if not 0 < student_layers <= teacher_layers:
+        raise ValueError(f"cannot map {student_layers} student layers onto {teacher_layers} teacher layers")
+    return [int(m * teacher_layers / student_layers + 0.5) for m in range(1, student_layers + 1)]
 
 
 def check_layer_map(layer_map: Sequence[int], student_layers: int, teacher_layers: int, key: str) -> list[int]:
@@ -97,9 +117,6 @@ class Internals:
         """Pre-softmax attention scores Q K^T / sqrt(d) of a layer (0-based), without the mask added."""
         q, k = self.query[layer], self.key[layer]
         return q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-
-    def all_scores(self) -> list[torch.Tensor]:
-        return [self.scores(i) for i in range(len(self.query))]
 
 
 @contextlib.contextmanager
@@ -251,3 +268,42 @@ def scatter_projection(proj: nn.Linear, hidden: torch.Tensor) -> None:
         proj.weight.zero_()
         proj.bias.zero_()
         proj.weight[hidden, torch.arange(len(hidden))] = 1.0
+
+
+# ---------------------------------------------------------------- saving and reloading students
+PROJECTION_FILE = "distill_projection.safetensors"
+
+
+def save_student(student: nn.Module, tokenizer, folder: Path, projection: nn.Module | None = None) -> None:
+    """A Hugging Face folder (save_pretrained + tokenizer), with the learned width projection(s) beside
+    it when a later step starts from them."""
+    from safetensors.torch import save_file
+
+    student.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    if projection is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in projection.state_dict().items()},
+                  str(folder / PROJECTION_FILE))
+
+
+def load_projection(folder: Path, projection: nn.Module | None) -> None:
+    """Start the width projection(s) from the one saved with an earlier student (general distillation
+    or step 1) when shapes match. A single saved map seeds every per-layer map of a ModuleList."""
+    from safetensors.torch import load_file
+
+    f = folder / PROJECTION_FILE
+    if projection is None:
+        return
+    if not f.is_file():
+        log.warning("%s: no saved projection; the width projection starts from its initialisation", f)
+        return
+    state = load_file(str(f))
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes == {k: tuple(v.shape) for k, v in projection.state_dict().items()}:
+        projection.load_state_dict(state)
+    elif isinstance(projection, nn.ModuleList) and all(
+            shapes == {k: tuple(v.shape) for k, v in part.state_dict().items()} for part in projection):
+        for part in projection:
+            part.load_state_dict(state)
+    else:
+        log.warning("%s: projection shapes %s do not fit; it starts from its initialisation", f, shapes)

@@ -1,4 +1,5 @@
-"""Teacher loading: an installed package's bundled model, a local folder, or a Hub model id."""
+"""Loading Hugging Face models and tokenizers: a pretrained teacher (an installed package's bundled
+model, a local folder, or a Hub model id), the fine-tuned teacher, and the students saved as HF folders."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib
 import re
 from pathlib import Path
 
+from pipeline.artifacts import TEACHER, TEACHER_NAME
 from pipeline.errors import ModelError
 from pipeline.tasks import Task
 
@@ -65,5 +67,20 @@ def load_classifier(spec: str, task: Task | None = None, key: str = "teacher.pre
         )
     try:
         return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{key}: cannot load a model from {source!r}: {exc}") from None
+
+
+def load_teacher():
+    """The fine-tuned teacher (models/teacher) and its tokenizer."""
+    return load_classifier(str(TEACHER), key=TEACHER_NAME), load_tokenizer(str(TEACHER), key=TEACHER_NAME)
+
+
+def load_base_model(source: str, key: str = "teacher.pretrained"):
+    """The encoder without a task head (AutoModel), from a resolved source."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{key}: cannot load a model from {source!r}: {exc}") from None

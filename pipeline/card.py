@@ -1,0 +1,139 @@
+"""Model cards: what a model is, how it was made, how good it is in each runtime, and how to load it
+(README.md of every export folder)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.runtimes import INT8_FILE, ONNX_FILE, SUMMARY_FILE
+
+TEACHER_METHOD = "fine-tuned teacher (Hugging Face Trainer, cross-entropy on gold labels)"
+
+
+def card_info(name: str, params) -> dict[str, Any]:
+    """What a model card says about how a model was made: teacher, data, method and its params."""
+    from pipeline.config import flatten
+
+    if name == "teacher":
+        method, cfg = TEACHER_METHOD, params.teacher
+    else:
+        m, cfg = params.students()[name]
+        method = f"{m.title}: {m.summary}"
+    info: dict[str, Any] = {
+        "teacher": params.teacher.pretrained,
+        "data": f"{params.data.task} from {params.data.source} (train rows: {params.data.max_train or 'all'})",
+        "method": method,
+        "params": flatten(cfg.model_dump()),
+    }
+    init = getattr(cfg, "init", None)
+    if init and init in params.general_distill.objectives:
+        info["general_distillation"] = {"objective": init, **flatten(params.general_distill.settings(init))}
+    return info
+
+
+def _table(rows: dict[str, Any]) -> str:
+    def cell(value: Any) -> str:
+        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| key | value |", "|---|---|"]
+    lines += [f"| {cell(k)} | {cell(v)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _usage(summary: dict[str, Any]) -> str:
+    pair = ', "the second text"' if summary["is_pair"] else ""
+    pair_list = ', ["the second text"]' if summary["is_pair"] else ", None"
+    if summary["kind"] == "hf":
+        torch_part = f"""```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+model = AutoModelForSequenceClassification.from_pretrained("FOLDER")
+tokenizer = AutoTokenizer.from_pretrained("FOLDER")
+classify = pipeline("text-classification", model="FOLDER")
+print(classify({{"text": "a gorgeous film"{', "text_pair": "the second text"' if summary["is_pair"] else ''}}}))
+```"""
+        onnx_part = f"""```python
+import numpy as np, onnxruntime as ort
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("FOLDER")
+session = ort.InferenceSession("FOLDER/{ONNX_FILE}")  # or {INT8_FILE}
+enc = tokenizer(["a gorgeous film"]{pair}, truncation=True, max_length={summary["max_length"]}, padding=True,
+                return_tensors="np")
+logits = session.run(None, {{i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}})[0]
+```"""
+    else:
+        torch_part = f"""```python
+from pipeline.models.bilstm import load_bilstm, predict_logits
+
+model, tokenizer, config = load_bilstm("FOLDER")
+logits = predict_logits(model, tokenizer, ["a gorgeous film"]{pair_list}, batch_size=32)
+labels = config["labels"]
+```"""
+        onnx_part = f"""ONNX inputs: {', '.join(summary['onnx_inputs'])} (token ids padded with the
+tokenizer's pad id, and the true length of each row); the tokenizer is the folder's own.
+
+```python
+from pipeline.runtimes import OnnxPredictor
+
+predictor = OnnxPredictor("{summary['name']}", "FOLDER", "{ONNX_FILE}", threads=2)  # or "{INT8_FILE}"
+logits = predictor.logits(["a gorgeous film"]{pair_list}, batch_size=32)
+```"""
+    example = "$'the first text\\tthe second text'" if summary["is_pair"] else '"a gorgeous film"'
+    cli = f"""```bash
+python -m pipeline.predict FOLDER {example}
+python -m pipeline.predict FOLDER --file texts.txt --json --runtime onnx   # or int8, torch
+```"""
+    if summary["is_pair"]:
+        cli += "\n\nPair task: every argument or line holds two tab-separated texts."
+    return (f"### PyTorch\n\n{torch_part}\n\n### ONNX (onnxruntime)\n\n{onnx_part}\n\n"
+            f"### Command line\n\n{cli}\n").replace("FOLDER", summary["folder"])
+
+
+def render_card(summary: dict[str, Any], card_info: dict[str, Any], files: dict[str, int]) -> str:
+    """README.md: what the model is, how it was made and measured, and how to load it.
+
+    card_info keys used: description, teacher, data, method, params; any others are listed under "Other
+    details". Quality per runtime comes from summary["quality"]; speed is measured by the evaluate stage
+    (a run's reports/report.md), not here, so an export is the same whenever it is made."""
+    known = ("description", "teacher", "data", "method", "params")
+    arch = "BERT-style Transformer (Hugging Face)" if summary["kind"] == "hf" else "BiLSTM (Tang et al. 2019)"
+    overview = {
+        "name": summary["name"], "architecture": arch, "parameters": f"{summary['parameters']:,}",
+        "task": f"{summary['task']} ({'text pairs' if summary['is_pair'] else 'single sentences'})",
+        "labels": ", ".join(summary["labels"]), "teacher": card_info.get("teacher", "n/a"),
+        "data": card_info.get("data", "n/a"),
+    }
+    parts = [f"# {summary['name']}", ""]
+    if card_info.get("description"):
+        parts += [str(card_info["description"]), ""]
+    parts += [f"A {summary['task']} text classifier distilled and exported by bert-distill.", "",
+              "## Model", "", _table(overview), "", "## Training", ""]
+    parts += [f"Method: {card_info.get('method', 'n/a')}", ""]
+    if card_info.get("params"):
+        parts += [_table(card_info["params"]), ""]
+    quality = {f"{metric} ({runtime})": value for runtime, row in summary.get("quality", {}).items()
+               for metric, value in row.items()}
+    parts += ["## Metrics", "", _table(quality) if quality else "Not measured.", "",
+              "Speed: measured by the evaluate stage against the teacher in the same runtime (reports/report.md of "
+              "the run that made this export).", ""]
+    others = {k: v for k, v in card_info.items() if k not in known}
+    if others:
+        parts += ["## Other details", "", _table(others), ""]
+    parts += ["## ONNX", "",
+              f"Exported with {summary['exporter']}, opset {summary['opset']}; inputs "
+              f"{', '.join(summary['onnx_inputs'])}, dynamic batch and sequence axes.", "",
+              _table({
+                  "fp32 max abs logit diff vs PyTorch": f"{summary['onnx']['max_abs_diff']:.2e} "
+                                                         f"(tolerance {summary['onnx']['tolerance']:g})",
+                  "int8 max abs logit diff vs fp32": f"{summary['int8']['max_abs_diff_vs_fp32']:.3g}",
+                  "int8 argmax agreement with fp32": f"{100 * summary['int8']['argmax_agreement_vs_fp32']:.2f}%",
+                  "examples compared": f"{summary['parity_examples']} dev examples, mixed lengths per batch",
+              }), "",
+              "## Files", "", "| file | bytes |", "|---|---|"]
+    parts += [f"| {name} | {size:,} |" for name, size in files.items()]
+    parts += [f"| {SUMMARY_FILE} | (summary of this export) |", "", "## How to load", "", _usage(summary), ""]
+    return "\n".join(parts)
+

@@ -1,0 +1,76 @@
+"""Model inputs from normalised rows: tokenisation for Transformer models (no padding until a batch is
+made), length buckets, the padding collator, and the training rows a student step learns from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.artifacts import load_dataset_dir, texts_of
+from pipeline.tasks import Task
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> dict[str, list]:
+    """Tokenise without padding (padding happens per batch)."""
+    return dict(tokenizer(list(texts), list(pairs) if pairs is not None else None,
+                          truncation=True, max_length=max_length))
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices sorted by length, cut into batches: each batch pads to a similar length."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The fields a Transformer's forward takes, from a batch that may carry more."""
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
+def token_collator(tokenizer):
+    """Pad token fields per batch; carry labels and teacher logits as tensors."""
+
+    def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = dict(tokenizer.pad([model_inputs(r) for r in rows], return_tensors="pt"))
+        if "labels" in rows[0]:
+            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        if "teacher_logits" in rows[0]:
+            batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
+        return batch
+
+    return collate
+
+
+def encode_rows(tokenizer, split, task: Task, max_length: int, with_logits: bool = False):
+    """A datasets.Dataset of token ids (+ labels, + teacher logits) for a prepared/teacher_logits split;
+    `length` is what length-grouped batching sorts by."""
+    import datasets
+
+    texts, pairs = texts_of(split, task.is_pair)
+    rows = dict(tokenizer(texts, pairs, truncation=True, max_length=max_length))
+    rows["labels"] = list(split["label"])
+    rows["length"] = [len(ids) for ids in rows["input_ids"]]
+    if with_logits:
+        rows["teacher_logits"] = list(split["logits"])
+    return datasets.Dataset.from_dict(rows)
+
+
+def sample_rows(split, limit: int | None, seed: int):
+    """A seeded random sample of `limit` rows (all rows when limit is None or larger)."""
+    if limit is None or limit >= len(split):
+        return split
+    return split.shuffle(seed=seed).select(range(limit))
+
+
+def task_rows(logits_dir: Path, augmented: bool, limit: int | None, seed: int):
+    """Train rows (+ augmented rows) with their cached teacher logits, optionally subsampled."""
+    rows = load_dataset_dir(logits_dir)
+    if not augmented:
+        rows = rows.filter(lambda origin: origin == "train", input_columns="origin")
+    return sample_rows(rows, limit, seed)

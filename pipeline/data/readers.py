@@ -1,0 +1,193 @@
+"""Raw data readers: a folder of train/dev[/test] files (GLUE-style TSV, CSV, JSON lines) or a Hub
+dataset, each record validated by the row policies. Errors name the file and line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import DataConfig
+from pipeline.data.policies import Columns, Rows, normalise
+from pipeline.errors import DataError
+from pipeline.tasks import Task, get_task
+
+SPLITS = ("train", "dev", "test")
+REQUIRED_SPLITS = ("train", "dev")
+EXTENSIONS = {".tsv": "glue", ".csv": "csv", ".jsonl": "jsonl"}
+HUB_SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
+
+
+def _columns(task: Task, cfg: DataConfig, hub: bool = False) -> Columns:
+    default = task.hub_columns if hub else (task.text_column, task.pair_column, task.label_column)
+    text = cfg.columns.text or default[0]
+    pair = (cfg.columns.text_pair or default[1]) if task.is_pair else None
+    label = cfg.columns.label or default[2]
+    return text, pair, label
+
+
+def _check_header(path: Path, header: list[str], cols: Columns, split: str) -> bool:
+    """Raise if text columns are missing; return whether the label column is present."""
+    for col in cols[:2]:
+        if col is not None and col not in header:
+            raise DataError(f"{path}:1: missing column {col!r} (header has: {', '.join(header)})")
+    has_label = cols[2] in header
+    if not has_label and split in REQUIRED_SPLITS:
+        raise DataError(f"{path}:1: missing label column {cols[2]!r} (header has: {', '.join(header)})")
+    return has_label
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            yield number, line.rstrip("\r\n")
+
+
+def read_tsv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+    """GLUE-style TSV: tab-separated, no quoting (quotes are text), optional BOM."""
+    lines = _decoded_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise DataError(f"{path}: empty file")
+    header = first[1].split("\t")
+    cols = _columns(task, cfg)
+    labelled = _check_header(path, header, cols, split)
+
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, line in lines:
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != len(header):
+                raise DataError(f"{path}:{number}: expected {len(header)} tab-separated fields, got {len(fields)}")
+            yield number, dict(zip(header, fields))
+
+    return normalise(records(), str(path), task, cfg, cols, labelled, counts)
+
+
+def read_csv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+    lines = (line for _, line in _decoded_lines(path))
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames:
+        raise DataError(f"{path}: empty file")
+    cols = _columns(task, cfg)
+    labelled = _check_header(path, list(reader.fieldnames), cols, split)
+
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        for rec in reader:
+            if None in rec:
+                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+            yield reader.line_num, rec
+
+    return normalise(records(), str(path), task, cfg, cols, labelled, counts)
+
+
+def read_jsonl(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+    cols = _columns(task, cfg)
+    state = {"labelled": None}
+
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, line in _decoded_lines(path):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object per line")
+            if state["labelled"] is None:
+                state["labelled"] = _check_header(path, list(rec), cols, split)
+            yield number, rec
+
+    it = records()
+    first = next(it, None)
+    if first is None:
+        raise DataError(f"{path}: empty file")
+
+    def chained() -> Iterator[tuple[int, dict[str, Any]]]:
+        yield first
+        yield from it
+
+    return normalise(chained(), str(path), task, cfg, cols, bool(state["labelled"]), counts)
+
+
+READERS = {"glue": read_tsv, "csv": read_csv, "jsonl": read_jsonl}
+
+
+def _find_split_file(folder: Path, split: str, fmt: str) -> Path | None:
+    names = [split] + (["validation"] if split == "dev" else [])
+    exts = [ext for ext, kind in EXTENSIONS.items() if fmt in ("auto", kind)]
+    for name in names:
+        for ext in exts:
+            candidate = folder / f"{name}{ext}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_folder(folder: Path, task: Task, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
+    splits: dict[str, Rows] = {}
+    for split in SPLITS:
+        path = _find_split_file(folder, split, cfg.format)
+        if path is None:
+            if split in REQUIRED_SPLITS:
+                wanted = "|".join(ext for ext, kind in EXTENSIONS.items() if cfg.format in ("auto", kind))
+                raise DataError(f"{folder}: no {split} file ({split}.{{{wanted.replace('.', '')}}})")
+            continue
+        splits[split] = READERS[EXTENSIONS[path.suffix]](path, task, cfg, split, counts.setdefault(split, Counter()))
+    return splits
+
+
+def read_hub(dataset_id: str, task: Task, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
+    """A Hub dataset through `datasets.load_dataset` (needs network access or a local HF cache)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(dataset_id, cfg.hub_config)
+    except Exception as exc:  # the datasets library raises many types for "not reachable/not found"
+        raise DataError(f"data.source: cannot load Hub dataset {dataset_id!r} ({type(exc).__name__}: {exc})") from None
+    cols = _columns(task, cfg, hub=True)
+    splits: dict[str, Rows] = {}
+    for split, hub_name in HUB_SPLIT_NAMES.items():
+        if hub_name not in loaded:
+            if split in REQUIRED_SPLITS:
+                raise DataError(f"{dataset_id}: no {hub_name!r} split (has: {', '.join(loaded)})")
+            continue
+        part = loaded[hub_name]
+        where = f"{dataset_id}[{hub_name}]"
+        _check_header(Path(where), list(part.column_names), cols, split)
+        labels = part[cols[2]] if cols[2] in part.column_names else None
+        labelled = labels is not None and any(int(v) >= 0 for v in labels if str(v).lstrip("-").isdigit())
+        records = ((i + 1, rec) for i, rec in enumerate(part))
+        splits[split] = normalise(records, where, task, cfg, cols, labelled, counts.setdefault(split, Counter()))
+    return splits
+
+
+def read_raw(cfg: DataConfig, counts: dict[str, Counter] | None = None) -> dict[str, Rows]:
+    """Every split of the configured source, validated; `counts` (if given) receives, per split,
+    how many rows each data.* policy dropped or changed."""
+    task = get_task(cfg.task)
+    counts = {} if counts is None else counts
+    source = Path(cfg.source)
+    if cfg.format == "hub" or (cfg.format == "auto" and not source.exists() and _looks_like_hub_id(cfg.source)):
+        return read_hub(cfg.source, task, cfg, counts)
+    if not source.exists():
+        raise DataError(f"{source}: data folder not found (data.source)")
+    if source.is_file():
+        raise DataError(f"{source}: data.source must be a folder with train/dev files, not a file")
+    return read_folder(source, task, cfg, counts)
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source)) and not source.startswith(".")

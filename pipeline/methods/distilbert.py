@@ -1,0 +1,169 @@
+"""DistilBERT (Sanh et al. 2019, arXiv 1910.01108). At task level: a student initialised from the
+fine-tuned teacher's embeddings and chosen layers (evenly spaced ones by default), trained with the
+triple loss: soft CE at T on the teacher's logits + hard CE on gold labels + cosine between the last
+hidden states, the teacher run on the fly. As a general-distillation objective: the same triple loss
+on a general corpus with the masked-LM head (soft CE between MLM distributions on the masked positions,
+the MLM loss, cosine), which needs a teacher pretrained with an MLM head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from pipeline import losses, training
+from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir
+from pipeline.data.batches import encode_rows, model_inputs, sample_rows, task_rows, token_collator
+from pipeline.errors import ConfigError
+from pipeline.methods import Method, Objective, Step, StepRun
+from pipeline.models import transformer as tfm
+from pipeline.models.hf import load_teacher
+from pipeline.recipes import WithTeacher, evaluation
+from pipeline.schema import Budget, Positive, Probability, Section, weights, weights_field
+from pipeline.tasks import get_task
+
+Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
+                  hard=(1.0, "CE on gold labels"), cosine=(1.0, "cosine loss between the last hidden states"))
+MLMWeights = weights("DistilBERTMLMWeights", soft=(5.0, "soft CE between MLM distributions at T (x T^2)"),
+                     mlm=(2.0, "masked-LM loss"), cosine=(1.0, "cosine loss between the last hidden states"))
+
+
+class DistilBERTStudent(Budget):
+    train_on: Literal["prepared", "teacher_logits"] = Field(
+        "prepared", description="prepared: the gold-labelled train split; teacher_logits: train + augmented rows")
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="0-based fine-tuned teacher layers copied into the student (null: evenly spaced, half of them)")
+    temperature: Positive = Field(2.0, description="softmax temperature of the soft-label term")
+    weights: Weights = weights_field(Weights)
+    learning_rate: Positive = Field(5e-5, description="AdamW learning rate")
+
+
+class TaskRecipe(WithTeacher):
+    """The triple loss at task level; the fine-tuned teacher runs on the fly for its logits and last
+    hidden states."""
+
+    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, temperature: float,
+                 weights: dict[str, float]):
+        super().__init__(teacher, weights)
+        self.student = student
+        self.temperature = temperature
+
+    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
+        inputs = model_inputs(batch)
+        s_out = self.student(**inputs, output_hidden_states=True)
+        if not self.training:
+            return evaluation(s_out.logits, labels)
+        with torch.no_grad():
+            t_out = self.teacher_on(inputs["input_ids"].device)(**inputs, output_hidden_states=True)
+        logits = s_out.logits.float()  # one fp32 copy feeds every term, so their gradients add up in fp32
+        terms = {}
+        if self.active("soft"):
+            terms["soft"] = losses.soft_ce(logits, t_out.logits, self.temperature)
+        if self.active("hard"):
+            terms["hard"] = losses.hard_ce(logits, labels)
+        if self.active("cosine"):
+            terms["cosine"] = losses.cosine_hidden(s_out.hidden_states[-1], t_out.hidden_states[-1],
+                                                   inputs["attention_mask"])
+        return self.output(terms, s_out.logits)
+
+
+def train(run: StepRun) -> dict:
+    from transformers import BertForSequenceClassification, set_seed
+
+    params, cfg = run.params, run.cfg
+    task = get_task(params.data.task)
+    teacher, tokenizer = load_teacher()
+    n_teacher = teacher.config.num_hidden_layers
+    layers = list(cfg.layers) if cfg.layers is not None else tfm.alternate_layers(n_teacher, max(n_teacher // 2, 1))
+    bad = [i for i in layers if i >= n_teacher]
+    if bad or not layers:
+        raise ConfigError(f"distilbert.{run.name}.layers: teacher layers are 0..{n_teacher - 1}, got {layers}")
+    config = teacher.config.__class__.from_dict({**teacher.config.to_dict(), "num_hidden_layers": len(layers)})
+    set_seed(params.seed)
+    student = BertForSequenceClassification(config)
+    tfm.init_from_teacher(student, teacher, layers)
+    if cfg.train_on == "teacher_logits":
+        rows = task_rows(TEACHER_LOGITS, True, cfg.max_rows, params.seed)
+    else:
+        rows = sample_rows(load_dataset_dir(PREPARED)["train"], cfg.max_rows, params.seed)
+    return training.run(training.Job(
+        model=TaskRecipe(student, teacher, cfg.temperature, cfg.weights.active()),
+        train=encode_rows(tokenizer, rows, task, params.data.max_length),
+        dev=encode_rows(tokenizer, load_dataset_dir(PREPARED)["dev"], task, params.data.max_length), task=task,
+        collate=token_collator(tokenizer), budget=cfg,
+        fingerprint=[params.seed, params.data.task, params.data.max_length, cfg.model_dump()],
+        inputs=[TEACHER, PREPARED] + ([TEACHER_LOGITS] if cfg.train_on == "teacher_logits" else []),
+        save=lambda folder: tfm.save_student(student, tokenizer, folder),
+        out=run.out, history=run.history, checkpoints=run.checkpoints, terms=Weights.terms(),
+        summary={"student": run.name, "method": "distilbert", "train_on": cfg.train_on, "teacher_layers": layers}),
+        params)
+
+
+# ---------------------------------------------------------------- general distillation (masked LM)
+class GeneralConfig(Section):
+    temperature: Positive = Field(2.0, description="softmax temperature of the soft CE")
+    mlm_probability: Probability = Field(0.15, description="share of tokens masked (80/10/10)")
+    weights: MLMWeights = weights_field(MLMWeights)
+
+
+class MLMRecipe(WithTeacher):
+    """The triple loss with the masked-LM heads of student and teacher, on masked general text."""
+
+    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, cfg: GeneralConfig, mask_id: int,
+                 special_ids: Sequence[int]):
+        super().__init__(teacher, cfg.weights.active())
+        self.student = student
+        self.projection = tfm.projection(student.config.hidden_size, teacher.config.hidden_size)
+        self.temperature, self.mlm_probability, self.mask_id = cfg.temperature, cfg.mlm_probability, mask_id
+        self.register_buffer("special_ids", torch.tensor(sorted(set(special_ids))), persistent=False)
+
+    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
+        inputs = model_inputs(batch)
+        ids = inputs["input_ids"]
+        special = torch.isin(ids, self.special_ids.to(ids.device)) | (inputs["attention_mask"] == 0)
+        # Global RNG (seeded by the stage, saved in Trainer checkpoints): a resumed run masks as an
+        # uninterrupted one would.
+        corrupted, mlm_labels = losses.mask_tokens(ids, special, self.mask_id, self.student.config.vocab_size,
+                                                   self.mlm_probability)
+        inputs = {**inputs, "input_ids": corrupted}
+        with torch.no_grad():
+            t_out = self.teacher_on(ids.device)(**inputs, output_hidden_states=True)
+        s_out = self.student(**inputs, output_hidden_states=True)
+        logits = s_out.logits.float()  # one fp32 copy feeds every term, so their gradients add up in fp32
+        chosen = mlm_labels != -100
+        terms = {}
+        if self.active("soft"):
+            terms["soft"] = (losses.soft_ce(logits[chosen], t_out.logits[chosen], self.temperature)
+                             if bool(chosen.any()) else logits.sum() * 0.0)
+        if self.active("mlm"):
+            terms["mlm"] = losses.masked_lm(logits, mlm_labels)
+        if self.active("cosine"):
+            s_last = s_out.hidden_states[-1]
+            if self.projection is not None:
+                s_last = self.projection(s_last)
+            terms["cosine"] = losses.cosine_hidden(s_last, t_out.hidden_states[-1], inputs["attention_mask"])
+        return self.output(terms)
+
+
+def general_recipe(student_config, teacher, cfg: GeneralConfig, layer_map: list[int], tokenizer):
+    from transformers import BertForMaskedLM
+
+    student = BertForMaskedLM(student_config)
+    return student, MLMRecipe(student, teacher, cfg, tokenizer.mask_token_id, tokenizer.all_special_ids)
+
+
+METHOD = Method(
+    name="distilbert",
+    title="DistilBERT (Sanh et al. 2019)",
+    summary="the fine-tuned teacher's evenly spaced layers copied into a shallower BERT, trained with soft CE "
+            "at T + hard CE + last-hidden-state cosine",
+    student=DistilBERTStudent,
+    steps=(Step("train", "soft CE + hard CE + hidden-state cosine against the fine-tuned teacher", Weights, train,
+                deps=("data/${item.train_on}", "data/prepared", "models/teacher")),),
+    defaults={"distil3": {}},
+    objective=Objective(summary="masked-LM soft CE + MLM + cosine (needs a teacher with an MLM head)",
+                        config=GeneralConfig, build=general_recipe, teacher=tfm.load_mlm_teacher, weights=MLMWeights),
+)

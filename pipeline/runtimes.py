@@ -1,0 +1,304 @@
+"""Serving runtimes: PyTorch, ONNX fp32 and ONNX int8 predictors behind one interface, and what they
+read from a model or export folder (its config, labels, task, tokenizer).
+
+    predictor = load_export("exports/tinybert4", "int8", threads=2)
+    logits = predictor.logits(texts, pairs, batch_size=32)
+
+Every runtime tokenises the same way (Transformers: truncation at max_length, length-bucketed batches;
+BiLSTM: its own tokenizer, input-order batches), so their logits are comparable row by row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.data.batches import MODEL_INPUTS, encode, length_buckets
+from pipeline.errors import DataError, ModelError
+from pipeline.inference import classifier_logits
+from pipeline.models import bilstm
+from pipeline.tasks import TASKS, Task
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+SUMMARY_FILE = "export.json"
+CARD_FILE = "README.md"
+RUNTIMES: dict[str, str | None] = {"torch": None, "onnx": ONNX_FILE, "int8": INT8_FILE}
+
+Feeds = dict[str, np.ndarray]
+Batches = Iterator[tuple[np.ndarray, Feeds]]
+
+
+# ---------------------------------------------------------------- model folder metadata
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """config.json of a model or export folder, with errors that name the path."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise ModelError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: not a folder (expected a model or export folder)")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{folder}: not a model or export folder (no config.json)")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{config_file}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{config_file}: expected a JSON object")
+    return config
+
+
+def model_kind(config: dict[str, Any]) -> str:
+    """'bilstm' for pipeline.models.bilstm folders, 'hf' for Hugging Face classifiers."""
+    return "bilstm" if config.get("arch") == bilstm.ARCH else "hf"
+
+
+def export_info(folder: str | Path) -> dict[str, Any]:
+    """export.json of an export folder; {} for a plain model folder (or an unreadable summary)."""
+    path = Path(folder) / SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def label_names(folder: str | Path) -> list[str]:
+    """The model's label names by id: HF config id2label, BiLSTM config "labels"."""
+    config = read_config(folder)
+    if model_kind(config) == "bilstm":
+        labels = config.get("labels")
+        if labels:
+            return [str(x) for x in labels]
+        return [str(i) for i in range(int(config.get("model", {}).get("num_labels", 2)))]
+    id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
+    n = len(id2label) or int(config.get("num_labels", 2))
+    return [id2label.get(i, f"LABEL_{i}") for i in range(n)]
+
+
+def task_of(folder: str | Path) -> Task | None:
+    """The task a folder was trained/exported for: export.json, then the config's task key, then the
+    registered task whose label names match (a fine-tuned teacher only stores its labels)."""
+    config = read_config(folder)
+    for name in (export_info(folder).get("task"), config.get("task"), config.get("finetuning_task")):
+        if name in TASKS:
+            return TASKS[name]
+    labels = tuple(label_names(folder))
+    return next((t for t in TASKS.values() if t.labels == labels), None)
+
+
+def is_pair_model(folder: str | Path) -> bool:
+    """Whether the model classifies pairs of texts (MRPC) rather than single sentences."""
+    config = read_config(folder)
+    if model_kind(config) == "bilstm":
+        return bool(config.get("model", {}).get("is_pair", False))
+    task = task_of(folder)
+    return bool(task and task.is_pair)
+
+
+def bilstm_tokenizer(folder: Path, config: dict[str, Any]):
+    """A BiLSTM folder's tokenizer without loading its weights (what the ONNX runtime needs)."""
+    try:
+        kind, max_words = config["tokenizer"]["kind"], config["tokenizer"]["max_words"]
+        tokenizer_class = bilstm.TOKENIZERS[kind]
+    except (KeyError, TypeError):
+        raise ModelError(f"{folder / 'config.json'}: missing or unknown tokenizer settings (key 'tokenizer')") from None
+    try:
+        return tokenizer_class.load(folder, max_words)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder}: cannot load the BiLSTM tokenizer ({exc})") from None
+
+
+# ---------------------------------------------------------------- batches: what every runtime is fed
+def hf_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int, max_length: int,
+               by_length: bool = True) -> Batches:
+    """(row indices, padded int64 arrays) per batch, tokenised exactly as classifier_logits does.
+
+    by_length=False keeps input order, so lengths vary inside a batch: the parity check wants that."""
+    enc = encode(tokenizer, texts, pairs, max_length)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    if by_length:
+        groups = length_buckets(lengths, batch_size)
+    else:
+        groups = [np.arange(i, min(i + batch_size, len(lengths))) for i in range(0, len(lengths), batch_size)]
+    keys = [k for k in MODEL_INPUTS if k in enc]
+    for idx in groups:
+        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="np")
+        yield idx, {k: np.asarray(batch[k], dtype=np.int64) for k in keys}
+
+
+def bilstm_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
+    """The input-order batches of pipeline.models.bilstm.predict_logits, as numpy feeds."""
+    for start, stop, inputs in bilstm.batches(tokenizer, texts, pairs, batch_size):
+        yield np.arange(start, stop), {k: t.numpy() for k, t in inputs.items()}
+
+
+# ---------------------------------------------------------------- predictors
+class Predictor(Protocol):
+    name: str
+    folder: Path
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray: ...
+
+    def num_parameters(self) -> int: ...
+
+
+@dataclass
+class HFPredictor:
+    """A Hugging Face sequence classifier folder (the teacher, Transformer students)."""
+
+    name: str
+    folder: Path
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        from pipeline.models.hf import load_classifier, load_tokenizer
+
+        self.model = load_classifier(str(self.folder), key=self.name).eval()
+        self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
+        return classifier_logits(self.model, self.tokenizer, texts, pairs, batch_size=batch_size,
+                                 max_length=self.max_length, progress=False)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+@dataclass
+class BiLSTMPredictor:
+    """A BiLSTM student folder (pipeline.models.bilstm format)."""
+
+    name: str
+    folder: Path
+
+    def __post_init__(self) -> None:
+        from pipeline.models.bilstm import load_bilstm
+
+        self.model, self.tokenizer, self.config = load_bilstm(self.folder)
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
+        from pipeline.models.bilstm import predict_logits
+
+        return predict_logits(self.model, self.tokenizer, texts, pairs, batch_size)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def load_predictor(name: str, folder: str | Path, max_length: int = 128) -> Predictor:
+    """The PyTorch predictor of a model or export folder."""
+    folder = Path(folder)
+    if model_kind(read_config(folder)) == "bilstm":
+        return BiLSTMPredictor(name, folder)
+    return HFPredictor(name, folder, max_length)
+
+
+def weights_size(p: Predictor) -> int:
+    """Bytes of what a runtime loads as weights: the ONNX graph, or the PyTorch safetensors file(s)."""
+    onnx_path = getattr(p, "path", None)
+    if onnx_path is not None:
+        return Path(onnx_path).stat().st_size
+    return sum(f.stat().st_size for f in Path(p.folder).glob("*.safetensors"))
+
+
+def onnx_session(path: Path, threads: int | None = None):
+    """An onnxruntime CPU session; `threads` sets intra-op threads (None: onnxruntime's default)."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ModelError(f"{path}: ONNX file not found (not an export folder? make one with pipeline.export)")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: no per-session warnings on stderr
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise ModelError(f"{path}: onnxruntime cannot load it ({exc})") from None
+
+
+def run_session(session, feeds: Feeds) -> np.ndarray:
+    """Logits for one batch, feeding exactly the graph's inputs."""
+    names = [i.name for i in session.get_inputs()]
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise ModelError(f"the ONNX graph needs inputs {missing} that this tokenisation does not produce")
+    return session.run(None, {n: feeds[n] for n in names})[0]
+
+
+@dataclass
+class OnnxPredictor:
+    """An exported ONNX graph behind the Predictor protocol.
+
+    Tokenises like the PyTorch predictors (HF: truncation at max_length, length-bucketed batches;
+    BiLSTM: its own tokenizer, input-order batches), so its logits match theirs."""
+
+    name: str
+    folder: Path
+    onnx_file: str = ONNX_FILE
+    threads: int | None = None
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+        config = read_config(self.folder)
+        self.kind = model_kind(config)
+        self.path = self.folder / self.onnx_file
+        self.session = onnx_session(self.path, self.threads)
+        if self.kind == "bilstm":
+            self.tokenizer = bilstm_tokenizer(self.folder, config)
+            self.is_pair = bool(config.get("model", {}).get("is_pair", False))
+        else:
+            from pipeline.models.hf import load_tokenizer
+
+            self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
+            self.is_pair = None  # whatever the caller passes
+        self.num_labels = int(self.session.get_outputs()[0].shape[-1])
+
+    def _batches(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
+        if self.kind == "bilstm":
+            if self.is_pair and pairs is None:
+                raise DataError(f"{self.folder}: a pair model: every example needs a second text")
+            return bilstm_batches(self.tokenizer, texts, pairs if self.is_pair else None, batch_size)
+        return hf_batches(self.tokenizer, texts, pairs, batch_size, self.max_length)
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
+        out = np.empty((len(texts), self.num_labels), dtype=np.float32)
+        for idx, feeds in self._batches(list(texts), list(pairs) if pairs is not None else None, batch_size):
+            out[idx] = run_session(self.session, feeds)
+        return out
+
+    def num_parameters(self) -> int:
+        """Elements of the graph's initializers (for int8: the quantised weights plus their scales)."""
+        import onnx
+
+        graph = onnx.load(str(self.path)).graph
+        return int(sum(np.prod(t.dims, dtype=np.int64) for t in graph.initializer))
+
+
+def load_export(folder: str | Path, runtime: str = "torch", *, name: str | None = None,
+                threads: int | None = None) -> Predictor:
+    """A Predictor for an export folder (or a plain model folder with runtime="torch").
+
+    torch loads the folder with HFPredictor/BiLSTMPredictor; onnx and int8 run model.onnx and
+    model.int8.onnx. The default name carries the runtime, so several runtimes can sit in one report."""
+    folder = Path(folder)
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    read_config(folder)
+    max_length = int(export_info(folder).get("max_length", 128))
+    onnx_file = RUNTIMES[runtime]
+    if onnx_file is None:
+        return load_predictor(name or folder.name, folder, max_length)
+    return OnnxPredictor(name or f"{folder.name}-{runtime}", folder, onnx_file, threads=threads,
+                         max_length=max_length)
+

@@ -1,0 +1,70 @@
+"""Building blocks of the typed params: sections, budgets, layer maps and loss weights.
+
+Every loss in the pipeline follows one convention: a recipe computes raw named terms and the loss is
+sum(weight * term) over the terms with a non-zero weight. A step declares its terms with `weights()`,
+which makes the params schema of its `weights:` block: one field per term (with its default and
+meaning), and an error naming the block and the declared terms for any other key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+WarmupRatio = Annotated[float, Field(ge=0, lt=1)]
+
+LayerMap = list[Annotated[int, Field(ge=1)]] | None
+LAYER_MAP_HELP = "1-based teacher layer for each student layer (null: uniform, g(m) = m * N / M)"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(Section):
+    """How much a training step learns from, and how fast."""
+
+    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
+    epochs: Positive = Field(1.0, description="training epochs")
+    learning_rate: Positive = Field(1e-4, description="AdamW learning rate")
+    batch_size: PositiveInt = Field(32, description="training batch size")
+    warmup_ratio: WarmupRatio = Field(0.1, description="share of steps with linear warm-up")
+
+
+class Weights(Section):
+    """Base of every `weights:` block; subclasses are made by `weights()`, one field per term."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_terms(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in cls.model_fields]
+            if unknown:
+                raise ValueError(f"unknown loss term {unknown[0]!r}; this step's terms are "
+                                 f"{', '.join(cls.model_fields)}")
+        return data
+
+    @classmethod
+    def terms(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
+
+    def active(self) -> dict[str, float]:
+        """The terms that count: those with a non-zero weight (the others are not computed)."""
+        return {term: w for term, w in self.model_dump().items() if w}
+
+
+def weights(name: str, **terms: tuple[float, str]) -> type[Weights]:
+    """The `weights:` schema of a step with these loss terms: term=(default weight, what the term is)."""
+    fields = {term: (NonNegative, Field(default, description=doc)) for term, (default, doc) in terms.items()}
+    return create_model(name, __base__=Weights, **fields)
+
+
+def weights_field(model: type[Weights], **defaults: float):
+    """A `weights:` field of a step's schema, with other defaults than the term declaration's."""
+    return Field(default_factory=lambda: model(**defaults),
+                 description="loss = sum of weight x term over these terms (0: the term is not computed)")

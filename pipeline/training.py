@@ -1,0 +1,174 @@
+"""The one training driver. Every stage that trains (the teacher, each step of each student method,
+general distillation) describes a `Job` and calls `run`, which builds the Hugging Face Trainer, resumes
+an interrupted run of the same inputs, trains, evaluates on dev, saves the artifact atomically, writes
+the training history and returns the stage's summary. No stage builds a Trainer itself.
+
+A job's model is trained as is: its forward(**batch) returns {"loss", <term>..., "logits"}, so a
+recipe's named loss terms reach the history (each averaged over the logging interval, beside the
+loss), and a plain HF classifier (the teacher) works too.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.artifacts import atomic_path
+from pipeline.checkpoint import CheckpointDir, fingerprint
+from pipeline.inference import use_bf16
+from pipeline.tasks import Task, compute_metrics
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """What one training run needs; `run(job)` does the rest."""
+
+    model: nn.Module  # what the Trainer trains: a recipe around a student, or an HF model
+    train: Any  # datasets.Dataset of model inputs (+ labels, teacher logits, length)
+    collate: Callable[[list[dict]], dict[str, torch.Tensor]]
+    budget: Any  # epochs, learning_rate, batch_size, warmup_ratio (schema.Budget or alike)
+    fingerprint: Sequence[Any]  # the params that define the result: a checkpoint resumes only if they match
+    inputs: Sequence[Path]  # input artifacts, hashed into the checkpoint fingerprint
+    save: Callable[[Path], None]  # writes the trained artifact into a folder
+    out: Path  # the artifact folder (written atomically)
+    history: Path  # the Trainer's log history, as JSON
+    checkpoints: Path  # scratch folder for resumable checkpoints
+    dev: Any = None  # evaluated per epoch and at the end when given (needs `task`)
+    task: Task | None = None
+    weight_decay: float = 0.0
+    group_by_length: bool = True  # batches of similar length (needs a `length` column)
+    mixed_precision: bool = True  # bf16 autocast where params `precision` allows it
+    terms: Sequence[str] = ()  # loss terms the model returns, logged beside the loss
+    summary: dict[str, Any] = field(default_factory=dict)  # what the stage reports besides the run's numbers
+
+
+@functools.cache
+def _trainer_class():
+    """transformers.Trainer that also logs the named loss terms a model returns (imported on first use:
+    stages that do not train never pay for it)."""
+    from transformers import Trainer
+
+    class TermTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            if model.training and isinstance(outputs, dict):
+                for term in self.terms:
+                    if term in outputs:
+                        self.term_sums[term] = self.term_sums.get(term, 0.0) + outputs[term].detach().float()
+                self.term_steps += 1
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs and self.term_steps:  # each term averaged over the steps since the last log
+                for term, total in self.term_sums.items():
+                    logs[f"loss/{term}"] = round(float(total) / self.term_steps, 4)
+                self.term_sums, self.term_steps = {}, 0
+            super().log(logs, *args, **kwargs)
+
+    return TermTrainer
+
+
+def make_trainer(terms: Sequence[str], **kwargs):
+    """A Trainer (keyword arguments as transformers.Trainer's) logging the loss `terms` beside the loss."""
+    trainer = _trainer_class()(**kwargs)
+    trainer.terms, trainer.term_sums, trainer.term_steps = tuple(terms), {}, 0
+    return trainer
+
+
+def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, batch_size: int, seed: int,
+                       checkpoint_steps: int, warmup: float = 0.0, weight_decay: float = 0.0,
+                       eval_batch_size: int = 128, evaluate: bool = True, group_by_length: bool = True,
+                       bf16: bool = False):
+    """Trainer settings shared by every job: dev evaluation per epoch (when `evaluate`), resumable
+    checkpoints, length-grouped batches (padding waste matters on CPU), fused AdamW (its optimizer
+    step is several times faster on CPU than the per-tensor loop, which dominates small models),
+    bf16 autocast when `bf16` (see pipeline.inference.use_bf16)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        warmup_steps=warmup,
+        weight_decay=weight_decay,
+        eval_strategy="epoch" if evaluate else "no",
+        save_strategy="steps",
+        save_steps=checkpoint_steps,
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=10,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        optim="adamw_torch_fused",
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # Trainer refuses CPU bf16 unless told
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_drop_last=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def metrics_fn(task: Task):
+    def compute(prediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return compute_metrics(task, np.asarray(logits), np.asarray(prediction.label_ids))
+
+    return compute
+
+
+def run(job: Job, params: Params) -> dict[str, Any]:
+    """Train `job` (resuming an interrupted run of the same fingerprint), evaluate it on dev, save its
+    artifact atomically, write its history, clear its checkpoints; return the stage summary."""
+    bf16 = job.mixed_precision and use_bf16(params.precision)
+    checkpoints = CheckpointDir(job.checkpoints, fingerprint([*job.fingerprint, bf16], job.inputs))
+    b = job.budget
+    evaluate = job.dev is not None
+    args = training_arguments(str(checkpoints.folder), epochs=b.epochs, learning_rate=b.learning_rate,
+                              batch_size=b.batch_size, seed=params.seed, checkpoint_steps=params.checkpoint_steps,
+                              warmup=b.warmup_ratio, weight_decay=job.weight_decay,
+                              evaluate=evaluate, group_by_length=job.group_by_length, bf16=bf16)
+    trainer = make_trainer(job.terms, model=job.model, args=args, train_dataset=job.train,
+                           eval_dataset=job.dev, data_collator=job.collate,
+                           compute_metrics=metrics_fn(job.task) if evaluate else None)
+    resume = checkpoints.latest_trainer_checkpoint() if checkpoints.start() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    summary = dict(job.summary)
+    if evaluate:
+        final = trainer.evaluate()
+        summary.update({f"dev_{m}": round(final[f"eval_{m}"], 4) for m in job.task.metrics})
+    with atomic_path(job.out) as tmp:
+        tmp.mkdir()
+        job.save(tmp)
+    with atomic_path(job.history) as tmp:
+        tmp.write_text(json.dumps(trainer.state.log_history, indent=1) + "\n", encoding="utf-8")
+    checkpoints.complete()
+    summary.update(precision="bf16" if bf16 else "fp32", train_rows=len(job.train),
+                   train_seconds=round(result.metrics["train_runtime"], 1),
+                   train_samples_per_second=round(result.metrics["train_samples_per_second"], 1))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if losses:
+        summary["final_train_loss"] = round(losses[-1], 4)
+    log.info("%s: %s", job.out, summary)
+    return summary

@@ -1,0 +1,198 @@
+"""What the two-step task methods (TinyBERT, MiniLMv2, LRC-BERT) share: the student entry's common keys,
+the step budgets, where step 1 starts from, and the two step runners.
+
+Step 1 (`intermediate`) trains the intermediate layers against the fine-tuned teacher run on the fly,
+with the method's recipe; step 2 (`prediction`) adds the prediction layer, by default with soft CE at
+T on the cached teacher logits (LRC-BERT brings its own recipe). A method file supplies its recipes
+and schemas; these runners do the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field, field_validator
+
+from pipeline import losses, training
+from pipeline.artifacts import GENERAL, PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir
+from pipeline.data.batches import encode_rows, model_inputs, task_rows, token_collator
+from pipeline.errors import ModelError
+from pipeline.methods import Step, StepRun, objectives
+from pipeline.models import transformer as tfm
+from pipeline.models.hf import load_teacher, load_tokenizer
+from pipeline.recipes import Recipe, evaluation
+from pipeline.schema import Budget, Positive, PositiveInt, Section, Weights, weights, weights_field
+from pipeline.tasks import Task, get_task
+
+RANDOM = "random"
+INIT_HELP = "start from the general_distill student of this objective (listed in general_distill.objectives), or random weights"
+
+
+class TwoStepStudent(Section):
+    """Keys every two-step student has; a method adds its `intermediate` and `prediction` steps."""
+
+    init: str = Field("tinybert", description=INIT_HELP)
+    augmented: bool = Field(True, description="learn on train + augmented rows (false: train rows only)")
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        known = sorted(objectives())
+        if value != RANDOM and value not in known:
+            raise ValueError(f"must be one of {', '.join(known)} (a general_distill objective) or {RANDOM}")
+        return value
+
+
+class Step1(Budget):
+    max_rows: PositiveInt | None = Field(4000, description="random sample of this many training rows (null: all)")
+
+
+class Step2(Budget):
+    max_rows: PositiveInt | None = Field(20000, description="random sample of this many training rows (null: all)")
+    learning_rate: Positive = Field(2e-4, description="AdamW learning rate")
+    temperature: Positive = Field(1.0, description="softmax temperature of the soft CE")
+
+
+PredictionWeights = weights("PredictionWeights", soft=(1.0, "soft CE at T on the cached teacher logits"),
+                            hard=(0.0, "CE on gold labels (augmented rows have none)"))
+
+
+class PredictionStep(Step2):
+    weights: PredictionWeights = weights_field(PredictionWeights)
+
+
+def check_init(method: str, name: str, cfg: TwoStepStudent, params) -> None:
+    """A student's `init` must name a general-distillation stage that runs."""
+    if cfg.init != RANDOM and cfg.init not in params.general_distill.objectives:
+        raise ValueError(f"{method}.{name}.init: {cfg.init!r} is not in general_distill.objectives "
+                          f"{params.general_distill.objectives} (add it there, or use init: {RANDOM})")
+
+
+class PredictionRecipe(Recipe):
+    """Step 2: soft CE at T between the student's logits and the cached teacher logits (+ hard CE)."""
+
+    def __init__(self, student: torch.nn.Module, temperature: float, weights: dict[str, float]):
+        super().__init__(weights)
+        self.student = student
+        self.temperature = temperature
+
+    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
+        logits = self.student(**model_inputs(batch)).logits
+        if teacher_logits is None:  # evaluation batches carry gold labels only
+            return evaluation(logits, labels)
+        terms = {}
+        if self.active("soft"):
+            terms["soft"] = losses.soft_ce(logits, teacher_logits, self.temperature)
+        if self.active("hard"):
+            terms["hard"] = losses.hard_ce(logits, labels)
+        return self.output(terms, logits)
+
+
+def task_student(params, task: Task, init: str, teacher_config):
+    """The step-1 student: a general_distill student (the one of `init`) with a classification head,
+    or random weights of the same shape (the no-general-distillation ablation)."""
+    from transformers import BertForSequenceClassification
+
+    labels = dict(num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
+                  label2id={n: i for i, n in enumerate(task.labels)})
+    if init == RANDOM:
+        config = tfm.student_config(teacher_config, params.general_distill.student)
+        for k, v in labels.items():
+            setattr(config, k, v)
+        return BertForSequenceClassification(config)
+    folder = GENERAL / init
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder}: no general_distill student (run `dvc repro general_distill@{init}`)")
+    return BertForSequenceClassification.from_pretrained(str(folder), **labels)
+
+
+def layer_map(step_map, student, teacher, key: str) -> list[int]:
+    return tfm.resolve_layer_map(step_map, student.config.num_hidden_layers, teacher.config.num_hidden_layers, key)
+
+
+# A step-1 recipe factory: (student, teacher, step config, params key of the step, the run) -> (recipe, summary details)
+Step1Recipe = Callable[[Any, Any, Any, str, StepRun], tuple[Recipe, dict[str, Any]]]
+
+
+def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str, Any]:
+    """Step 1: the intermediate layers learn the fine-tuned teacher (run on the fly) on train (+ augmented)
+    rows with the method's recipe; the student is saved with its projection for step 2."""
+    from transformers import set_seed
+
+    params, cfg = run.params, run.cfg
+    step = cfg.intermediate
+    task = get_task(params.data.task)
+    teacher, tokenizer = load_teacher()
+    set_seed(params.seed)
+    student = task_student(params, task, cfg.init, teacher.config)
+    recipe, details = build(student, teacher, step, f"{method}.{run.name}.intermediate", run)
+    projection = getattr(recipe, "projection", None)
+    if cfg.init != RANDOM:
+        tfm.load_projection(GENERAL / cfg.init, projection)
+    rows = task_rows(TEACHER_LOGITS, cfg.augmented, step.max_rows, params.seed)
+    return training.run(training.Job(
+        model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length),
+        collate=token_collator(tokenizer), budget=step,
+        fingerprint=[params.seed, params.data.task, params.data.max_length,
+                     params.general_distill.student.model_dump(), method, cfg.init, cfg.augmented, step.model_dump()],
+        inputs=[TEACHER, TEACHER_LOGITS] + ([GENERAL / cfg.init] if cfg.init != RANDOM else []),
+        save=lambda folder: tfm.save_student(student, tokenizer, folder, projection),
+        out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
+        summary={"student": run.name, "method": method, "step": "intermediate", "init": cfg.init,
+                 "augmented": cfg.augmented, **details}), params)
+
+
+# A step-2 recipe factory: (student, step config, params key of the step, the run) -> (recipe, summary details)
+Step2Recipe = Callable[[Any, Any, str, StepRun], tuple[Recipe, dict[str, Any]]]
+
+
+def prediction_recipe(student, step: PredictionStep, key: str, run: StepRun) -> tuple[Recipe, dict[str, Any]]:
+    return PredictionRecipe(student, step.temperature, step.weights.active()), {}
+
+
+def run_prediction(method: str, run: StepRun, build: Step2Recipe = prediction_recipe,
+                   needs_teacher: bool = False) -> dict[str, Any]:
+    """Step 2, from the step-1 student: its recipe on train (+ augmented) rows with their cached teacher
+    logits, evaluated on dev; saves a Hugging Face classifier."""
+    from transformers import BertForSequenceClassification, set_seed
+
+    params, cfg = run.params, run.cfg
+    step = cfg.prediction
+    task = get_task(params.data.task)
+    if not (run.previous / "config.json").is_file():
+        raise ModelError(f"{run.previous}: no step-1 student (run `dvc repro {method}_intermediate@{run.name}`)")
+    tokenizer = load_tokenizer(str(run.previous), key=str(run.previous))
+    set_seed(params.seed)
+    student = BertForSequenceClassification.from_pretrained(str(run.previous))
+    recipe, details = build(student, step, f"{method}.{run.name}.prediction", run)
+    rows = task_rows(TEACHER_LOGITS, cfg.augmented, step.max_rows, params.seed)
+    return training.run(training.Job(
+        model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=True),
+        dev=encode_rows(tokenizer, load_dataset_dir(PREPARED)["dev"], task, params.data.max_length), task=task,
+        collate=token_collator(tokenizer), budget=step,
+        fingerprint=[params.seed, params.data.task, params.data.max_length, method, cfg.augmented, step.model_dump()],
+        inputs=[run.previous, TEACHER_LOGITS, PREPARED] + ([TEACHER] if needs_teacher else []),
+        save=lambda folder: tfm.save_student(student, tokenizer, folder),
+        out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
+        summary={"student": run.name, "method": method, "step": "prediction", "init": cfg.init,
+                 "augmented": cfg.augmented, **details}), params)
+
+
+def steps(method: str, step1: Step1Recipe, summary1: str, weights1: type[Weights],
+          step2: Step2Recipe = prediction_recipe, summary2: str = "soft CE on the cached teacher logits",
+          weights2: type[Weights] = PredictionWeights, needs_teacher: bool = False) -> tuple[Step, Step]:
+    """A two-step method's stages: `<method>_intermediate@NAME` (against the fine-tuned teacher, from the
+    general student of `init`) then `<method>_prediction@NAME` (from step 1, on the cached logits)."""
+    return (
+        Step("intermediate", summary1, weights1, lambda run: run_intermediate(method, step1, run),
+             deps=("models/general", "models/teacher", "data/teacher_logits"),
+             keys=("init", "augmented", "intermediate"),
+             shared=("precision", "seed", "data.task", "data.max_length", "general_distill.student")),
+        Step("prediction", summary2, weights2, lambda run: run_prediction(method, run, step2, needs_teacher),
+             deps=("${previous}", *(("models/teacher",) if needs_teacher else ()), "data/teacher_logits",
+                   "data/prepared"),
+             keys=("augmented", "prediction")),
+    )

@@ -1,0 +1,33 @@
+"""Export the teacher and every student: `python -m stages.export` -> exports/<model>/ (model folder,
+ONNX fp32 checked against PyTorch, ONNX int8, quality of each runtime, model card)."""
+
+from pipeline.artifacts import EXPORTS, HISTORY, PREPARED, TEACHER, general_history, load_dataset_dir, student_dir
+from pipeline.card import card_info
+from pipeline.config import Params
+from pipeline.export import export_all
+from pipeline.stage import stage
+from pipeline.tasks import get_task
+
+
+def training_logs(name: str, params: Params) -> dict[str, str]:
+    """The training histories behind a model, labelled for the training-curves figure."""
+    if name == "teacher":
+        return {"teacher": str(HISTORY / "teacher.json")}
+    method, cfg = params.students()[name]
+    logs = {label: str(path) for label, path in method.histories(name).items()}
+    init = getattr(cfg, "init", None)
+    if init in params.general_distill.objectives:
+        logs[f"general_distill ({init})"] = str(general_history(init))
+    return logs
+
+
+@stage
+def main(params: Params, args: list[str]) -> None:
+    models = {"teacher": TEACHER, **{name: student_dir(name) for name in params.students()}}
+    export_all({name: (folder, card_info(name, params), training_logs(name, params)) for name, folder in models.items()},
+               get_task(params.data.task), load_dataset_dir(PREPARED), params.export.splits, params.data.max_length,
+               EXPORTS)
+
+
+if __name__ == "__main__":
+    main()

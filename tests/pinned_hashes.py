@@ -1,0 +1,84 @@
+"""Pin the models of a run: every file of every model artifact (teacher, general students, student steps,
+students) by its md5, as DVC recorded it in dvc.lock and the cache.
+
+    python tests/pinned_hashes.py check  [--pins tests/pinned/ci_profile.json]   # in a repo after `dvc repro`
+    python tests/pinned_hashes.py update [--pins ...]                            # after an intended change
+
+`.ci/run` checks the ci profile's run against the pins: a change to the code that moves any weight of a
+model whose recipe did not change fails CI. Bit-exact results hold for one CPU kind and precision, so
+the check is skipped, saying so, on another. With `--outs data/ models/ exports/` it pins every
+artifact of a run (what .ci/run compares a forced rerun with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+PINS = Path(__file__).resolve().parent / "pinned" / "ci_profile.json"
+MODEL_OUTS = ["models/"]
+
+
+def machine() -> dict[str, str]:
+    import torch
+
+    from pipeline.inference import use_bf16
+
+    return {"cpu": torch.backends.cpu.get_cpu_capability(), "precision": "bf16" if use_bf16("auto") else "fp32"}
+
+
+def model_files(repo: Path, outs: list[str] = MODEL_OUTS) -> dict[str, str]:
+    """{path of each file inside each out under `outs`: md5} from dvc.lock and the .dir manifests."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        stages = {stage.addressing for stage in dvc_repo.index.stages}
+    lock = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    files: dict[str, str] = {}
+    for name, entry in lock.items():
+        if name not in stages:  # a stage dvc.yaml no longer has
+            continue
+        for out in entry.get("outs", []):
+            if not out["path"].startswith(tuple(outs)):
+                continue
+            md5 = out["md5"]
+            if not md5.endswith(".dir"):
+                files[out["path"]] = md5
+                continue
+            manifest = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+            for item in json.loads(manifest.read_text(encoding="utf-8")):
+                files[f"{out['path']}/{item['relpath']}"] = item["md5"]
+    return dict(sorted(files.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("check", "update"))
+    parser.add_argument("--pins", type=Path, default=PINS)
+    parser.add_argument("--repo", type=Path, default=Path("."))
+    parser.add_argument("--outs", nargs="+", default=MODEL_OUTS, help="which outs (path prefixes) to pin")
+    args = parser.parse_args(argv)
+    here, files = machine(), model_files(args.repo, args.outs)
+    if args.command == "update":
+        args.pins.parent.mkdir(parents=True, exist_ok=True)
+        args.pins.write_text(json.dumps({"machine": here, "files": files}, indent=1) + "\n", encoding="utf-8")
+        print(f"{args.pins}: {len(files)} files pinned on {here}")
+        return 0
+    pinned = json.loads(args.pins.read_text(encoding="utf-8"))
+    if pinned["machine"] != here:
+        print(f"pinned hashes: skipped, pinned on {pinned['machine']}, this machine is {here}")
+        return 0
+    changed = sorted(k for k in pinned["files"].keys() | files.keys() if pinned["files"].get(k) != files.get(k))
+    if changed:
+        print(f"pinned hashes: {len(changed)} files differ from {args.pins}:", *changed[:40], sep="\n  ")
+        return 1
+    print(f"pinned hashes: all {len(files)} files as pinned in {args.pins}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
