@@ -78,6 +78,19 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
 
+# ---------------------------------------------------------------- inputs
+def open_input(path: Path):
+    """A binary handle on an input file; `.gz` files are decompressed as they are read."""
+    import gzip
+
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def plain_suffix(path: Path) -> str:
+    """A file's type suffix, a `.gz` after it aside: train.tsv.gz -> .tsv."""
+    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+
+
 # ---------------------------------------------------------------- datasets
 def save_dataset(dataset, path: str | Path, meta: dict | None = None) -> None:
     """save_to_disk a Dataset/DatasetDict atomically, with an optional meta.json beside it."""

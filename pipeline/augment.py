@@ -17,14 +17,17 @@ fresh for every sample (no shared mutable state between samples or sides).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from pipeline.artifacts import open_input
 from pipeline.config import AugmentConfig
 from pipeline.data.text import split_words
 from pipeline.errors import ConfigError
@@ -33,32 +36,51 @@ MASK = "[MASK]"
 
 
 class Tagger:
-    """NLTK's averaged perceptron tagger, loaded once; tags each distinct sentence once."""
+    """NLTK's English averaged perceptron tagger, loaded once from its files (plain or .gz JSON) under
+    `nltk_data` (or a folder of $NLTK_DATA); tags each distinct sentence once. With tagset universal,
+    Penn Treebank tags are mapped to the 12 universal tags (en-ptb.map; unknown tags become X)."""
+
+    MODEL = Path("taggers/averaged_perceptron_tagger_eng")
+    UNIVERSAL_MAP = Path("taggers/universal_tagset/en-ptb.map")
 
     def __init__(self, nltk_data: str, tagset: str = "ptb"):
-        import nltk
+        from nltk.tag import PerceptronTagger
 
-        for path in (os.environ.get("NLTK_DATA"), nltk_data):
-            if path and path not in nltk.data.path:
-                nltk.data.path.insert(0, path)
-        try:
-            self._tagger = nltk.tag.PerceptronTagger()
-        except LookupError:
-            raise ConfigError(
-                f"augment.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found under {nltk_data!r} "
-                "(or NLTK_DATA)"
-            ) from None
-        self._tagset = tagset
+        roots = [Path(nltk_data), *(Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p)]
+        root = next((r for r in roots if self._file(r, "weights") is not None), None)
+        if root is None:
+            raise ConfigError(f"augment.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found under "
+                              f"{nltk_data!r} (or NLTK_DATA): expected {self.MODEL}/"
+                              "averaged_perceptron_tagger_eng.{weights,tagdict,classes}.json[.gz]")
+        self._tagger = PerceptronTagger(load=False)
+        self._tagger.decode_json_params(self._json(root, part) for part in ("weights", "tagdict", "classes"))
+        self._universal: dict[str, str] | None = None
+        if tagset == "universal":
+            if not (root / self.UNIVERSAL_MAP).is_file():
+                raise ConfigError(f"augment.tagset: universal needs {root / self.UNIVERSAL_MAP}")
+            lines = (root / self.UNIVERSAL_MAP).read_text(encoding="utf-8").splitlines()
+            self._universal = dict(line.strip().split("\t") for line in lines if line.strip())
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    @classmethod
+    def _file(cls, root: Path, part: str) -> Path | None:
+        name = root / cls.MODEL / f"averaged_perceptron_tagger_eng.{part}.json"
+        return next((f for f in (name, name.with_name(name.name + ".gz")) if f.is_file()), None)
+
+    @classmethod
+    def _json(cls, root: Path, part: str):
+        path = cls._file(root, part)
+        if path is None:
+            raise ConfigError(f"augment.nltk_data: {root / cls.MODEL} has no {part} file")
+        with open_input(path) as handle:
+            return json.loads(handle.read().decode("utf-8"))
 
     def tag(self, tokens: Sequence[str]) -> tuple[str, ...]:
         key = tuple(tokens)
         if key not in self._cache:
             tags = [t for _, t in self._tagger.tag(list(key))]
-            if self._tagset == "universal":
-                from nltk.tag import map_tag
-
-                tags = [map_tag("en-ptb", "universal", t) for t in tags]
+            if self._universal is not None:
+                tags = [self._universal.get(t, "X") for t in tags]
             self._cache[key] = tuple(tags)
         return self._cache[key]
 

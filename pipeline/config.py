@@ -32,8 +32,8 @@ class ColumnsConfig(Section):
 class DataConfig(Section):
     task: str = Field("sst2", description="task name from pipeline/tasks.py (sst2, mrpc)")
     source: str = Field(
-        "../shared/data/glue/SST-2",
-        description="folder with train/dev[/test] .tsv|.csv|.jsonl files, or a Hub dataset id",
+        "data/embedded/glue/SST-2",
+        description="folder with train/dev[/test] .tsv|.csv|.jsonl files (or .gz of them), or a Hub dataset id",
     )
     format: Literal["auto", "glue", "csv", "jsonl", "hub"] = Field(
         "auto", description="auto: a folder is read by file extension, anything else is a Hub id"
@@ -69,7 +69,7 @@ class AugmentConfig(Section):
     p_ng: Probability = Field(0.25, description="per sample: probability of keeping only an n-gram")
     ngram_max: int = Field(5, ge=1, description="n-gram length n is uniform in 1..ngram_max")
     tagset: Literal["ptb", "universal"] = Field("ptb", description="POS tagset used to group replacement words")
-    nltk_data: str = Field("../shared/data/nltk_data", description="folder with NLTK's perceptron tagger")
+    nltk_data: str = Field("data/embedded/nltk_data", description="folder with NLTK's perceptron tagger (nltk_data layout)")
     max_examples: PositiveInt | None = Field(None, description="augment only the first N train rows (null: all)")
 
     @model_validator(mode="after")
@@ -121,8 +121,8 @@ class GeneralDistillBase(Section):
         ["tinybert", "minilmv2"],
         description="one general_distill@OBJECTIVE stage (models/general/OBJECTIVE) per entry; the objectives are "
                     "the sections below")
-    corpus: str = Field("../shared/data/corpus/wikitext-2-raw/wiki.test.raw",
-                        description="general text: a file, or a folder of .txt/.raw files, one passage per line")
+    corpus: str = Field("data/embedded/corpus/wikitext-2-raw/wiki.test.raw.gz",
+                        description="general text: a file, or a folder of .txt/.raw files (or .gz), one passage per line")
     task_text: bool = Field(False, description="also learn on the task's train text (labels unused)")
     seq_length: int = Field(64, ge=8, description="tokens per training sequence")
     max_sequences: PositiveInt | None = Field(1500, description="random sample of this many sequences (null: all)")

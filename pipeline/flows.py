@@ -171,17 +171,22 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
-# Params that name files relative to the repository: DVC runs experiments in temporary copies under
-# .dvc/tmp, where a relative path like ../shared/... no longer points at the same place.
+# Params that name files: DVC runs experiments in temporary copies of the repository under .dvc/tmp, where
+# a relative path that leaves the repository (../data/...) no longer points at the same place. Paths inside
+# it (the defaults, data/embedded/...) are copied along and stay as they are.
 PATH_PARAMS = ("data.source", "augment.nltk_data", "general_distill.corpus")
 
 
 def experiment_args(repo: str | Path, name: str, overrides: dict[str, Any]) -> list[str]:
+    repo = Path(repo).resolve()
     current = flatten(current_params(repo))
     flat = {**{k: current[k] for k in PATH_PARAMS if k in current}, **flatten(overrides)}
     for key in PATH_PARAMS:
-        if key in flat and not Path(str(flat[key])).is_absolute() and (Path(repo) / str(flat[key])).exists():
-            flat[key] = str((Path(repo) / str(flat[key])).resolve())
+        path = Path(str(flat.get(key, "")))
+        if key in flat and not path.is_absolute() and (repo / path).exists() \
+                and not (repo / path).resolve().is_relative_to(repo):
+            flat[key] = str((repo / path).resolve())
+    flat = {k: v for k, v in flat.items() if k not in PATH_PARAMS or v != current.get(k)}
     return ["exp", "run", "--temp", "--name", name] + [a for k, v in flat.items() for a in ("-S", f"{k}={_yaml(v)}")]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import training
-from pipeline.artifacts import PREPARED, load_dataset_dir, texts_of
+from pipeline.artifacts import PREPARED, load_dataset_dir, open_input, plain_suffix, texts_of
 from pipeline.data.batches import token_collator
 from pipeline.errors import ConfigError, DataError
 from pipeline.methods import objectives
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def read_corpus(path: Path) -> list[str]:
-    """Non-empty lines of a text file, or of every .txt/.raw file in a folder (sorted)."""
-    files = sorted(f for f in path.rglob("*") if f.suffix in (".txt", ".raw")) if path.is_dir() else [path]
+    """Non-empty lines of a text file, or of every .txt/.raw file in a folder (sorted); gzip-compressed
+    ones (.gz) too."""
+    files = sorted(f for f in path.rglob("*") if plain_suffix(f) in (".txt", ".raw")) if path.is_dir() else [path]
     if not path.exists():
         raise DataError(f"general_distill.corpus: {path} does not exist")
     if not files:
@@ -38,7 +39,9 @@ def read_corpus(path: Path) -> list[str]:
     lines: list[str] = []
     for f in files:
         try:
-            lines += [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+            with open_input(f) as handle:
+                text = handle.read().decode("utf-8")
+            lines += [line.strip() for line in text.splitlines() if line.strip()]
         except UnicodeDecodeError as exc:
             raise DataError(f"{f}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not lines:

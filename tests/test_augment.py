@@ -10,7 +10,7 @@ from pipeline.data.text import split_words
 from pipeline.config import DataConfig
 from pipeline.errors import ConfigError
 
-from conftest import MRPC, NLTK_DATA, SST2
+from conftest import MRPC, NLTK_DATA, SST2, needs_shared
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,7 @@ def test_each_unique_sentence_is_tagged_once(tagger):
     assert set(calls.values()) == {1} and len(calls) == 2
 
 
+@needs_shared
 def test_pairs_are_augmented_on_both_sides_independently(tagger):
     splits = read_raw(DataConfig(task="mrpc", source=str(MRPC), max_train=None))
     texts, pairs = splits["train"]["text"][:40], splits["train"]["text_pair"][:40]
@@ -140,3 +141,28 @@ def test_missing_tagger_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     with pytest.raises(ConfigError, match="augment.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found"):
         Tagger(str(tmp_path))
+
+
+def test_no_word_is_both_masked_and_replaced_at_half_and_half():
+    """At p_mask = p_pos = 0.5 every word is either masked or replaced (or kept when its tag has no other
+    word): the two operations split the words between them, never both on one."""
+    rng = np.random.default_rng(5)
+    unigrams = TagUnigrams([(["cat", "dog"], ["NN", "NN"])])
+    counts = AugmentCounts()
+    tokens = ["w"] * 4000
+    out = mask_and_replace(tokens, ["NN"] * 4000, acfg(p_mask=0.5, p_pos=0.5), unigrams, rng, counts)
+    masked, replaced = out.count(MASK), sum(w in ("cat", "dog") for w in out)
+    assert masked + replaced == 4000 and "w" not in out  # each word changed exactly once
+    assert counts.words_masked == masked and counts.words_pos_replaced == replaced
+    assert abs(masked / 4000 - 0.5) < 0.05
+
+
+def test_pair_ngram_sampling_keeps_a_span_of_each_side(tagger):
+    texts = ["one two three four five six seven eight", "a b c d e f g h i j"]
+    pairs = ["alpha beta gamma delta epsilon zeta eta theta", "k l m n o p q r s t"]
+    rows, counts = augment(texts, pairs, acfg(n_iter=30, p_mask=0.0, p_pos=0.0, p_ng=1.0, ngram_max=3), seed=0,
+                           tagger=tagger, progress=False)
+    assert counts.ngram_sampled == counts.samples_drawn == 60 and counts.kept > 0
+    for text, pair, idx in zip(rows["text"], rows["text_pair"], rows["source_idx"]):
+        for side, source in ((text, texts[idx]), (pair, pairs[idx])):
+            assert 1 <= len(side.split()) <= 3 and f" {side} " in f" {source} "  # a contiguous span of its own side

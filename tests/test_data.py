@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,7 @@ from pipeline.data.readers import read_raw
 from pipeline.data.text import split_words, words
 from pipeline.errors import DataError
 
-from conftest import MRPC, SST2
+from conftest import MRPC, SST2, needs_shared
 
 
 def cfg(source, **kw) -> DataConfig:
@@ -32,6 +33,7 @@ def test_reads_real_sst2():
     assert all(p is None for p in splits["dev"]["text_pair"])
 
 
+@needs_shared
 def test_reads_real_mrpc_with_bom_and_quotes():
     splits = read_raw(cfg(MRPC, task="mrpc"))
     assert {k: len(v["text"]) for k, v in splits.items()} == {"train": 3668, "dev": 408, "test": 1725}
@@ -78,7 +80,7 @@ def test_missing_folder_and_split(tmp_path):
     with pytest.raises(DataError, match="data folder not found"):
         read_raw(cfg(tmp_path / "nowhere"))
     write(tmp_path, "train.tsv", "sentence\tlabel\ngood\t1\n")
-    with pytest.raises(DataError, match=r"no dev file \(dev\.\{tsv\|csv\|jsonl\}\)"):
+    with pytest.raises(DataError, match=r"no dev file \(dev\.\{tsv\|csv\|jsonl\}, or \.gz\)"):
         read_raw(cfg(tmp_path))
 
 
@@ -198,3 +200,41 @@ def test_all_rows_dropped_is_an_error(tmp_path):
     write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
     with pytest.raises(DataError, match="train.tsv: no data rows left after the data.\\* policies"):
         read_raw(DataConfig(source=str(tmp_path), empty_text="drop"))
+
+
+@needs_shared
+def test_the_embedded_defaults_are_the_public_files_unchanged():
+    """The repository ships its default inputs gzip-compressed; read, they are the public files."""
+    from conftest import EMBEDDED, SHARED
+
+    embedded, public = read_raw(cfg(SST2)), read_raw(cfg(SHARED / "glue" / "SST-2"))
+    assert embedded == public
+    from pipeline.general import read_corpus
+
+    assert read_corpus(EMBEDDED / "corpus/wikitext-2-raw/wiki.test.raw.gz") == read_corpus(
+        SHARED / "corpus/wikitext-2-raw/wiki.test.raw")
+
+
+def test_default_params_read_nothing_outside_the_repository():
+    from conftest import ROOT
+
+    from pipeline.config import Params
+
+    params = Params()
+    for path in (params.data.source, params.augment.nltk_data, params.general_distill.corpus):
+        assert not Path(path).is_absolute() and (ROOT / path).resolve().is_relative_to(ROOT), path
+        assert (ROOT / path).exists(), path
+
+
+def test_gzip_compressed_splits_are_read_like_plain_ones(tmp_path):
+    import gzip
+
+    write(tmp_path / "plain", "train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n")
+    write(tmp_path / "plain", "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    (tmp_path / "gz").mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (tmp_path / "gz" / f"{name}.gz").write_bytes(gzip.compress((tmp_path / "plain" / name).read_bytes()))
+    assert read_raw(cfg(tmp_path / "gz")) == read_raw(cfg(tmp_path / "plain"))
+    (tmp_path / "gz" / "train.tsv.gz").write_bytes(gzip.compress(b"sentence\tlabel\ngood\t1\nbad\t9\n"))
+    with pytest.raises(DataError, match=r"train\.tsv\.gz:3: label '9'"):
+        read_raw(cfg(tmp_path / "gz"))

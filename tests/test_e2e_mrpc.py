@@ -10,9 +10,9 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import ALL_STAGES, LEAN, REPORT_ROWS, dvc, lean_rows, make_repo
+from conftest import ALL_STAGES, LEAN, REPORT_ROWS, dvc, lean_rows, make_repo, needs_shared
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_shared]
 
 
 def test_mrpc_needs_only_params(tmp_path, tiny_teacher):

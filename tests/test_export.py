@@ -30,7 +30,10 @@ SST2_LABELS = list(TASKS["sst2"].labels)
 
 def tsv_columns(path: Path, *columns: str, limit: int = 64) -> list[list[str]]:
     """The first `limit` rows' values of `columns` from a GLUE TSV (no quoting)."""
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    from pipeline.artifacts import open_input
+
+    with open_input(path) as handle:
+        lines = handle.read().decode("utf-8-sig").splitlines()
     header = lines[0].split("\t")
     rows = [line.split("\t") for line in lines[1:limit + 1]]
     return [[row[header.index(c)].strip() for row in rows] for c in columns]
@@ -38,12 +41,14 @@ def tsv_columns(path: Path, *columns: str, limit: int = 64) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def sst2_dev() -> list[str]:
-    (texts,) = tsv_columns(SST2 / "dev.tsv", "sentence")
+    (texts,) = tsv_columns(SST2 / "dev.tsv.gz", "sentence")
     return texts
 
 
 @pytest.fixture(scope="module")
 def mrpc_dev() -> tuple[list[str], list[str]]:
+    if not MRPC.is_dir():
+        pytest.skip("needs ../shared/data (MRPC) beside this checkout")
     first, second = tsv_columns(MRPC / "dev.tsv", "#1 String", "#2 String", limit=32)
     return first, second
 
@@ -68,7 +73,7 @@ def dev_split():
     """The first 64 SST-2 dev rows as a prepared split (text, text_pair, label), for quality per runtime."""
     import datasets
 
-    texts, labels = tsv_columns(SST2 / "dev.tsv", "sentence", "label")
+    texts, labels = tsv_columns(SST2 / "dev.tsv.gz", "sentence", "label")
     return datasets.Dataset.from_dict({"text": texts, "text_pair": [None] * len(texts),
                                        "label": [int(x) for x in labels]})
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import deep_merge
 
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, NLTK_DATA, SST2, WIKITEXT, dvc, git, make_repo, tool_env
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, make_repo, tool_env
 
 pytestmark = pytest.mark.e2e
 POOL = "distill-test"
@@ -111,10 +110,8 @@ with get_client(sync_client=True) as c:
 
 @pytest.fixture(scope="module")
 def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
-    # Absolute data paths: DVC experiments run in copies under .dvc/tmp, where ../shared is elsewhere.
-    repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher,
-                     deep_merge(BILSTMS_ONLY, {"data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
-                                       "general_distill": {"corpus": str(WIKITEXT)}}))
+    # The default inputs live in the repository: DVC experiments (temporary copies under .dvc/tmp) find them.
+    repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher, BILSTMS_ONLY)
     out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -296,3 +293,15 @@ def test_an_error_line_marks_bad_input_whatever_the_exit_code(server, fresh):
     with pytest.raises(InvalidInput, match="data/train.tsv:3: a bad row"):
         distill_pipeline(repo=str(fresh), targets=["augment"], retry_delay_seconds=0)
     assert len(attempts.read_text().splitlines()) == 1  # not retried
+
+
+def test_experiments_keep_paths_inside_the_repository_and_pin_paths_outside_it(tmp_path):
+    from pipeline.flows import experiment_args
+
+    repo = tmp_path / "repo"
+    (repo / "data/embedded/nltk_data").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (repo / "params.yaml").write_text("data:\n  source: ../elsewhere\naugment:\n  nltk_data: data/embedded/nltk_data\n")
+    args = experiment_args(repo, "e1", {"tang": {"bilstm_kd": {"hidden": 8}}})
+    assert args == ["exp", "run", "--temp", "--name", "e1", "-S", f"data.source={tmp_path / 'elsewhere'}",
+                    "-S", "tang.bilstm_kd.hidden=8"]

@@ -1,5 +1,5 @@
-"""Raw data readers: a folder of train/dev[/test] files (GLUE-style TSV, CSV, JSON lines) or a Hub
-dataset, each record validated by the row policies. Errors name the file and line."""
+"""Raw data readers: a folder of train/dev[/test] files (GLUE-style TSV, CSV, JSON lines; each may be
+gzip-compressed, `train.tsv.gz`) or a Hub dataset, each record validated by the row policies. Errors name the file and line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import open_input, plain_suffix
 from pipeline.config import DataConfig
 from pipeline.data.policies import Columns, Rows, normalise
 from pipeline.errors import DataError
@@ -42,7 +43,7 @@ def _check_header(path: Path, header: list[str], cols: Columns, split: str) -> b
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         for number, raw in enumerate(fh, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -130,9 +131,9 @@ def _find_split_file(folder: Path, split: str, fmt: str) -> Path | None:
     exts = [ext for ext, kind in EXTENSIONS.items() if fmt in ("auto", kind)]
     for name in names:
         for ext in exts:
-            candidate = folder / f"{name}{ext}"
-            if candidate.is_file():
-                return candidate
+            for candidate in (folder / f"{name}{ext}", folder / f"{name}{ext}.gz"):
+                if candidate.is_file():
+                    return candidate
     return None
 
 
@@ -143,9 +144,9 @@ def read_folder(folder: Path, task: Task, cfg: DataConfig, counts: dict[str, Cou
         if path is None:
             if split in REQUIRED_SPLITS:
                 wanted = "|".join(ext for ext, kind in EXTENSIONS.items() if cfg.format in ("auto", kind))
-                raise DataError(f"{folder}: no {split} file ({split}.{{{wanted.replace('.', '')}}})")
+                raise DataError(f"{folder}: no {split} file ({split}.{{{wanted.replace('.', '')}}}, or .gz)")
             continue
-        splits[split] = READERS[EXTENSIONS[path.suffix]](path, task, cfg, split, counts.setdefault(split, Counter()))
+        splits[split] = READERS[EXTENSIONS[plain_suffix(path)]](path, task, cfg, split, counts.setdefault(split, Counter()))
     return splits
 
 
