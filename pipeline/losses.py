@@ -187,7 +187,7 @@ def flat_states(states: torch.Tensor, mask: torch.Tensor, length: int | None = N
 
 @fp32
 def cos_nce(student: torch.Tensor, positives: torch.Tensor, pool: torch.Tensor, negatives: torch.Tensor,
-            temperature: float) -> torch.Tensor:
+            temperature: float, valid: torch.Tensor | None = None) -> torch.Tensor:
     """COS-NCE (Fu et al. 2021, arXiv 2012.07335), one layer: for each example i, with g the angular
     distance, the NCE loss of picking the teacher's representation of i among it and K negatives,
         -log( exp((2 - g(s_i, t_i)) / tau) / (exp((2 - g(s_i, t_i)) / tau) + sum_k exp((2 - g(s_i, n_ik)) / tau)) ).
@@ -197,9 +197,12 @@ def cos_nce(student: torch.Tensor, positives: torch.Tensor, pool: torch.Tensor, 
 
     student, positives: (batch, d); pool: (n, d) teacher representations negatives are drawn from (the
     batch's own, or a memory bank); negatives: (batch, K) indices into pool. Returns the mean over the
-    batch (a scalar, so backward never sees a vector)."""
+    batch (a scalar, so backward never sees a vector). `valid` (batch, K), when given, drops the negatives
+    it marks False (near-copies of the example: see same_example)."""
     pos = 2.0 - angular_distance(student, positives.to(student.dtype)).diagonal()  # (batch,)
     neg = (2.0 - angular_distance(student, pool.to(student.dtype))).gather(1, negatives)  # (batch, K)
+    if valid is not None:
+        neg = neg.masked_fill(~valid, float("-inf"))
     logits = torch.cat([pos[:, None], neg], dim=1) / temperature
     return -F.log_softmax(logits, dim=1)[:, 0].mean()
 
@@ -214,6 +217,14 @@ def in_batch_negatives(batch: int, k: int | None, generator: torch.Generator | N
         order = torch.rand(others.shape, generator=generator).argsort(dim=1)[:, :k]
         others = others.gather(1, order)
     return others
+
+
+def same_example(ids: torch.Tensor, pool_ids: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """(batch, K): whether each negative is a near-copy of its example, i.e. shares an id with it. `ids`
+    (batch, n_ids) holds each example's ids (its source row, its text's content key), `pool_ids`
+    (n, n_ids) those of the pool negatives come from; an augmented row, its source row and a repeated
+    text are near-copies."""
+    return (pool_ids[negatives] == ids[:, None, :]).any(-1)
 
 
 def perturbation(grad: torch.Tensor, mask: torch.Tensor, epsilon: float) -> torch.Tensor:

@@ -59,9 +59,11 @@ def test_layer_map_errors_name_the_key():
         tfm.check_layer_map([1, 2, 3, 7], 4, 6, "k")
 
 
-def test_alternate_layers_take_every_other_teacher_layer():
-    assert tfm.alternate_layers(6, 3) == [0, 2, 4]
-    assert tfm.alternate_layers(12, 6) == [0, 2, 4, 6, 8, 10]
+def test_distilbert_copies_every_other_teacher_layer_up_to_the_top():
+    from pipeline.methods.distilbert import default_layers
+
+    assert default_layers(6) == [1, 3, 5] and default_layers(12) == [1, 3, 5, 7, 9, 11]
+    assert default_layers(2) == [1] and default_layers(1) == [0]
 
 
 # ---------------------------------------------------------------- losses
@@ -269,7 +271,7 @@ def test_a_tied_mlm_student_checkpoint_saves_and_resumes(tmp_path):
 def test_init_from_teacher_copies_alternate_layers():
     teacher = tiny_bert(layers=4)
     student = tiny_bert(layers=2, seed=5)
-    tfm.init_from_teacher(student, teacher, tfm.alternate_layers(4, 2))
+    tfm.init_from_teacher(student, teacher, [0, 2])
     assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[2].output.dense.weight)
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
     assert torch.equal(student.classifier.weight, teacher.classifier.weight)
@@ -301,7 +303,9 @@ def test_slice_from_teacher_is_exact_at_full_width_and_projection_inverts_it():
 # ---------------------------------------------------------------- general distillation recipes
 def _params(tmp_path: Path, teacher: Path, objective: str = "tinybert", **general) -> Params:
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(WIKITEXT.read_text().splitlines()[:40]))
+    from pipeline.general import read_corpus
+
+    corpus.write_text("\n".join(read_corpus(WIKITEXT)[:40]))
     overlay = {"teacher": {"pretrained": str(teacher)},
                "general_distill": {"corpus": str(corpus), "seq_length": 32, "max_sequences": 12, "batch_size": 4,
                                    "student": {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
@@ -525,14 +529,51 @@ def test_gradient_perturbation_changes_the_loss_and_zero_turns_it_off():
     assert perturbed > losses_at[0.0]  # a step up the gradient raises the loss
 
 
-def test_memory_bank_supplies_negatives_from_earlier_batches():
+def _representations(recipe, teacher, inputs):
+    """By hand: the teacher's (positives) and the projected student's representation per mapped layer."""
+    mask = inputs["attention_mask"]
+    with torch.no_grad():
+        t = teacher(**inputs, output_hidden_states=True).hidden_states
+    s = recipe.student(**inputs, output_hidden_states=True).hidden_states
+    return ([losses.flat_states(t[k], mask, 16) for k in recipe.layer_map],
+            [losses.flat_states(proj(s[m]), mask, 16) for m, proj in enumerate(recipe.projection, start=1)])
+
+
+def test_memory_bank_holds_earlier_teacher_representations_and_never_the_example_itself():
     teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
     recipe = _lrc(student, teacher, negatives="memory_bank", k=5).train()
-    first = recipe(**batch(seed=1))["loss"]
-    assert recipe.bank_filled == 3 and recipe.bank.shape == (2, 5, 16 * 32)
-    recipe(**batch(seed=2))
-    assert recipe.bank_filled == 5  # capped at k; the oldest entries drop out
-    assert recipe(**batch(seed=1))["loss"].item() != pytest.approx(first.item())
+    a, b = batch(seed=1), batch(seed=2)
+    a_ids = torch.tensor([[0, 10], [1, 11], [2, 12]])
+    b_ids = torch.tensor([[3, 13], [0, 99], [5, 15]])  # B's second row is an augmented copy of A's first
+    a_pos, _ = _representations(recipe, teacher, a)
+    recipe(**a, example_ids=a_ids)
+    assert int(recipe.bank_filled) == 3 and recipe.bank.shape == (2, 5, 16 * 32)
+    for layer in range(2):  # the bank holds A's teacher representations, newest first
+        assert torch.equal(recipe.bank[layer][:3], a_pos[layer])
+    assert torch.equal(recipe.bank_ids[:3], a_ids)
+    bank_before = recipe.bank.clone()
+
+    b_pos, b_student = _representations(recipe, teacher, b)
+    out = recipe(**b, example_ids=b_ids)
+    index = torch.arange(3).expand(3, -1)
+    valid = torch.tensor([[True, True, True], [False, True, True], [True, True, True]])  # not A's first row
+    expected = sum(losses.cos_nce(s, p, bank_before[layer][:3], index, 0.5, valid)
+                   for layer, (s, p) in enumerate(zip(b_student, b_pos))) / 2
+    assert out["cos_nce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    unmasked = sum(losses.cos_nce(s, p, bank_before[layer][:3], index, 0.5)
+                   for layer, (s, p) in enumerate(zip(b_student, b_pos))) / 2
+    assert unmasked.item() != pytest.approx(expected.item(), rel=1e-3)  # the near-copy would have counted
+    assert int(recipe.bank_filled) == 5  # capped at k: B in front, then A's first two; A's third dropped
+    for layer in range(2):
+        assert torch.equal(recipe.bank[layer], torch.cat([b_pos[layer], a_pos[layer][:2]]))
+    assert torch.equal(recipe.bank_ids, torch.cat([b_ids, a_ids[:2]]))
+
+
+def test_in_batch_negatives_leave_out_near_copies():
+    ids = torch.tensor([[0, 10], [0, 11], [1, 12], [2, 12]])  # rows 0, 1 share a source; rows 2, 3 a text
+    index = losses.in_batch_negatives(4, None)
+    copies = losses.same_example(ids, ids, index)
+    assert [[int(j) for j, c in zip(row, flags) if c] for row, flags in zip(index, copies)] == [[1], [0], [3], [2]]
 
 
 # ---------------------------------------------------------------- the ablations' wiring

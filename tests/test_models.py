@@ -130,3 +130,22 @@ def test_bilstm_teacher_embedding_option_copies_teacher_rows(tiny_teacher):
     teacher_rows = AutoModel.from_pretrained(str(tiny_teacher)).get_input_embeddings().weight
     torch.testing.assert_close(model.embedding.weight, teacher_rows)
     assert isinstance(tok, WordPieceTokenizer) and model.config["is_pair"] and tok.pad_id == tok.hf.pad_token_id
+
+
+def test_a_word_vector_file_of_any_width_initialises_the_bilstm(tmp_path):
+    import gzip
+
+    from pipeline.models.bilstm import word_vectors
+
+    text = "3 4\nthe 0.1 0.2 0.3 0.4\nfilm 1 2 3 4\ngood -1 -2 -3 -4\n"  # word2vec text, with its header
+    (tmp_path / "vectors.txt.gz").write_bytes(gzip.compress(text.encode()))
+    words, matrix = word_vectors(str(tmp_path / "vectors.txt.gz"))
+    assert words == ["the", "film", "good"] and matrix.shape == (3, 4)
+    tok = WordTokenizer.build(["a good film"], max_words=8, extra=words)
+    weights, coverage = init_embeddings(tok, words, matrix, seed=0)
+    np.testing.assert_allclose(weights[tok.index["good"]].numpy(), [-1, -2, -3, -4])
+    (tmp_path / "bad.txt").write_text("the 0.1 0.2\nfilm 1\n")
+    with pytest.raises(ModelError, match=r"bad.txt:2: expected a word and 2 numbers"):
+        word_vectors(str(tmp_path / "bad.txt"))
+    with pytest.raises(ModelError, match="word-vector file not found"):
+        word_vectors(str(tmp_path / "none.txt"))

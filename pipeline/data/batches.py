@@ -34,12 +34,13 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def token_collator(tokenizer):
-    """Pad token fields per batch; carry labels and teacher logits as tensors."""
+    """Pad token fields per batch; carry labels, example ids and teacher logits as tensors."""
 
     def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = dict(tokenizer.pad([model_inputs(r) for r in rows], return_tensors="pt"))
-        if "labels" in rows[0]:
-            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        for key in ("labels", "example_ids"):
+            if key in rows[0]:
+                batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.long)
         if "teacher_logits" in rows[0]:
             batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
         return batch
@@ -49,13 +50,16 @@ def token_collator(tokenizer):
 
 def encode_rows(tokenizer, split, task: Task, max_length: int, with_logits: bool = False):
     """A datasets.Dataset of token ids (+ labels, + teacher logits) for a prepared/teacher_logits split;
-    `length` is what length-grouped batching sorts by."""
+    `length` is what length-grouped batching sorts by. Rows of teacher_logits also carry `example_ids`:
+    their source train row and the content key of their text, what tells an example's near-copies."""
     import datasets
 
     texts, pairs = texts_of(split, task.is_pair)
     rows = dict(tokenizer(texts, pairs, truncation=True, max_length=max_length))
     rows["labels"] = list(split["label"])
     rows["length"] = [len(ids) for ids in rows["input_ids"]]
+    if "source_idx" in split.column_names:
+        rows["example_ids"] = [[source, int(key[:15], 16)] for source, key in zip(split["source_idx"], split["key"])]
     if with_logits:
         rows["teacher_logits"] = list(split["logits"])
     return datasets.Dataset.from_dict(rows)

@@ -1,5 +1,5 @@
 """DistilBERT (Sanh et al. 2019, arXiv 1910.01108). At task level: a student initialised from the
-fine-tuned teacher's embeddings and chosen layers (evenly spaced ones by default), trained with the
+fine-tuned teacher's embeddings and chosen layers (by default every other one, ending with the top one), trained with the
 triple loss: soft CE at T on the teacher's logits + hard CE on gold labels + cosine between the last
 hidden states, the teacher run on the fly. As a general-distillation objective: the same triple loss
 on a general corpus with the masked-LM head (soft CE between MLM distributions on the masked positions,
@@ -35,7 +35,8 @@ class DistilBERTStudent(Budget):
     train_on: Literal["prepared", "teacher_logits"] = Field(
         "prepared", description="prepared: the gold-labelled train split; teacher_logits: train + augmented rows")
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="0-based fine-tuned teacher layers copied into the student (null: evenly spaced, half of them)")
+        None, description="0-based fine-tuned teacher layers copied into the student (null: half of them, evenly "
+                          "spaced, the top one included: 6 layers -> [1, 3, 5])")
     temperature: Positive = Field(2.0, description="softmax temperature of the soft-label term")
     weights: Weights = weights_field(Weights)
     learning_rate: Positive = Field(5e-5, description="AdamW learning rate")
@@ -70,6 +71,12 @@ class TaskRecipe(WithTeacher):
         return self.output(terms, s_out.logits)
 
 
+def default_layers(teacher_layers: int) -> list[int]:
+    """Half the teacher's layers (0-based), evenly spaced and ending with the top one, whose output the
+    copied pooler and classifier were trained on (DistilBERT takes every other layer of BERT-base)."""
+    return [t - 1 for t in tfm.uniform_layer_map(max(teacher_layers // 2, 1), teacher_layers)]
+
+
 def train(run: StepRun) -> dict:
     from transformers import BertForSequenceClassification, set_seed
 
@@ -77,7 +84,7 @@ def train(run: StepRun) -> dict:
     task = get_task(params.data.task)
     teacher, tokenizer = load_teacher()
     n_teacher = teacher.config.num_hidden_layers
-    layers = list(cfg.layers) if cfg.layers is not None else tfm.alternate_layers(n_teacher, max(n_teacher // 2, 1))
+    layers = list(cfg.layers) if cfg.layers is not None else default_layers(n_teacher)
     bad = [i for i in layers if i >= n_teacher]
     if bad or not layers:
         raise ConfigError(f"distilbert.{run.name}.layers: teacher layers are 0..{n_teacher - 1}, got {layers}")

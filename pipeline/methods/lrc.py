@@ -1,7 +1,10 @@
 """LRC-BERT (Fu et al. 2021, arXiv 2012.07335): COS-NCE, a contrastive loss on the angular distance
 between each mapped student layer's output (through its own learned linear map to the teacher width)
 and the teacher's, against negatives from the batch or a memory bank; gradient perturbation of the
-embedding output; two-stage training: COS-NCE alone, then soft CE + hard CE + COS-NCE.
+embedding output; two-stage training: COS-NCE alone, then soft CE + hard CE + COS-NCE. Negatives
+that are near-copies of an example (an augmented row of the same sentence, the same text again, the
+example itself in the bank) are left out: the loss would otherwise push the student away from the
+teacher's representation of what is the same sentence.
 
 With `epsilon` > 0 every training step runs the student twice: a clean pass gives the gradient of the
 loss with respect to the embedding-layer output, and the step trains on a second pass whose embedding
@@ -12,6 +15,7 @@ average GLUE score.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -72,6 +76,15 @@ class LRCStudent(twostep.TwoStepStudent):
                                description="stage 2: soft CE (cached teacher logits) + hard CE + COS-NCE")
 
 
+@dataclass
+class Contrast:
+    positives: list[torch.Tensor]  # per mapped layer, the teacher's representation of each example
+    pools: list[torch.Tensor]  # per mapped layer, the representations negatives are taken from
+    index: torch.Tensor  # (batch, K) each example's negatives in the pools
+    valid: torch.Tensor | None  # (batch, K) False for a negative that is a near-copy of its example
+    length: int | None  # positions representations are padded to (the memory bank's)
+
+
 class ContrastiveRecipe(WithTeacher):
     """COS-NCE per mapped layer with gradient perturbation; in stage 2 also the prediction-layer terms."""
 
@@ -90,37 +103,45 @@ class ContrastiveRecipe(WithTeacher):
         if cos.negatives == "memory_bank":  # teacher representations of earlier batches, newest first; buffers,
             # so checkpoints hold them and a resumed run goes on with the bank it had
             self.register_buffer("bank", torch.zeros(len(layer_map), cos.k, max_length * t_w))
+            self.register_buffer("bank_ids", torch.full((cos.k, 2), -1, dtype=torch.long))  # example ids
             self.register_buffer("bank_filled", torch.zeros((), dtype=torch.long))
 
-    def _contrast_set(self, teacher, mask: torch.Tensor):
+    def _contrast_set(self, teacher, mask: torch.Tensor, ids: torch.Tensor | None) -> Contrast:
         """The teacher's representations of the batch (positives) per mapped layer, the pools negatives
-        come from, their (batch, K) indices, and the length representations are padded to (the memory
-        bank's fixed one; zero padding leaves every cosine unchanged)."""
+        come from, each example's negatives and which of them are near-copies of it (sharing its source
+        row or its text: augmented rows of one sentence, repeated texts, the example itself in the bank).
+        With a memory bank, representations are zero-padded to its fixed length (no cosine changes)."""
         length = self.bank_length if self.cos.negatives == "memory_bank" else None
         positives = [losses.flat_states(teacher.hidden_states[t], mask, length) for t in self.layer_map]
         b = mask.shape[0]
         filled = int(self.bank_filled) if length is not None else 0
         if filled == 0:  # in-batch negatives (and an empty bank's first batch)
-            return positives, positives, losses.in_batch_negatives(b, self.cos.k).to(mask.device), length
-        pools = [bank[:filled] for bank in self.bank]
-        return positives, pools, torch.arange(filled, device=mask.device).expand(b, -1), length
+            pools, pool_ids = positives, ids
+            index = losses.in_batch_negatives(b, self.cos.k).to(mask.device)
+        else:
+            pools, pool_ids = [bank[:filled] for bank in self.bank], self.bank_ids[:filled]
+            index = torch.arange(filled, device=mask.device).expand(b, -1)
+        valid = None if ids is None else ~losses.same_example(ids, pool_ids, index)
+        return Contrast(positives, pools, index, valid, length)
 
-    def _enqueue(self, positives: list[torch.Tensor]) -> None:
+    def _enqueue(self, positives: list[torch.Tensor], ids: torch.Tensor | None) -> None:
         n = min(positives[0].shape[0], self.cos.k)
         for layer, rep in enumerate(positives):  # newest first; the oldest fall off the end
             self.bank[layer] = torch.cat([rep[:n].detach(), self.bank[layer][:-n]])
+        if ids is not None:
+            self.bank_ids.copy_(torch.cat([ids[:n], self.bank_ids[:-n]]))
         self.bank_filled.fill_(min(int(self.bank_filled) + n, self.cos.k))
 
     def _terms(self, inputs, contrast, labels, teacher_logits, offset=None):
-        mask = inputs["attention_mask"]
-        positives, pools, index, length = contrast
+        mask, c = inputs["attention_mask"], contrast
         with tfm.embedding_output(self.student, offset) as seen:
             out = self.student(**inputs, output_hidden_states=True)
         terms = {}
         if self.active("cos_nce"):
-            cos = sum(losses.cos_nce(losses.flat_states(proj(out.hidden_states[m]), mask, length), pos, pool, index,
-                                     self.cos.temperature)
-                      for m, (proj, pos, pool) in enumerate(zip(self.projection, positives, pools, strict=True), start=1))
+            cos = sum(losses.cos_nce(losses.flat_states(proj(out.hidden_states[m]), mask, c.length), pos, pool, c.index,
+                                     self.cos.temperature, c.valid)
+                      for m, (proj, pos, pool) in enumerate(zip(self.projection, c.positives, c.pools, strict=True),
+                                                            start=1))
             terms["cos_nce"] = cos / len(self.layer_map)
         if self.active("soft"):
             terms["soft"] = losses.soft_ce(out.logits, teacher_logits, self.temperature)
@@ -128,20 +149,21 @@ class ContrastiveRecipe(WithTeacher):
             terms["hard"] = losses.hard_ce(out.logits, labels)
         return terms, seen[0], out.logits
 
-    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
+    def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, example_ids=None,
+                **batch) -> dict[str, torch.Tensor]:
         inputs = model_inputs(batch)
         if not self.training:  # evaluation batches: gold labels only
             return evaluation(self.student(**inputs).logits, labels)
         with torch.no_grad():
             teacher = self.teacher_on(inputs["input_ids"].device)(**inputs, output_hidden_states=True)
-        contrast = self._contrast_set(teacher, inputs["attention_mask"])
+        contrast = self._contrast_set(teacher, inputs["attention_mask"], example_ids)
         terms, embedded, logits = self._terms(inputs, contrast, labels, teacher_logits)
         if self.epsilon:  # train on the perturbed pass; the clean one only gives the gradient direction
             grad, = torch.autograd.grad(self.total(terms), embedded)
             offset = losses.perturbation(grad, inputs["attention_mask"], self.epsilon)
             terms, _, logits = self._terms(inputs, contrast, labels, teacher_logits, offset)
         if self.cos.negatives == "memory_bank":
-            self._enqueue(contrast[0])
+            self._enqueue(contrast.positives, example_ids)
         return self.output(terms, logits)
 
 

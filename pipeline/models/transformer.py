@@ -91,13 +91,6 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, layers: Sequence[i
             s_part.load_state_dict(t_part.state_dict())
 
 
-def alternate_layers(teacher_layers: int, student_layers: int) -> list[int]:
-    """DistilBERT's choice, evenly spaced teacher layers from the first (0-based): every other one when
-    the student has half the layers (6 -> 3 gives [0, 2, 4]); 6 -> 4 gives [0, 1, 3, 4]."""
-    step = teacher_layers / student_layers
-    return [int(i * step) for i in range(student_layers)]
-
-
 @dataclass
 class Internals:
     """What distillation reads from one forward pass of a BERT."""
