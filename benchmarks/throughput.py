@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {args.exports / 'teacher'}: no exported teacher; run `dvc repro` first")
 
     task = task_of(args.exports / "teacher")
-    texts, pairs = texts_of(load_dataset_dir(PREPARED)["dev"], bool(task and task.is_pair))
+    texts, pairs = texts_of(load_dataset_dir(PREPARED)["dev"], task.is_pair)
     texts, pairs = texts[: args.n], pairs[: args.n] if pairs else None
     students = sorted(p.name for p in args.exports.iterdir() if p.is_dir() and p.name != "teacher")
     predictors = [load_export(args.exports / "teacher", "torch", name="teacher")]

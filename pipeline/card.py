@@ -92,6 +92,16 @@ python -m pipeline.predict FOLDER --file texts.txt --json --runtime onnx   # or 
             f"### Command line\n\n{cli}\n").replace("FOLDER", summary["folder"])
 
 
+def parity_rows(summary: dict[str, Any]) -> dict[str, str]:
+    rows = {"fp32 max abs logit diff vs PyTorch": f"{summary['onnx']['max_abs_diff']:.2e} "
+                                                   f"(tolerance {summary['onnx']['tolerance']:g})",
+            "int8 max abs logit diff vs fp32": f"{summary['int8']['max_abs_diff_vs_fp32']:.3g}"}
+    if "argmax_agreement_vs_fp32" in summary["int8"]:
+        rows["int8 argmax agreement with fp32"] = f"{100 * summary['int8']['argmax_agreement_vs_fp32']:.2f}%"
+    rows["examples compared"] = f"{summary['parity_examples']} dev examples, mixed lengths per batch"
+    return rows
+
+
 def render_card(summary: dict[str, Any], card_info: dict[str, Any], files: dict[str, int]) -> str:
     """README.md: what the model is, how it was made and measured, and how to load it.
 
@@ -102,14 +112,16 @@ def render_card(summary: dict[str, Any], card_info: dict[str, Any], files: dict[
     arch = "BERT-style Transformer (Hugging Face)" if summary["kind"] == "hf" else "BiLSTM (Tang et al. 2019)"
     overview = {
         "name": summary["name"], "architecture": arch, "parameters": f"{summary['parameters']:,}",
-        "task": f"{summary['task']} ({'text pairs' if summary['is_pair'] else 'single sentences'})",
+        "task": f"{summary['task']['name']} ({summary['task']['problem']}, "
+                f"{'text pairs' if summary['is_pair'] else 'single sentences'})",
         "labels": ", ".join(summary["labels"]), "teacher": card_info.get("teacher", "n/a"),
         "data": card_info.get("data", "n/a"),
     }
     parts = [f"# {summary['name']}", ""]
     if card_info.get("description"):
         parts += [str(card_info["description"]), ""]
-    parts += [f"A {summary['task']} text classifier distilled and exported by bert-distill.", "",
+    kind = "regression model (a score)" if summary["task"]["problem"] == "regression" else "text classifier"
+    parts += [f"A {summary['task']['name']} {kind} distilled and exported by bert-distill.", "",
               "## Model", "", _table(overview), "", "## Training", ""]
     parts += [f"Method: {card_info.get('method', 'n/a')}", ""]
     if card_info.get("params"):
@@ -125,13 +137,7 @@ def render_card(summary: dict[str, Any], card_info: dict[str, Any], files: dict[
     parts += ["## ONNX", "",
               f"Exported with {summary['exporter']}, opset {summary['opset']}; inputs "
               f"{', '.join(summary['onnx_inputs'])}, dynamic batch and sequence axes.", "",
-              _table({
-                  "fp32 max abs logit diff vs PyTorch": f"{summary['onnx']['max_abs_diff']:.2e} "
-                                                         f"(tolerance {summary['onnx']['tolerance']:g})",
-                  "int8 max abs logit diff vs fp32": f"{summary['int8']['max_abs_diff_vs_fp32']:.3g}",
-                  "int8 argmax agreement with fp32": f"{100 * summary['int8']['argmax_agreement_vs_fp32']:.2f}%",
-                  "examples compared": f"{summary['parity_examples']} dev examples, mixed lengths per batch",
-              }), "",
+              _table(parity_rows(summary)), "",
               "## Files", "", "| file | bytes |", "|---|---|"]
     parts += [f"| {name} | {size:,} |" for name, size in files.items()]
     parts += [f"| {SUMMARY_FILE} | (summary of this export) |", "", "## How to load", "", _usage(summary), ""]

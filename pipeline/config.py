@@ -30,7 +30,8 @@ class ColumnsConfig(Section):
 
 
 class DataConfig(Section):
-    task: str = Field("sst2", description="task name from pipeline/tasks.py (sst2, mrpc)")
+    task: str = Field("sst2", description="a GLUE preset (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli: its "
+                                          "files, columns, labels and metrics) or a name for a task of your own")
     source: str = Field(
         "data/embedded/glue/SST-2",
         description="folder with train/dev[/test] .tsv|.csv|.jsonl files (or .gz of them), or a Hub dataset id",
@@ -39,7 +40,19 @@ class DataConfig(Section):
         "auto", description="auto: a folder is read by file extension, anything else is a Hub id"
     )
     hub_config: str | None = Field(None, description="Hub dataset configuration name (e.g. sst2 for glue)")
-    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="raw column names, if not the task's")
+    columns: ColumnsConfig = Field(
+        default_factory=ColumnsConfig,
+        description="raw column names (default: the preset's; a task of your own: text and label; text_pair makes "
+                    "it a pair task)")
+    labels: list[str] | None = Field(
+        None, description="classification: the labels in id order, as the label column writes them (null: the "
+                          "preset's, or every value of train's label column, sorted)")
+    problem: Literal["classification", "regression"] | None = Field(
+        None, description="classification (2 or more labels) or regression (a numeric score; null: the preset's, "
+                          "or classification)")
+    metrics: list[Literal["accuracy", "f1", "f1_macro", "mcc", "pearson", "spearman"]] | None = Field(
+        None, description="the first is the main one; f1 is binary (label 1), f1_macro averages the classes (null: "
+                          "the preset's, or accuracy and f1_macro / pearson and spearman)")
     max_train: PositiveInt | None = Field(10000, description="subsample train to this many rows (null: all)")
     max_dev: PositiveInt | None = Field(None, description="subsample dev to this many rows (null: all)")
     max_length: PositiveInt = Field(128, description="maximum tokens per example for Transformer models")
@@ -54,12 +67,40 @@ class DataConfig(Section):
 
     @field_validator("task")
     @classmethod
-    def _known_task(cls, value: str) -> str:
-        from pipeline.tasks import TASKS
-
-        if value not in TASKS:
-            raise ValueError(f"unknown task {value!r}; known: {', '.join(sorted(TASKS))}")
+    def _task_name(cls, value: str) -> str:
+        if not value.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"a task name is letters, digits, - and _ (got {value!r})")
         return value
+
+    def resolved(self) -> tuple[str, tuple[str, ...] | None, tuple[str, ...]]:
+        """(problem, labels or None when train says, metrics): data.* over the preset's."""
+        from pipeline.tasks import GLUE, REGRESSION
+
+        preset = GLUE.get(self.task)
+        problem = self.problem or (preset.problem if preset else "classification")
+        labels = tuple(self.labels) if self.labels else (preset.labels if preset and preset.problem == problem else None)
+        default = ("pearson", "spearman") if problem == REGRESSION else ("accuracy", "f1_macro")
+        metrics = tuple(self.metrics) if self.metrics else (preset.metrics if preset and preset.problem == problem
+                                                             else default)
+        return problem, (None if problem == REGRESSION else labels), metrics
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> DataConfig:
+        from pipeline.tasks import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+        problem, labels, metrics = self.resolved()
+        fitting = REGRESSION_METRICS if problem == "regression" else CLASSIFICATION_METRICS
+        wrong = [m for m in metrics if m not in fitting]
+        if wrong:
+            raise ValueError(f"metrics {wrong} do not fit a {problem} task (data.problem); use {', '.join(fitting)}")
+        if problem == "regression" and self.labels:
+            raise ValueError("labels: a regression task has a numeric score, not labels (remove data.labels)")
+        if self.labels is not None and len(set(self.labels)) < 2:
+            raise ValueError(f"labels: a classification task needs two or more distinct labels (got {self.labels})")
+        if labels is not None and "f1" in metrics and len(labels) != 2:
+            raise ValueError(f"metrics: f1 is binary F1 (label 1 against label 0); with {len(labels)} labels use "
+                             "f1_macro")
+        return self
 
 
 class AugmentConfig(Section):

@@ -84,7 +84,7 @@ def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] |
     predictors = [load_export(exports / name, runtime, name=row_name(name, runtime), threads=cfg.threads)
                   for name, runtime in runs]
     speed = measure_speed(predictors, texts, pairs, cfg)
-    main = f"dev_{teacher['metrics'][0]}"
+    main = f"dev_{teacher['task']['metrics'][0]}"
     rows: dict[str, dict[str, Any]] = {}
     for (name, runtime), p in zip(runs, predictors):
         summary = summaries[name]
@@ -92,7 +92,7 @@ def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] |
                         "parameters": summary["parameters"], "size_mb": round(weights_size(p) / 2**20, 2),
                         **speed[p.name], "onnx_parity_max_abs_diff": summary["onnx"]["max_abs_diff"]}
     add_ratios(rows, main, f"throughput_b{cfg.batch_size}")
-    return {"task": teacher["task"], "main_metric": main, "reference": REFERENCE, "threads": cfg.threads,
+    return {"task": teacher["task"]["name"], "main_metric": main, "reference": REFERENCE, "threads": cfg.threads,
             "torch_threads": torch.get_num_threads(), "models": rows}
 
 

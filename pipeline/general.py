@@ -18,9 +18,10 @@ from pipeline.artifacts import PREPARED, load_dataset_dir, open_input, plain_suf
 from pipeline.data.batches import token_collator
 from pipeline.errors import ConfigError, DataError
 from pipeline.methods import objectives
+from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_tokenizer, resolve_pretrained
-from pipeline.tasks import get_task
+from pipeline.tasks import prepared_task
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -78,12 +79,12 @@ def general_distill(objective: str, params: Params, out: Path, history: Path, ch
     source = resolve_pretrained(params.teacher.pretrained, key)
     tokenizer = load_tokenizer(params.teacher.pretrained, key)
     teacher = spec.teacher(source, key)
-    t_cfg = tfm.bert_of(teacher).config
+    t_cfg = encoders.body(teacher).config
     shape = cfg.student
     s_config = tfm.student_config(t_cfg, shape)
     lines = read_corpus(Path(cfg.corpus))
     if cfg.task_text:
-        texts, pairs = texts_of(load_dataset_dir(PREPARED)["train"], get_task(params.data.task).is_pair)
+        texts, pairs = texts_of(load_dataset_dir(PREPARED)["train"], prepared_task().is_pair)
         lines += texts + (pairs or [])
     train, n_tokens = corpus_sequences(tokenizer, lines, min(cfg.seq_length, t_cfg.max_position_embeddings),
                                        cfg.max_sequences, params.seed)

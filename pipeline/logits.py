@@ -11,7 +11,7 @@ from pipeline.artifacts import AUGMENTED, CHECKPOINTS, PREPARED, TEACHER, TEACHE
 from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.inference import CHUNK_ROWS, content_key, device, resumable_logits, use_bf16
 from pipeline.models.hf import load_teacher
-from pipeline.tasks import get_task
+from pipeline.tasks import prepared_task
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -22,7 +22,7 @@ def build_logits(params: Params) -> dict[str, Any]:
     a summary (the artifact's meta plus the pass's speed)."""
     import datasets
 
-    task = get_task(params.data.task)
+    task = prepared_task()
     train = load_dataset_dir(PREPARED)["train"]
     augmented = load_dataset_dir(AUGMENTED)
     train_texts, train_pairs = texts_of(train, task.is_pair)
@@ -43,7 +43,7 @@ def build_logits(params: Params) -> dict[str, Any]:
     rows = {
         "text": texts,
         "text_pair": pairs if pairs is not None else [None] * len(texts),
-        "label": list(train["label"]) + [-1] * len(augmented),
+        "label": list(train["label"]) + [task.unlabelled] * len(augmented),
         "origin": ["train"] * n_train + ["augment"] * len(augmented),
         "source_idx": list(range(n_train)) + list(augmented["source_idx"]),
         "key": [content_key(t, p) for t, p in zip(texts, pairs or [None] * len(texts))],
@@ -51,7 +51,7 @@ def build_logits(params: Params) -> dict[str, Any]:
     }
     features = datasets.Features({
         "text": datasets.Value("string"), "text_pair": datasets.Value("string"),
-        "label": datasets.Value("int64"), "origin": datasets.Value("string"),
+        "label": datasets.Value("float32" if task.regression else "int64"), "origin": datasets.Value("string"),
         "source_idx": datasets.Value("int64"), "key": datasets.Value("string"),
         "logits": datasets.Sequence(datasets.Value("float32")),
     })

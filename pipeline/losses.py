@@ -2,7 +2,8 @@
 them, and a recipe's loss is the weighted sum of its named terms (pipeline.recipes).
 
 Conventions: `student`/`teacher` are logits of shape (batch, num_labels); `labels` are class ids
-with -1 for rows that have no gold label (augmented rows), which hard-label terms ignore.
+with -1 for rows that have no gold label (augmented rows), which hard-label terms ignore. A regression
+model has one output and float labels (NaN: none); hard_loss and soft_loss serve both kinds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if not bool(mask.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[mask], labels[mask])
+
+
+@fp32
+def hard_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The gold-label term: CE over the labelled rows for a classifier; for a regressor (one output), MSE
+    to the score over the rows that have one (NaN: none). 0 when the batch has none."""
+    if logits.shape[-1] > 1:
+        return hard_ce(logits, labels)
+    keep = ~torch.isnan(labels)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return F.mse_loss(logits[keep, 0], labels[keep])
+
+
+@fp32
+def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The teacher-output term: soft CE at T for a classifier; for a regressor (one output), MSE to the
+    teacher's score (a score has no temperature)."""
+    if student.shape[-1] > 1:
+        return soft_ce(student, teacher, temperature)
+    return F.mse_loss(student, teacher)
 
 
 @fp32

@@ -6,7 +6,8 @@
 
 Texts come from the arguments, from --file (one example per line) or, when neither is given, from
 standard input. For pair tasks (MRPC) each argument or line holds two tab-separated texts. Prints one
-line per input: the predicted label and every label's probability (or a JSON object with --json).
+line per input: the predicted label and every label's probability, or the score of a regression model
+(STS-B), or a JSON object with --json.
 Problems with the input or the folder print `error: ...` and exit with status 2.
 """
 
@@ -36,6 +37,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="PyTorch, ONNX fp32 or ONNX int8 (the last two need an export folder)")
     parser.add_argument("--batch-size", type=int, default=32, help="examples per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for onnxruntime")
+    parser.add_argument("--pairs", action="store_true",
+                        help="each input is two tab-separated texts (an export knows whether its task has pairs; a "
+                             "plain model folder may not)")
     args = parser.parse_intermixed_args(argv)  # texts may follow options
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
@@ -133,18 +137,35 @@ def format_json(labels: Sequence[str], logits: np.ndarray, probs: np.ndarray, te
     return out
 
 
+def format_scores(scores: np.ndarray, texts: Sequence[str], pairs: Sequence[str] | None, as_json: bool) -> list[str]:
+    """A regression model's score per input: a table line, or a JSON object with --json."""
+    out = []
+    for i, score in enumerate(scores):
+        if as_json:
+            record = {"text": texts[i], **({"text_pair": pairs[i]} if pairs is not None else {}),
+                      "score": round(float(score), 6)}
+            out.append(json.dumps(record, ensure_ascii=False))
+        else:
+            text = texts[i] if pairs is None else f"{texts[i]}  |  {pairs[i]}"
+            out.append(f"score={float(score):.4f}  {text}")
+    return out
+
+
 def run(args: argparse.Namespace) -> list[str]:
     """The output lines; the folder is checked before any input is read, the model loaded after."""
-    from pipeline.runtimes import is_pair_model, label_names, load_export, read_config
+    from pipeline.runtimes import load_export, read_config, task_of
 
     read_config(args.folder)
-    labels = label_names(args.folder)
-    texts, pairs = read_examples(args.texts, args.file, is_pair_model(args.folder))
+    task = task_of(args.folder)
+    labels = list(task.labels)
+    texts, pairs = read_examples(args.texts, args.file, task.is_pair or args.pairs)
     predictor = load_export(args.folder, args.runtime, threads=args.threads)
     logits = np.asarray(predictor.logits(texts, pairs, args.batch_size), dtype=np.float64)
     if logits.shape[-1] != len(labels):
         raise DataError(f"{args.folder}: the model gives {logits.shape[-1]} scores but its config names "
                         f"{len(labels)} labels")
+    if task.regression:
+        return format_scores(logits[:, 0], texts, pairs, args.json)
     probs = softmax(logits)
     if args.json:
         return format_json(labels, logits, probs, texts, pairs)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pipeline import losses
+from pipeline.models import encoders
 
 
 class Recipe(nn.Module):
@@ -54,7 +55,7 @@ class Recipe(nn.Module):
 
 def evaluation(logits: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """What a recipe returns for a dev batch: gold-label cross-entropy and the logits."""
-    return {"loss": losses.hard_ce(logits, labels), "logits": logits}
+    return {"loss": losses.hard_loss(logits, labels), "logits": logits}
 
 
 def frozen(model: nn.Module) -> nn.Module:
@@ -79,3 +80,9 @@ class WithTeacher(Recipe):
         if next(self._teacher.parameters()).device != device:
             self._teacher.to(device)
         return self._teacher
+
+    @torch.no_grad()
+    def run_teacher(self, inputs: dict[str, torch.Tensor], **kwargs):
+        """The teacher's forward pass on a batch (the inputs it takes), without gradients."""
+        teacher = self.teacher_on(inputs["input_ids"].device)
+        return teacher(**encoders.accepted(teacher, inputs), **kwargs)

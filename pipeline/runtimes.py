@@ -22,7 +22,7 @@ from pipeline.data.batches import MODEL_INPUTS, encode, length_buckets
 from pipeline.errors import DataError, ModelError
 from pipeline.inference import classifier_logits
 from pipeline.models import bilstm
-from pipeline.tasks import TASKS, Task
+from pipeline.tasks import CLASSIFICATION, GLUE, REGRESSION, Task
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -70,37 +70,26 @@ def export_info(folder: str | Path) -> dict[str, Any]:
         return {}
 
 
-def label_names(folder: str | Path) -> list[str]:
-    """The model's label names by id: HF config id2label, BiLSTM config "labels"."""
+def task_of(folder: str | Path) -> Task:
+    """The task a model or export folder serves: the one export.json (or a BiLSTM's config) records,
+    else what a Hugging Face config says (labels, regression or not; a GLUE preset's pairs by the
+    config's finetuning_task)."""
     config = read_config(folder)
+    recorded = export_info(folder).get("task") or config.get("task")
+    if isinstance(recorded, dict):
+        return Task.from_json(recorded)
     if model_kind(config) == "bilstm":
-        labels = config.get("labels")
-        if labels:
-            return [str(x) for x in labels]
-        return [str(i) for i in range(int(config.get("model", {}).get("num_labels", 2)))]
+        n = int(config.get("model", {}).get("num_labels", 2))
+        labels = tuple(str(x) for x in config.get("labels") or range(n))
+        return Task(str(recorded or "unknown"), REGRESSION if n == 1 else CLASSIFICATION, labels, (),
+                    bool(config.get("model", {}).get("is_pair", False)))
+    regression = config.get("problem_type") == "regression"
     id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
-    n = len(id2label) or int(config.get("num_labels", 2))
-    return [id2label.get(i, f"LABEL_{i}") for i in range(n)]
-
-
-def task_of(folder: str | Path) -> Task | None:
-    """The task a folder was trained/exported for: export.json, then the config's task key, then the
-    registered task whose label names match (a fine-tuned teacher only stores its labels)."""
-    config = read_config(folder)
-    for name in (export_info(folder).get("task"), config.get("task"), config.get("finetuning_task")):
-        if name in TASKS:
-            return TASKS[name]
-    labels = tuple(label_names(folder))
-    return next((t for t in TASKS.values() if t.labels == labels), None)
-
-
-def is_pair_model(folder: str | Path) -> bool:
-    """Whether the model classifies pairs of texts (MRPC) rather than single sentences."""
-    config = read_config(folder)
-    if model_kind(config) == "bilstm":
-        return bool(config.get("model", {}).get("is_pair", False))
-    task = task_of(folder)
-    return bool(task and task.is_pair)
+    n = 1 if regression else len(id2label) or int(config.get("num_labels", 2))
+    labels = ("score",) if regression else tuple(id2label.get(i, f"LABEL_{i}") for i in range(n))
+    name = str(config.get("finetuning_task") or "unknown")
+    preset = GLUE.get(name)
+    return Task(name, REGRESSION if regression else CLASSIFICATION, labels, (), bool(preset and preset.pair))
 
 
 def bilstm_tokenizer(folder: Path, config: dict[str, Any]):

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 from pipeline import training
 from pipeline.artifacts import CHECKPOINTS, HISTORY, PREPARED, TEACHER, load_dataset_dir
 from pipeline.data.batches import encode_rows, token_collator
+from pipeline.models import encoders
 from pipeline.models.hf import load_classifier, load_tokenizer
-from pipeline.tasks import get_task
+from pipeline.tasks import prepared_task
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -19,12 +20,13 @@ def finetune(params: Params) -> dict[str, Any]:
     evaluation per epoch); save it with save_pretrained + its tokenizer."""
     from transformers import set_seed
 
-    task = get_task(params.data.task)
+    task = prepared_task()
     cfg = params.teacher
     prepared = load_dataset_dir(PREPARED)
     tokenizer = load_tokenizer(cfg.pretrained)
     set_seed(params.seed)
     model = load_classifier(cfg.pretrained, task)
+    encoders.family(model)  # a family distillation can read, or a clear error now rather than later
 
     def save(folder) -> None:
         model.save_pretrained(str(folder))

@@ -21,11 +21,12 @@ from pipeline.artifacts import GENERAL, PREPARED, TEACHER, TEACHER_LOGITS, load_
 from pipeline.data.batches import encode_rows, model_inputs, task_rows, token_collator
 from pipeline.errors import ModelError
 from pipeline.methods import Step, StepRun, objectives
+from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_teacher, load_tokenizer
 from pipeline.recipes import Recipe, evaluation
 from pipeline.schema import Budget, Positive, PositiveInt, Section, Weights, weights, weights_field
-from pipeline.tasks import Task, get_task
+from pipeline.tasks import Task, prepared_task
 
 RANDOM = "random"
 INIT_HELP = "start from the general_distill student of this objective (listed in general_distill.objectives), or random weights"
@@ -85,9 +86,9 @@ class PredictionRecipe(Recipe):
             return evaluation(logits, labels)
         terms = {}
         if self.active("soft"):
-            terms["soft"] = losses.soft_ce(logits, teacher_logits, self.temperature)
+            terms["soft"] = losses.soft_loss(logits, teacher_logits, self.temperature)
         if self.active("hard"):
-            terms["hard"] = losses.hard_ce(logits, labels)
+            terms["hard"] = losses.hard_loss(logits, labels)
         return self.output(terms, logits)
 
 
@@ -96,8 +97,7 @@ def task_student(params, task: Task, init: str, teacher_config):
     or random weights of the same shape (the no-general-distillation ablation)."""
     from transformers import BertForSequenceClassification
 
-    labels = dict(num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
-                  label2id={n: i for i, n in enumerate(task.labels)})
+    labels = task.model_labels()
     if init == RANDOM:
         config = tfm.student_config(teacher_config, params.general_distill.student)
         for k, v in labels.items():
@@ -110,7 +110,7 @@ def task_student(params, task: Task, init: str, teacher_config):
 
 
 def layer_map(step_map, student, teacher, key: str) -> list[int]:
-    return tfm.resolve_layer_map(step_map, student.config.num_hidden_layers, teacher.config.num_hidden_layers, key)
+    return tfm.resolve_layer_map(step_map, encoders.dims(student).layers, encoders.dims(teacher).layers, key)
 
 
 # A step-1 recipe factory: (student, teacher, step config, params key of the step, the run) -> (recipe, summary details)
@@ -124,7 +124,7 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str,
 
     params, cfg = run.params, run.cfg
     step = cfg.intermediate
-    task = get_task(params.data.task)
+    task = prepared_task()
     teacher, tokenizer = load_teacher()
     set_seed(params.seed)
     student = task_student(params, task, cfg.init, teacher.config)
@@ -161,7 +161,7 @@ def run_prediction(method: str, run: StepRun, build: Step2Recipe = prediction_re
 
     params, cfg = run.params, run.cfg
     step = cfg.prediction
-    task = get_task(params.data.task)
+    task = prepared_task()
     if not (run.previous / "config.json").is_file():
         raise ModelError(f"{run.previous}: no step-1 student (run `dvc repro {method}_intermediate@{run.name}`)")
     tokenizer = load_tokenizer(str(run.previous), key=str(run.previous))
@@ -188,9 +188,9 @@ def steps(method: str, step1: Step1Recipe, summary1: str, weights1: type[Weights
     general student of `init`) then `<method>_prediction@NAME` (from step 1, on the cached logits)."""
     return (
         Step("intermediate", summary1, weights1, lambda run: run_intermediate(method, step1, run),
-             deps=("models/general", "models/teacher", "data/teacher_logits"),
+             deps=("models/general", "models/teacher", "data/teacher_logits", "data/prepared"),
              keys=("init", "augmented", "intermediate"),
-             shared=("precision", "seed", "data.task", "data.max_length", "general_distill.student")),
+             shared=("precision", "seed", "data.max_length", "general_distill.student")),
         Step("prediction", summary2, weights2, lambda run: run_prediction(method, run, step2, needs_teacher),
              deps=("${previous}", *(("models/teacher",) if needs_teacher else ()), "data/teacher_logits",
                    "data/prepared"),

@@ -4,7 +4,7 @@ from pipeline.artifacts import AUGMENTED, PREPARED, REPORTS, load_dataset_dir, s
 from pipeline.augment import augment
 from pipeline.config import Params
 from pipeline.stage import log, stage
-from pipeline.tasks import get_task
+from pipeline.tasks import prepared_task
 
 
 @stage
@@ -12,7 +12,7 @@ def main(params: Params, args: list[str]) -> None:
     import datasets
 
     train = load_dataset_dir(PREPARED)["train"]
-    texts, pairs = texts_of(train, get_task(params.data.task).is_pair)
+    texts, pairs = texts_of(train, prepared_task().is_pair)
     rows, counts = augment(texts, pairs, params.augment, params.seed)
     features = datasets.Features({
         "text": datasets.Value("string"),

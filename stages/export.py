@@ -6,7 +6,7 @@ from pipeline.card import card_info
 from pipeline.config import Params
 from pipeline.export import export_all
 from pipeline.stage import stage
-from pipeline.tasks import get_task
+from pipeline.tasks import prepared_task
 
 
 def training_logs(name: str, params: Params) -> dict[str, str]:
@@ -25,7 +25,7 @@ def training_logs(name: str, params: Params) -> dict[str, str]:
 def main(params: Params, args: list[str]) -> None:
     models = {"teacher": TEACHER, **{name: student_dir(name) for name in params.students()}}
     export_all({name: (folder, card_info(name, params), training_logs(name, params)) for name, folder in models.items()},
-               get_task(params.data.task), load_dataset_dir(PREPARED), params.export.splits, params.data.max_length,
+               prepared_task(), load_dataset_dir(PREPARED), params.export.splits, params.data.max_length,
                EXPORTS)
 
 

@@ -11,7 +11,7 @@ def main(params: Params, args: list[str]) -> None:
     dataset, summary = prepare(params.data, params.seed)
     save_dataset(dataset, PREPARED, meta=summary)
     write_json(REPORTS / "prepare.json", summary)
-    log.info("prepared %s: %s", summary["task"], summary["rows"])
+    log.info("prepared %s: %s", summary["task"]["name"], summary["rows"])
 
 
 if __name__ == "__main__":

@@ -95,10 +95,10 @@ def test_teacher_logits_pass_resumes_at_the_first_missing_chunk(tmp_path, tiny_t
 
     from pipeline import inference
     from pipeline.models.hf import load_classifier, load_tokenizer
-    from pipeline.tasks import TASKS
+    from pipeline.tasks import preset_task
 
     monkeypatch.setattr(inference, "CHUNK_ROWS", 4)
-    model = load_classifier(str(tiny_teacher), TASKS["sst2"])
+    model = load_classifier(str(tiny_teacher), preset_task("sst2"))
     tokenizer = load_tokenizer(str(tiny_teacher))
     texts = [f"sentence number {i}" for i in range(10)]
     run = CheckpointDir(tmp_path / "ckpt", "fp")

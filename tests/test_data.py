@@ -13,6 +13,16 @@ from pipeline.errors import DataError
 from conftest import MRPC, SST2, needs_shared
 
 
+def read(cfg: DataConfig) -> dict:
+    """Every split with its labels resolved as prepare resolves them (no subsampling)."""
+    from pipeline.data.policies import label_ids
+    from pipeline.data.prepare import resolve_task
+
+    raw = read_raw(cfg)
+    task = resolve_task(cfg, raw["train"])
+    return {name: label_ids(rows, task) for name, rows in raw.items()}
+
+
 def cfg(source, **kw) -> DataConfig:
     return DataConfig(source=str(source), max_train=None, **kw)
 
@@ -25,7 +35,7 @@ def write(folder, name, text, encoding="utf-8"):
 
 
 def test_reads_real_sst2():
-    splits = read_raw(cfg(SST2))
+    splits = read(cfg(SST2))
     assert {k: len(v["text"]) for k, v in splits.items()} == {"train": 67349, "dev": 872, "test": 1821}
     assert splits["train"]["text"][0] == "hide new secretions from the parental units"  # trailing space stripped
     assert set(splits["train"]["label"]) == {0, 1}
@@ -35,7 +45,7 @@ def test_reads_real_sst2():
 
 @needs_shared
 def test_reads_real_mrpc_with_bom_and_quotes():
-    splits = read_raw(cfg(MRPC, task="mrpc"))
+    splits = read(cfg(MRPC, task="mrpc"))
     assert {k: len(v["text"]) for k, v in splits.items()} == {"train": 3668, "dev": 408, "test": 1725}
     first = splits["train"]
     assert first["text"][0].startswith("Amrozi accused his brother") and '"the witness"' in first["text"][0]
@@ -72,29 +82,29 @@ def test_bad_tsv_rows_name_file_and_line(tmp_path, train, message):
     write(tmp_path, "train.tsv", train)
     write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
     with pytest.raises(DataError) as err:
-        read_raw(cfg(tmp_path))
+        read(cfg(tmp_path))
     assert message in str(err.value)
 
 
 def test_missing_folder_and_split(tmp_path):
     with pytest.raises(DataError, match="data folder not found"):
-        read_raw(cfg(tmp_path / "nowhere"))
+        read(cfg(tmp_path / "nowhere"))
     write(tmp_path, "train.tsv", "sentence\tlabel\ngood\t1\n")
     with pytest.raises(DataError, match=r"no dev file \(dev\.\{tsv\|csv\|jsonl\}, or \.gz\)"):
-        read_raw(cfg(tmp_path))
+        read(cfg(tmp_path))
 
 
 def test_bom_header_and_label_names(tmp_path):
     write(tmp_path, "train.tsv", "\ufeffsentence\tlabel\ngood film\tpositive\n")
     write(tmp_path, "dev.tsv", "sentence\tlabel\nbad film\t0\n")
-    splits = read_raw(cfg(tmp_path))
+    splits = read(cfg(tmp_path))
     assert splits["train"]["label"] == [1] and splits["dev"]["label"] == [0]
 
 
 def test_csv_and_jsonl_with_custom_columns(tmp_path):
     write(tmp_path, "train.csv", 'review,stars\n"great, really",1\nawful,0\n')
     write(tmp_path, "dev.jsonl", '{"review": "fine", "stars": 1}\n\n{"review": "meh", "stars": "0"}\n')
-    splits = read_raw(cfg(tmp_path, columns={"text": "review", "label": "stars"}))
+    splits = read(cfg(tmp_path, columns={"text": "review", "label": "stars"}))
     assert splits["train"]["text"] == ["great, really", "awful"] and splits["train"]["label"] == [1, 0]
     assert splits["dev"]["label"] == [1, 0]
 
@@ -103,17 +113,17 @@ def test_csv_and_jsonl_errors(tmp_path):
     write(tmp_path, "train.csv", "sentence,label\nok,1\nbad,1,surplus\n")
     write(tmp_path, "dev.jsonl", '{"sentence": "x", "label": 1}\n{broken\n')
     with pytest.raises(DataError, match="train.csv:3: more fields than the header has"):
-        read_raw(cfg(tmp_path))
+        read(cfg(tmp_path))
     write(tmp_path, "train.csv", "sentence,label\nok,1\n")
     with pytest.raises(DataError, match="dev.jsonl:2: not valid JSON"):
-        read_raw(cfg(tmp_path))
+        read(cfg(tmp_path))
 
 
 def test_pair_task_needs_both_columns(tmp_path):
     write(tmp_path, "train.tsv", "Quality\t#1 String\n1\tonly one side\n")
     write(tmp_path, "dev.tsv", "Quality\t#1 String\t#2 String\n1\ta\tb\n")
     with pytest.raises(DataError, match="train.tsv:1: missing column '#2 String'"):
-        read_raw(cfg(tmp_path, task="mrpc"))
+        read(cfg(tmp_path, task="mrpc"))
 
 
 def test_hub_source_goes_through_datasets(monkeypatch):
@@ -127,13 +137,13 @@ def test_hub_source_goes_through_datasets(monkeypatch):
         return datasets.DatasetDict({"train": part, "validation": part})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    splits = read_raw(DataConfig(source="nyu-mll/glue", hub_config="sst2"))
+    splits = read(DataConfig(source="nyu-mll/glue", hub_config="sst2"))
     assert calls == [("nyu-mll/glue", "sst2")] and splits["dev"]["label"] == [1, 0]
 
 
 def test_hub_unreachable_is_a_clear_error():
     with pytest.raises(DataError, match="cannot load Hub dataset 'no-such-org/no-such-set'"):
-        read_raw(DataConfig(source="no-such-org/no-such-set"))
+        read(DataConfig(source="no-such-org/no-such-set"))
 
 
 def test_atomic_path_keeps_old_artifact_on_failure(tmp_path):
@@ -176,7 +186,7 @@ def test_row_policies_apply_and_are_counted(tmp_path, policies, rows, counts):
     write(tmp_path, "train.tsv", POLICY_TRAIN)
     write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
     _, summary = prepare(DataConfig(source=str(tmp_path), max_chars=40, **policies), seed=0)
-    splits = read_raw(DataConfig(source=str(tmp_path), max_chars=40, **policies))
+    splits = read(DataConfig(source=str(tmp_path), max_chars=40, **policies))
     assert splits["train"]["text"] == rows
     assert summary["policies"]["train"] == counts and summary["rows"]["train"] == len(rows)
 
@@ -191,7 +201,7 @@ def test_row_policies_that_fail_name_the_line(tmp_path, policies, message):
     write(tmp_path, "train.tsv", POLICY_TRAIN)
     write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
     with pytest.raises(DataError) as err:
-        read_raw(DataConfig(source=str(tmp_path), max_chars=40, **policies))
+        read(DataConfig(source=str(tmp_path), max_chars=40, **policies))
     assert message in str(err.value)
 
 
@@ -199,7 +209,7 @@ def test_all_rows_dropped_is_an_error(tmp_path):
     write(tmp_path, "train.tsv", "sentence\tlabel\n \t1\n")
     write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
     with pytest.raises(DataError, match="train.tsv: no data rows left after the data.\\* policies"):
-        read_raw(DataConfig(source=str(tmp_path), empty_text="drop"))
+        read(DataConfig(source=str(tmp_path), empty_text="drop"))
 
 
 @needs_shared
@@ -207,7 +217,7 @@ def test_the_embedded_defaults_are_the_public_files_unchanged():
     """The repository ships its default inputs gzip-compressed; read, they are the public files."""
     from conftest import EMBEDDED, SHARED
 
-    embedded, public = read_raw(cfg(SST2)), read_raw(cfg(SHARED / "glue" / "SST-2"))
+    embedded, public = read(cfg(SST2)), read(cfg(SHARED / "glue" / "SST-2"))
     assert embedded == public
     from pipeline.general import read_corpus
 
@@ -234,7 +244,7 @@ def test_gzip_compressed_splits_are_read_like_plain_ones(tmp_path):
     (tmp_path / "gz").mkdir()
     for name in ("train.tsv", "dev.tsv"):
         (tmp_path / "gz" / f"{name}.gz").write_bytes(gzip.compress((tmp_path / "plain" / name).read_bytes()))
-    assert read_raw(cfg(tmp_path / "gz")) == read_raw(cfg(tmp_path / "plain"))
+    assert read(cfg(tmp_path / "gz")) == read(cfg(tmp_path / "plain"))
     (tmp_path / "gz" / "train.tsv.gz").write_bytes(gzip.compress(b"sentence\tlabel\ngood\t1\nbad\t9\n"))
     with pytest.raises(DataError, match=r"train\.tsv\.gz:3: label '9'"):
-        read_raw(cfg(tmp_path / "gz"))
+        read(cfg(tmp_path / "gz"))

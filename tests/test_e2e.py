@@ -64,7 +64,7 @@ def test_repro_builds_every_artifact_and_reports_what_the_exports_do(built):
     # the quality an export reports is what its runtime computes on the prepared dev split
     from pipeline.artifacts import texts_of
     from pipeline.runtimes import load_export
-    from pipeline.tasks import TASKS, compute_metrics
+    from pipeline.tasks import compute_metrics, preset_task
 
     import datasets
 
@@ -73,7 +73,7 @@ def test_repro_builds_every_artifact_and_reports_what_the_exports_do(built):
         model, _, runtime = name.partition(":")
         logits = load_export(built / "exports" / model, runtime or "torch").logits(*texts_of(dev, False), 128)
         assert rows[name]["dev_accuracy"] == round(
-            compute_metrics(TASKS["sst2"], logits, np.asarray(dev["label"]))["accuracy"], 4)
+            compute_metrics(preset_task("sst2"), logits, np.asarray(dev["label"]))["accuracy"], 4)
     report = (built / "reports/report.md").read_text()
     assert all(f"| {row['model']} | {row['runtime']} |" in report for row in rows.values())
     assert metrics["pareto_front"] and set(metrics["pareto_front"]) <= REPORT_ROWS

@@ -24,7 +24,7 @@ def test_mrpc_needs_only_params(tmp_path, tiny_teacher):
     assert ran == lean_rows(ALL_STAGES)
     assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["task"] == "mrpc"
     prepared = json.loads((repo / "data/prepared/meta.json").read_text())
-    assert prepared["is_pair"] and prepared["rows"]["train"] == 80
+    assert prepared["task"]["is_pair"] and prepared["rows"]["train"] == 80
     # augmented pairs reached the teacher and the students: both sides, every row
     logits = datasets.load_from_disk(str(repo / "data/teacher_logits"))
     augmented = logits.filter(lambda origin: origin == "augment", input_columns="origin")

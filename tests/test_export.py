@@ -23,9 +23,9 @@ from pipeline.inference import classifier_logits
 from pipeline.runtimes import INT8_FILE, ONNX_FILE, BiLSTMPredictor, HFPredictor, OnnxPredictor, load_export
 from pipeline.models.bilstm import BiLSTMClassifier, WordTokenizer, load_bilstm, predict_logits, save_bilstm
 from pipeline.predict import main
-from pipeline.tasks import TASKS
+from pipeline.tasks import preset_task
 
-SST2_LABELS = list(TASKS["sst2"].labels)
+SST2_LABELS = list(preset_task("sst2").labels)
 
 
 def tsv_columns(path: Path, *columns: str, limit: int = 64) -> list[list[str]]:
@@ -57,10 +57,10 @@ def tiny_bilstm(folder: Path, texts: list[str], task: str) -> Path:
     """A random BiLSTM student whose vocabulary covers only part of `texts` (so [UNK] occurs)."""
     torch.manual_seed(0)
     tokenizer = WordTokenizer.build(texts[: len(texts) // 2], max_words=40)
-    is_pair = TASKS[task].is_pair
+    is_pair = preset_task(task).is_pair
     model = BiLSTMClassifier(len(tokenizer.vocab), embedding_dim=16, hidden=8, dense=8, num_labels=2,
                              is_pair=is_pair, pad_id=tokenizer.pad_id).eval()
-    save_bilstm(model, tokenizer, folder, {"task": task, "labels": list(TASKS[task].labels)})
+    save_bilstm(model, tokenizer, folder, {"task": preset_task(task).to_json(), "labels": list(preset_task(task).labels)})
     return folder
 
 
@@ -104,7 +104,7 @@ def pair_export(mrpc_dev, tmp_path_factory) -> tuple[Path, dict]:
     first, second = mrpc_dev
     student = tiny_bilstm(tmp_path_factory.mktemp("students") / "pair", first + second, "mrpc")
     out = tmp_path_factory.mktemp("exports") / "pair"
-    summary = export_model(student, out, name="pair", task=TASKS["mrpc"], dev_texts=first, dev_pairs=second,
+    summary = export_model(student, out, name="pair", task=preset_task("mrpc"), dev_texts=first, dev_pairs=second,
                            card_info={})
     return out, summary
 
@@ -186,16 +186,16 @@ def test_a_failing_quantisation_is_a_clear_error_and_leaves_no_folder(tiny_teach
 
 def test_quality_per_runtime_is_measured_on_what_is_served(hf_export, dev_split):
     from pipeline.export import quality
-    from pipeline.tasks import TASKS, compute_metrics
+    from pipeline.tasks import compute_metrics, preset_task
 
     out, summary = hf_export
     assert set(summary["quality"]) == {"torch", "onnx", "int8"}
     for runtime, row in summary["quality"].items():
         logits = load_export(out, runtime).logits(dev_split["text"], None, 32)
-        expected = compute_metrics(TASKS["sst2"], logits, np.asarray(dev_split["label"]))["accuracy"]
+        expected = compute_metrics(preset_task("sst2"), logits, np.asarray(dev_split["label"]))["accuracy"]
         assert row == {"dev_accuracy": round(expected, 4)}, runtime
     unlabelled = dev_split.map(lambda row: {"label": -1})
-    assert quality(load_export(out, "torch"), TASKS["sst2"], {"test": unlabelled}) == {}  # skipped, not 0
+    assert quality(load_export(out, "torch"), preset_task("sst2"), {"test": unlabelled}) == {}  # skipped, not 0
 
 
 def test_model_card_says_how_to_load(hf_export, bilstm_export):

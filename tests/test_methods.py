@@ -591,14 +591,14 @@ def test_noaug_rows_are_train_rows_only_and_samples_are_seeded(tmp_path):
 
 
 def test_random_init_student_has_the_general_shape_and_needs_no_general_student(tmp_path, monkeypatch):
-    from pipeline.tasks import get_task
+    from pipeline.tasks import preset_task
     from pipeline.twostep import task_student
 
     monkeypatch.chdir(tmp_path)  # no models/general here
     params = parse_params(deep_merge(Params().model_dump(), {"general_distill": {
         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
     teacher = tiny_bert(layers=4, hidden=32)
-    student = task_student(params, get_task("sst2"), "random", teacher.config)
+    student = task_student(params, preset_task("sst2"), "random", teacher.config)
     assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_labels) == (2, 16, 2)
     with pytest.raises(ModelError, match="no general_distill student.*general_distill@tinybert"):
-        task_student(params, get_task("sst2"), "tinybert", teacher.config)
+        task_student(params, preset_task("sst2"), "tinybert", teacher.config)

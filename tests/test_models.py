@@ -9,7 +9,7 @@ from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, 
                                     glove_vectors, init_embeddings, load_bilstm, predict_logits, save_bilstm)
 from pipeline.models.hf import load_classifier, load_tokenizer, resolve_pretrained
 from pipeline.runtimes import load_predictor
-from pipeline.tasks import TASKS
+from pipeline.tasks import preset_task
 
 
 def test_resolve_pretrained(tmp_path):
@@ -25,7 +25,7 @@ def test_resolve_pretrained(tmp_path):
 
 
 def test_classifier_logits_restore_input_order(tiny_teacher):
-    model = load_classifier(str(tiny_teacher), TASKS["sst2"])
+    model = load_classifier(str(tiny_teacher), preset_task("sst2"))
     tokenizer = load_tokenizer(str(tiny_teacher))
     texts = ["a", "a much longer sentence than the others here", "mid length text", "b c"]
     batched = classifier_logits(model, tokenizer, texts, batch_size=2, progress=False)
@@ -126,7 +126,7 @@ def test_bilstm_teacher_embedding_option_copies_teacher_rows(tiny_teacher):
 
     params = parse_params(deep_merge(Params().model_dump(), {"teacher": {"pretrained": str(tiny_teacher)}}))
     cfg = TangStudent(embedding="teacher", hidden=4, dense=4)
-    model, tok = build_bilstm(cfg, params, TASKS["mrpc"], ["unused"])
+    model, tok = build_bilstm(cfg, params, preset_task("mrpc"), ["unused"])
     teacher_rows = AutoModel.from_pretrained(str(tiny_teacher)).get_input_embeddings().weight
     torch.testing.assert_close(model.embedding.weight, teacher_rows)
     assert isinstance(tok, WordPieceTokenizer) and model.config["is_pair"] and tok.pad_id == tok.hf.pad_token_id

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.plots import pareto_front, plot_accuracy_latency, plot_sizes, plot_training_curves
-from pipeline.tasks import TASKS, compute_metrics
+from pipeline.tasks import compute_metrics, preset_task
 
 
 def test_metrics_from_fixed_logits():
@@ -17,14 +17,14 @@ def test_metrics_from_fixed_logits():
     gold = np.array([1, 1, 1, 0, 0, 0, 1, 0, -1])  # the last row is unlabelled: not counted
     pred = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0])
     logits = np.stack([1 - pred, pred], axis=1).astype(float)
-    metrics = compute_metrics(TASKS["mrpc"], logits, gold)
+    metrics = compute_metrics(preset_task("mrpc"), logits, gold)
     assert metrics["accuracy"] == pytest.approx(5 / 8)
     assert metrics["f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
     from pipeline.tasks import mcc
 
     expected_mcc = (3 * 2 - 2 * 1) / np.sqrt((3 + 2) * (3 + 1) * (2 + 2) * (2 + 1))
     assert mcc(pred[:8], gold[:8]) == pytest.approx(expected_mcc)
-    assert compute_metrics(TASKS["sst2"], logits, gold) == {"accuracy": pytest.approx(5 / 8)}
+    assert compute_metrics(preset_task("sst2"), logits, gold) == {"accuracy": pytest.approx(5 / 8)}
 
 
 def test_ratios_to_the_teacher():
@@ -93,5 +93,5 @@ def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
     exports = tmp_path / "exports"
     models = {"teacher": (tiny_teacher, {}, {}), "broken": (tmp_path / "no_such_model", {}, {})}
     with pytest.raises(ModelError, match="no_such_model"):
-        export_all(models, TASKS["sst2"], {"dev": dev}, ["dev"], 128, exports)
+        export_all(models, preset_task("sst2"), {"dev": dev}, ["dev"], 128, exports)
     assert not exports.exists() and list(tmp_path.iterdir()) == []

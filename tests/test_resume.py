@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from pipeline import training
 from pipeline.config import deep_merge
 
-from conftest import TINY, write_params
+from conftest import NLTK_DATA, SST2, TINY, WIKITEXT, write_params
 
 K = 3  # checkpoint every K optimizer steps; the crash comes right after the first checkpoint
 RESUME = deep_merge(TINY, {
@@ -73,10 +73,11 @@ class Crash(Exception):
 def workspace(tmp_path_factory, tiny_mlm_teacher):
     """Upstream artifacts for every training stage; the uninterrupted outputs are made later, per job."""
     ws = tmp_path_factory.mktemp("resume")
-    (ws / "shared").symlink_to(Path(__file__).resolve().parents[2] / "shared", target_is_directory=True)
     repo = ws / "repo"
     repo.mkdir()
-    write_params(repo, deep_merge(RESUME, {"teacher": {"pretrained": str(tiny_mlm_teacher)}}))
+    write_params(repo, deep_merge(RESUME, {"teacher": {"pretrained": str(tiny_mlm_teacher)},  # inputs from this checkout
+                                           "data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
+                                           "general_distill": {"corpus": str(WIKITEXT)}}))
     cwd = os.getcwd()
     os.chdir(repo)
     try:

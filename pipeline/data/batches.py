@@ -38,9 +38,10 @@ def token_collator(tokenizer):
 
     def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = dict(tokenizer.pad([model_inputs(r) for r in rows], return_tensors="pt"))
-        for key in ("labels", "example_ids"):
-            if key in rows[0]:
-                batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.long)
+        if "labels" in rows[0]:
+            batch["labels"] = torch.tensor([r["labels"] for r in rows])  # class ids (int64) or scores (float32)
+        if "example_ids" in rows[0]:
+            batch["example_ids"] = torch.tensor([r["example_ids"] for r in rows], dtype=torch.long)
         if "teacher_logits" in rows[0]:
             batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
         return batch

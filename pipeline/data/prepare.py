@@ -1,7 +1,9 @@
-"""The prepare stage's work: raw splits in, a validated and subsampled `datasets` DatasetDict out.
+"""The prepare stage's work: raw splits in, the task resolved, a validated and subsampled `datasets`
+DatasetDict out, the task recorded in its meta.json.
 
 Every task is normalised to the columns `text`, `text_pair` (null for single-sentence tasks) and
-`label` (an id into the task's labels; -1 where a split has no labels, like GLUE test files).
+`label` (a class id, -1 where a split has no labels like GLUE test files; or a float score, NaN where
+there is none).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import DataConfig
-from pipeline.data.policies import Rows
-from pipeline.data.readers import read_raw
-from pipeline.tasks import get_task
+from pipeline.data.policies import Rows, label_ids
+from pipeline.data.readers import columns, read_raw
+from pipeline.errors import DataError
+from pipeline.tasks import GLUE, REGRESSION, Task
 
 
 def subsample(rows: Rows, limit: int | None, seed: int) -> Rows:
@@ -25,37 +28,71 @@ def subsample(rows: Rows, limit: int | None, seed: int) -> Rows:
     return {col: [values[i] for i in keep] for col, values in rows.items()}
 
 
-def build_dataset_dict(splits: dict[str, Rows]):
+def build_dataset_dict(splits: dict[str, Rows], task: Task):
     import datasets
 
     features = datasets.Features({
         "text": datasets.Value("string"),
         "text_pair": datasets.Value("string"),
-        "label": datasets.Value("int64"),
+        "label": datasets.Value("float32" if task.regression else "int64"),
     })
     return datasets.DatasetDict({
         name: datasets.Dataset.from_dict(rows, features=features) for name, rows in splits.items()
     })
 
 
+def _sorted_values(values: set[str]) -> list[str]:
+    """Label values in a stable order: numerically when they are all integers, else as text."""
+    return sorted(values, key=int) if all(v.lstrip("-").isdigit() for v in values) else sorted(values)
+
+
+def resolve_task(cfg: DataConfig, train: Rows) -> Task:
+    """The task data.* declares (over its GLUE preset), with its labels read from train when neither
+    params nor the preset give them."""
+    problem, labels, metrics = cfg.resolved()
+    raw: tuple[str, ...] = ()
+    if problem == REGRESSION:
+        labels = ("score",)
+    elif labels is not None:
+        preset = GLUE.get(cfg.task)
+        raw = tuple(cfg.labels) if cfg.labels else (preset.raw_labels or preset.labels)
+    else:
+        values = {v for v in train["label"] if v is not None}
+        where = train["where"][0].rsplit(":", 1)[0]
+        if len(values) < 2:
+            raise DataError(f"{where}: the label column holds {len(values)} distinct value(s) {sorted(values)}; a "
+                            "classification task needs two or more (or set data.problem: regression)")
+        labels = raw = tuple(_sorted_values(values))
+        if "f1" in metrics and len(labels) != 2:
+            raise DataError(f"{where}: {len(labels)} labels {list(labels)}, but data.metrics has f1, which is binary; "
+                            "use f1_macro")
+    return Task(name=cfg.task, problem=problem, labels=tuple(labels), metrics=metrics,
+                is_pair=columns(cfg)[1] is not None, raw_labels=raw)
+
+
 def prepare(cfg: DataConfig, seed: int) -> tuple[Any, dict]:
-    """Read, validate and subsample raw data; return (DatasetDict, summary)."""
-    task = get_task(cfg.task)
+    """Read, validate and subsample raw data; return (DatasetDict, summary with the resolved task)."""
     counts: dict[str, Counter] = {}
-    splits = read_raw(cfg, counts)
+    raw = read_raw(cfg, counts)
+    task = resolve_task(cfg, raw["train"])
+    splits = {name: label_ids(rows, task) for name, rows in raw.items()}
     splits["train"] = subsample(splits["train"], cfg.max_train, seed)
     splits["dev"] = subsample(splits["dev"], cfg.max_dev, seed)
     summary = {
-        "task": task.name,
-        "labels": list(task.labels),
-        "is_pair": task.is_pair,
+        "task": task.to_json(),
         "source": cfg.source,
         "rows": {name: len(rows["text"]) for name, rows in splits.items()},
         "policies": {name: dict(sorted(c.items())) for name, c in counts.items()},
-        "label_counts": {
-            name: {task.labels[k]: int(v) for k, v in zip(*np.unique([x for x in rows["label"] if x >= 0],
-                                                                        return_counts=True))}
-            for name, rows in splits.items()
-        },
+        "label_counts": {name: label_counts(task, rows["label"]) for name, rows in splits.items()},
     }
-    return build_dataset_dict(splits), summary
+    return build_dataset_dict(splits, task), summary
+
+
+def label_counts(task: Task, labels: list) -> dict[str, Any]:
+    """Rows per label (classification), or the scores' count, mean and range (regression)."""
+    if task.regression:
+        scores = np.asarray(labels, dtype=float)[task.labelled(labels)]
+        return {"scored": int(len(scores)), **({"mean": round(float(scores.mean()), 4), "min": float(scores.min()),
+                                                 "max": float(scores.max())} if len(scores) else {})}
+    ids, n = np.unique([x for x in labels if x >= 0], return_counts=True)
+    return {task.labels[int(k)]: int(v) for k, v in zip(ids, n)}

@@ -4,6 +4,7 @@ gzip-compressed, `train.tsv.gz`) or a Hub dataset, each record validated by the 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 from collections import Counter
@@ -15,20 +16,23 @@ from pipeline.artifacts import open_input, plain_suffix
 from pipeline.config import DataConfig
 from pipeline.data.policies import Columns, Rows, normalise
 from pipeline.errors import DataError
-from pipeline.tasks import Task, get_task
+from pipeline.tasks import GLUE, Preset
 
-SPLITS = ("train", "dev", "test")
 REQUIRED_SPLITS = ("train", "dev")
 EXTENSIONS = {".tsv": "glue", ".csv": "csv", ".jsonl": "jsonl"}
 HUB_SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
+OWN_TASK = Preset("text", "label")  # the layout of a task of your own, unless data.columns says otherwise
 
 
-def _columns(task: Task, cfg: DataConfig, hub: bool = False) -> Columns:
-    default = task.hub_columns if hub else (task.text_column, task.pair_column, task.label_column)
-    text = cfg.columns.text or default[0]
-    pair = (cfg.columns.text_pair or default[1]) if task.is_pair else None
-    label = cfg.columns.label or default[2]
-    return text, pair, label
+def preset(cfg: DataConfig) -> Preset:
+    return GLUE.get(cfg.task, OWN_TASK)
+
+
+def columns(cfg: DataConfig, hub: bool = False) -> Columns:
+    """Raw (text, text_pair, label) column names: data.columns, else the preset's (or the Hub's)."""
+    p = preset(cfg)
+    default = p.hub if hub and p.hub else (p.text, p.pair, p.label)
+    return (cfg.columns.text or default[0], cfg.columns.text_pair or default[1], cfg.columns.label or default[2])
 
 
 def _check_header(path: Path, header: list[str], cols: Columns, split: str) -> bool:
@@ -54,14 +58,18 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line.rstrip("\r\n")
 
 
-def read_tsv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
-    """GLUE-style TSV: tab-separated, no quoting (quotes are text), optional BOM."""
+def read_tsv(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+    """GLUE-style TSV: tab-separated, no quoting (quotes are text), optional BOM; a file without a header
+    line (CoLA's train and dev) gets the preset's column names."""
     lines = _decoded_lines(path)
     first = next(lines, None)
     if first is None:
         raise DataError(f"{path}: empty file")
     header = first[1].split("\t")
-    cols = _columns(task, cfg)
+    cols = columns(cfg)
+    headerless = preset(cfg).headerless
+    if headerless and cols[0] not in header and len(header) == len(headerless):
+        header, lines = list(headerless), itertools.chain([first], lines)
     labelled = _check_header(path, header, cols, split)
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
@@ -73,15 +81,15 @@ def read_tsv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counte
                 raise DataError(f"{path}:{number}: expected {len(header)} tab-separated fields, got {len(fields)}")
             yield number, dict(zip(header, fields))
 
-    return normalise(records(), str(path), task, cfg, cols, labelled, counts)
+    return normalise(records(), str(path), cfg, cols, labelled, counts)
 
 
-def read_csv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+def read_csv(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
     lines = (line for _, line in _decoded_lines(path))
     reader = csv.DictReader(lines)
     if not reader.fieldnames:
         raise DataError(f"{path}: empty file")
-    cols = _columns(task, cfg)
+    cols = columns(cfg)
     labelled = _check_header(path, list(reader.fieldnames), cols, split)
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
@@ -90,11 +98,11 @@ def read_csv(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counte
                 raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
             yield reader.line_num, rec
 
-    return normalise(records(), str(path), task, cfg, cols, labelled, counts)
+    return normalise(records(), str(path), cfg, cols, labelled, counts)
 
 
-def read_jsonl(path: Path, task: Task, cfg: DataConfig, split: str, counts: Counter) -> Rows:
-    cols = _columns(task, cfg)
+def read_jsonl(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+    cols = columns(cfg)
     state = {"labelled": None}
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
@@ -120,14 +128,20 @@ def read_jsonl(path: Path, task: Task, cfg: DataConfig, split: str, counts: Coun
         yield first
         yield from it
 
-    return normalise(chained(), str(path), task, cfg, cols, bool(state["labelled"]), counts)
+    return normalise(chained(), str(path), cfg, cols, bool(state["labelled"]), counts)
 
 
 READERS = {"glue": read_tsv, "csv": read_csv, "jsonl": read_jsonl}
 
 
-def _find_split_file(folder: Path, split: str, fmt: str) -> Path | None:
-    names = [split] + (["validation"] if split == "dev" else [])
+def split_files(cfg: DataConfig) -> dict[str, tuple[str, ...]]:
+    """Each split the task has, and the file names (without extension) it may be found under."""
+    p = preset(cfg)
+    return {"train": ("train",), "dev": (*p.dev, "dev", "validation"), **{k: (v,) for k, v in p.extra.items()},
+            "test": ("test", *(f"test{d.removeprefix('dev')}" for d in p.dev if d != "dev"))}
+
+
+def _find_split_file(folder: Path, names: tuple[str, ...], fmt: str) -> Path | None:
     exts = [ext for ext, kind in EXTENSIONS.items() if fmt in ("auto", kind)]
     for name in names:
         for ext in exts:
@@ -137,20 +151,20 @@ def _find_split_file(folder: Path, split: str, fmt: str) -> Path | None:
     return None
 
 
-def read_folder(folder: Path, task: Task, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
+def read_folder(folder: Path, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
     splits: dict[str, Rows] = {}
-    for split in SPLITS:
-        path = _find_split_file(folder, split, cfg.format)
+    for split, names in split_files(cfg).items():
+        path = _find_split_file(folder, names, cfg.format)
         if path is None:
             if split in REQUIRED_SPLITS:
                 wanted = "|".join(ext for ext, kind in EXTENSIONS.items() if cfg.format in ("auto", kind))
-                raise DataError(f"{folder}: no {split} file ({split}.{{{wanted.replace('.', '')}}}, or .gz)")
+                raise DataError(f"{folder}: no {split} file ({names[0]}.{{{wanted.replace('.', '')}}}, or .gz)")
             continue
-        splits[split] = READERS[EXTENSIONS[plain_suffix(path)]](path, task, cfg, split, counts.setdefault(split, Counter()))
+        splits[split] = READERS[EXTENSIONS[plain_suffix(path)]](path, cfg, split, counts.setdefault(split, Counter()))
     return splits
 
 
-def read_hub(dataset_id: str, task: Task, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
+def read_hub(dataset_id: str, cfg: DataConfig, counts: dict[str, Counter]) -> dict[str, Rows]:
     """A Hub dataset through `datasets.load_dataset` (needs network access or a local HF cache)."""
     import datasets
 
@@ -158,7 +172,7 @@ def read_hub(dataset_id: str, task: Task, cfg: DataConfig, counts: dict[str, Cou
         loaded = datasets.load_dataset(dataset_id, cfg.hub_config)
     except Exception as exc:  # the datasets library raises many types for "not reachable/not found"
         raise DataError(f"data.source: cannot load Hub dataset {dataset_id!r} ({type(exc).__name__}: {exc})") from None
-    cols = _columns(task, cfg, hub=True)
+    cols = columns(cfg, hub=True)
     splits: dict[str, Rows] = {}
     for split, hub_name in HUB_SPLIT_NAMES.items():
         if hub_name not in loaded:
@@ -169,25 +183,24 @@ def read_hub(dataset_id: str, task: Task, cfg: DataConfig, counts: dict[str, Cou
         where = f"{dataset_id}[{hub_name}]"
         _check_header(Path(where), list(part.column_names), cols, split)
         labels = part[cols[2]] if cols[2] in part.column_names else None
-        labelled = labels is not None and any(int(v) >= 0 for v in labels if str(v).lstrip("-").isdigit())
+        labelled = labels is not None and any(str(v) != "-1" for v in labels)  # GLUE test splits hold -1
         records = ((i + 1, rec) for i, rec in enumerate(part))
-        splits[split] = normalise(records, where, task, cfg, cols, labelled, counts.setdefault(split, Counter()))
+        splits[split] = normalise(records, where, cfg, cols, labelled, counts.setdefault(split, Counter()))
     return splits
 
 
 def read_raw(cfg: DataConfig, counts: dict[str, Counter] | None = None) -> dict[str, Rows]:
-    """Every split of the configured source, validated; `counts` (if given) receives, per split,
-    how many rows each data.* policy dropped or changed."""
-    task = get_task(cfg.task)
+    """Every split of the configured source, validated by the row policies, labels still raw; `counts`
+    (if given) receives, per split, how many rows each data.* policy dropped or changed."""
     counts = {} if counts is None else counts
     source = Path(cfg.source)
     if cfg.format == "hub" or (cfg.format == "auto" and not source.exists() and _looks_like_hub_id(cfg.source)):
-        return read_hub(cfg.source, task, cfg, counts)
+        return read_hub(cfg.source, cfg, counts)
     if not source.exists():
         raise DataError(f"{source}: data folder not found (data.source)")
     if source.is_file():
         raise DataError(f"{source}: data.source must be a folder with train/dev files, not a file")
-    return read_folder(source, task, cfg, counts)
+    return read_folder(source, cfg, counts)
 
 
 def _looks_like_hub_id(source: str) -> bool:

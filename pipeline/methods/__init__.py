@@ -48,7 +48,7 @@ class Step:
     run: Callable[[StepRun], dict[str, Any]]  # trains and saves; returns the stage summary
     deps: tuple[str, ...]  # artifacts it reads; `${item.x}` is the student's key x, `${previous}` the last step's out
     keys: tuple[str, ...] = ()  # the student's params keys it reads (empty: all of them)
-    shared: tuple[str, ...] = ("precision", "seed", "data.task", "data.max_length")  # other params keys it reads
+    shared: tuple[str, ...] = ("precision", "seed", "data.max_length")  # other params keys it reads
 
 @dataclass(frozen=True)
 class Objective:

@@ -19,11 +19,12 @@ from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_d
 from pipeline.data.batches import encode_rows, model_inputs, sample_rows, task_rows, token_collator
 from pipeline.errors import ConfigError
 from pipeline.methods import Method, Objective, Step, StepRun
+from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_teacher
 from pipeline.recipes import WithTeacher, evaluation
 from pipeline.schema import Budget, Positive, Probability, Section, weights, weights_field
-from pipeline.tasks import get_task
+from pipeline.tasks import prepared_task
 
 Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
                   hard=(1.0, "CE on gold labels"), cosine=(1.0, "cosine loss between the last hidden states"))
@@ -57,14 +58,13 @@ class TaskRecipe(WithTeacher):
         s_out = self.student(**inputs, output_hidden_states=True)
         if not self.training:
             return evaluation(s_out.logits, labels)
-        with torch.no_grad():
-            t_out = self.teacher_on(inputs["input_ids"].device)(**inputs, output_hidden_states=True)
+        t_out = self.run_teacher(inputs, output_hidden_states=True)
         logits = s_out.logits.float()  # one fp32 copy feeds every term, so their gradients add up in fp32
         terms = {}
         if self.active("soft"):
-            terms["soft"] = losses.soft_ce(logits, t_out.logits, self.temperature)
+            terms["soft"] = losses.soft_loss(logits, t_out.logits, self.temperature)
         if self.active("hard"):
-            terms["hard"] = losses.hard_ce(logits, labels)
+            terms["hard"] = losses.hard_loss(logits, labels)
         if self.active("cosine"):
             terms["cosine"] = losses.cosine_hidden(s_out.hidden_states[-1], t_out.hidden_states[-1],
                                                    inputs["attention_mask"])
@@ -78,19 +78,20 @@ def default_layers(teacher_layers: int) -> list[int]:
 
 
 def train(run: StepRun) -> dict:
-    from transformers import BertForSequenceClassification, set_seed
+    from transformers import set_seed
 
     params, cfg = run.params, run.cfg
-    task = get_task(params.data.task)
+    task = prepared_task()
     teacher, tokenizer = load_teacher()
-    n_teacher = teacher.config.num_hidden_layers
+    n_teacher = encoders.dims(teacher).layers
     layers = list(cfg.layers) if cfg.layers is not None else default_layers(n_teacher)
     bad = [i for i in layers if i >= n_teacher]
     if bad or not layers:
         raise ConfigError(f"distilbert.{run.name}.layers: teacher layers are 0..{n_teacher - 1}, got {layers}")
-    config = teacher.config.__class__.from_dict({**teacher.config.to_dict(), "num_hidden_layers": len(layers)})
+    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
+    config.num_hidden_layers = len(layers)  # the teacher's family and width, fewer layers
     set_seed(params.seed)
-    student = BertForSequenceClassification(config)
+    student = type(teacher)(config)
     tfm.init_from_teacher(student, teacher, layers)
     if cfg.train_on == "teacher_logits":
         rows = task_rows(TEACHER_LOGITS, True, cfg.max_rows, params.seed)
@@ -136,8 +137,7 @@ class MLMRecipe(WithTeacher):
         corrupted, mlm_labels = losses.mask_tokens(ids, special, self.mask_id, self.student.config.vocab_size,
                                                    self.mlm_probability)
         inputs = {**inputs, "input_ids": corrupted}
-        with torch.no_grad():
-            t_out = self.teacher_on(ids.device)(**inputs, output_hidden_states=True)
+        t_out = self.run_teacher(inputs, output_hidden_states=True)
         s_out = self.student(**inputs, output_hidden_states=True)
         logits = s_out.logits.float()  # one fp32 copy feeds every term, so their gradients add up in fp32
         chosen = mlm_labels != -100

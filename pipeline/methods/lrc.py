@@ -25,6 +25,7 @@ from torch import nn
 from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
 from pipeline.methods import Method, StepRun
+from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_teacher
 from pipeline.recipes import WithTeacher, evaluation
@@ -91,7 +92,7 @@ class ContrastiveRecipe(WithTeacher):
     def __init__(self, student: nn.Module, teacher: nn.Module, layer_map: list[int], cos: CosNCEConfig,
                  epsilon: float, weights: dict[str, float], temperature: float = 1.0, max_length: int = 128):
         super().__init__(teacher, weights)
-        s_w, t_w = tfm.bert_of(student).config.hidden_size, tfm.bert_of(teacher).config.hidden_size
+        s_w, t_w = encoders.dims(student).hidden, encoders.dims(teacher).hidden
         self.student, self.layer_map, self.cos = student, layer_map, cos
         self.epsilon, self.temperature = epsilon, temperature
         self.projection = nn.ModuleList(nn.Linear(s_w, t_w) for _ in layer_map)
@@ -144,9 +145,9 @@ class ContrastiveRecipe(WithTeacher):
                                                             start=1))
             terms["cos_nce"] = cos / len(self.layer_map)
         if self.active("soft"):
-            terms["soft"] = losses.soft_ce(out.logits, teacher_logits, self.temperature)
+            terms["soft"] = losses.soft_loss(out.logits, teacher_logits, self.temperature)
         if self.active("hard"):
-            terms["hard"] = losses.hard_ce(out.logits, labels)
+            terms["hard"] = losses.hard_loss(out.logits, labels)
         return terms, seen[0], out.logits
 
     def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, example_ids=None,
@@ -154,8 +155,7 @@ class ContrastiveRecipe(WithTeacher):
         inputs = model_inputs(batch)
         if not self.training:  # evaluation batches: gold labels only
             return evaluation(self.student(**inputs).logits, labels)
-        with torch.no_grad():
-            teacher = self.teacher_on(inputs["input_ids"].device)(**inputs, output_hidden_states=True)
+        teacher = self.run_teacher(inputs, output_hidden_states=True)
         contrast = self._contrast_set(teacher, inputs["attention_mask"], example_ids)
         terms, embedded, logits = self._terms(inputs, contrast, labels, teacher_logits)
         if self.epsilon:  # train on the perturbed pass; the clean one only gives the gradient direction

@@ -15,6 +15,7 @@ from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
 from pipeline.errors import ConfigError
 from pipeline.methods import Method, Objective, StepRun
+from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_base_model
 from pipeline.recipes import WithTeacher
@@ -38,14 +39,14 @@ class RelationRecipe(WithTeacher):
 
     def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, cfg: Relations, key: str):
         super().__init__(teacher, cfg.weights.active())
-        s_cfg, t_cfg = tfm.bert_of(student).config, tfm.bert_of(teacher).config
-        widths = {"student": s_cfg.hidden_size, "teacher": t_cfg.hidden_size}
+        s, t = encoders.dims(student), encoders.dims(teacher)
+        widths = {"student": s.hidden, "teacher": t.hidden}
         bad = [f"{who} width {w}" for who, w in widths.items() if w % cfg.relation_heads]
         if bad:
             raise ConfigError(f"{key}.relation_heads: {cfg.relation_heads} does not divide the {' and '.join(bad)}")
-        layer = cfg.teacher_layer if cfg.teacher_layer is not None else t_cfg.num_hidden_layers
-        if not 1 <= layer <= t_cfg.num_hidden_layers:
-            raise ConfigError(f"{key}.teacher_layer: the teacher's layers are 1..{t_cfg.num_hidden_layers}, got {layer}")
+        layer = cfg.teacher_layer if cfg.teacher_layer is not None else t.layers
+        if not 1 <= layer <= t.layers:
+            raise ConfigError(f"{key}.teacher_layer: the teacher's layers are 1..{t.layers}, got {layer}")
         self.student, self.heads, self.teacher_layer = student, cfg.relation_heads, layer
 
     def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:

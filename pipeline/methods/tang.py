@@ -24,7 +24,7 @@ from pipeline.methods import Method, Step, StepRun
 from pipeline.models import bilstm
 from pipeline.recipes import Recipe, evaluation
 from pipeline.schema import Budget, Positive, PositiveInt, WarmupRatio, weights, weights_field
-from pipeline.tasks import Task, get_task
+from pipeline.tasks import Task, prepared_task
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class TangRecipe(Recipe):
             return evaluation(logits, labels)
         terms = {}
         if self.active("hard"):
-            terms["hard"] = losses.hard_ce(logits, labels)
+            terms["hard"] = losses.hard_loss(logits, labels)
         if self.active("logit_mse"):
             terms["logit_mse"] = losses.logit_mse(logits, teacher_logits)
         return self.output(terms, logits)
@@ -121,7 +121,7 @@ def train(run: StepRun) -> dict:
     from transformers import set_seed
 
     params, cfg = run.params, run.cfg
-    task = get_task(params.data.task)
+    task = prepared_task()
     prepared = load_dataset_dir(PREPARED)
     distil = cfg.train_on == "teacher_logits"
     source = sample_rows(load_dataset_dir(TEACHER_LOGITS) if distil else prepared["train"], cfg.max_rows, params.seed)
@@ -136,7 +136,7 @@ def train(run: StepRun) -> dict:
         fingerprint=[params.seed, params.data.task, params.teacher.pretrained, cfg.model_dump()],
         inputs=[PREPARED] + ([TEACHER_LOGITS] if distil else []),
         save=lambda folder: bilstm.save_bilstm(model, tokenizer, folder, {
-            "task": task.name, "labels": list(task.labels), "student": run.name}),
+            "task": task.to_json(), "labels": list(task.labels), "student": run.name}),
         out=run.out, history=run.history, checkpoints=run.checkpoints, mixed_precision=False,
         terms=Weights.terms(), summary={"student": run.name, "method": "tang", "train_on": cfg.train_on}), params)
 
@@ -148,6 +148,6 @@ METHOD = Method(
     student=TangStudent,
     steps=(Step("train", "CE on gold labels + MSE to the cached teacher logits", Weights, train,
                 deps=("data/${item.train_on}", "data/prepared"),
-                shared=("seed", "data.task", "teacher.pretrained")),),
+                shared=("seed", "teacher.pretrained")),),
     defaults={"bilstm_kd": {}, "bilstm_nokd": {"train_on": "prepared", "weights": {"hard": 1.0, "logit_mse": 0.0}}},
 )

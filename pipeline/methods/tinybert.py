@@ -17,6 +17,7 @@ from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
 from pipeline.errors import ConfigError
 from pipeline.methods import Method, Objective, StepRun
+from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_base_model
 from pipeline.recipes import WithTeacher
@@ -35,13 +36,13 @@ class IntermediateRecipe(WithTeacher):
     def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, layer_map: list[int],
                  weights: dict[str, float]):
         super().__init__(teacher, weights)
-        s_cfg, t_cfg = tfm.bert_of(student).config, tfm.bert_of(teacher).config
-        if self.active("attention") and s_cfg.num_attention_heads != t_cfg.num_attention_heads:
-            raise ConfigError(f"the attention loss compares heads one to one: the student has "
-                              f"{s_cfg.num_attention_heads} heads, the teacher {t_cfg.num_attention_heads} "
-                              "(set the student's heads to the teacher's, or the attention weight to 0)")
+        s, t = encoders.dims(student), encoders.dims(teacher)
+        if self.active("attention") and s.heads != t.heads:
+            raise ConfigError(f"the attention loss compares heads one to one: the student has {s.heads} heads, the "
+                              f"teacher {t.heads} (set the student's heads to the teacher's, or the attention weight "
+                              "to 0)")
         self.student = student
-        self.projection = tfm.projection(s_cfg.hidden_size, t_cfg.hidden_size)
+        self.projection = tfm.projection(s.hidden, t.hidden)
         self.layer_map = layer_map
 
     def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:

@@ -150,7 +150,7 @@ def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         batch[key] = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long)
         batch[f"lengths{side}"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     if "labels" in rows[0]:
-        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        batch["labels"] = torch.tensor([r["labels"] for r in rows])  # class ids (int64) or scores (float32)
     if "teacher_logits" in rows[0]:
         batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows], dtype=torch.float32)
     return batch

@@ -58,13 +58,8 @@ def load_classifier(spec: str, task: Task | None = None, key: str = "teacher.pre
     from transformers import AutoModelForSequenceClassification
 
     source = resolve_pretrained(spec, key)
-    kwargs = {}
-    if task is not None:
-        kwargs = dict(
-            num_labels=task.num_labels,
-            id2label=dict(enumerate(task.labels)),
-            label2id={name: i for i, name in enumerate(task.labels)},
-        )
+    # a fresh head for the task, whatever head the checkpoint has (another task's, or none)
+    kwargs = {**task.model_labels(), "ignore_mismatched_sizes": True} if task is not None else {}
     try:
         return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:

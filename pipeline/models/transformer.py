@@ -1,7 +1,9 @@
-"""BERT-architecture students: building them from params, initialising them from a teacher, and
-reading the internals (hidden states, pre-softmax attention scores) that the distillation losses need.
+"""Transformer students: building them from params, initialising them from a teacher of any supported
+family (pipeline.models.encoders), and reading the internals (hidden states, pre-softmax attention
+scores) that the distillation losses need.
 
-Students share the teacher's vocabulary and tokenizer, so one tokenised batch feeds both.
+Students are BERT-shaped and share the teacher's vocabulary and tokenizer, so one tokenised batch feeds
+both; a DistilBERT-style student copies the teacher's own layers and so is of the teacher's family.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError, ModelError
+from pipeline.models import encoders
+from pipeline.models.encoders import FAMILIES, part
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +32,14 @@ def student_config(teacher_config, shape):
     if shape.hidden % shape.heads:
         raise ConfigError(f"general_distill.student: hidden size {shape.hidden} is not a multiple of its "
                           f"{shape.heads} heads")
+    t = teacher_config
     return BertConfig(
-        vocab_size=teacher_config.vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+        vocab_size=t.vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
-        max_position_embeddings=teacher_config.max_position_embeddings,
-        type_vocab_size=teacher_config.type_vocab_size, pad_token_id=teacher_config.pad_token_id,
-        hidden_act=teacher_config.hidden_act, layer_norm_eps=teacher_config.layer_norm_eps,
+        max_position_embeddings=t.max_position_embeddings - encoders.position_offset(t),
+        type_vocab_size=getattr(t, "type_vocab_size", 2), pad_token_id=t.pad_token_id,
+        hidden_act=getattr(t, "hidden_act", None) or getattr(t, "activation", "gelu"),
+        layer_norm_eps=getattr(t, "layer_norm_eps", 1e-12),
     )
 
 
@@ -67,28 +73,22 @@ def check_layer_map(layer_map: Sequence[int], student_layers: int, teacher_layer
     return layer_map
 
 
-def bert_of(model: nn.Module) -> nn.Module:
-    """The BertModel inside a BertFor* head model (or the model itself)."""
-    return getattr(model, "bert", model)
-
-
 def init_from_teacher(student: nn.Module, teacher: nn.Module, layers: Sequence[int]) -> None:
-    """DistilBERT's initialisation: copy the embeddings and the chosen teacher layers (0-based) into the
-    student's layers in order, plus the pooler and classifier head when both models have them."""
-    s_bert, t_bert = bert_of(student), bert_of(teacher)
-    if s_bert.config.hidden_size != t_bert.config.hidden_size:
+    """DistilBERT's initialisation: a student of the teacher's own family and width gets everything the
+    teacher has (embeddings, head) and the chosen teacher layers (0-based), in order."""
+    fam = encoders.family(teacher)
+    if encoders.dims(student).hidden != encoders.dims(teacher).hidden:
         raise ConfigError(f"initialising from teacher layers needs the teacher's width "
-                          f"({t_bert.config.hidden_size}), the student has {s_bert.config.hidden_size}")
-    if len(layers) != s_bert.config.num_hidden_layers:
-        raise ConfigError(f"{len(layers)} teacher layers given for {s_bert.config.num_hidden_layers} student layers")
-    s_bert.embeddings.load_state_dict(t_bert.embeddings.state_dict())
-    for s_layer, t_index in zip(s_bert.encoder.layer, layers, strict=True):
-        s_layer.load_state_dict(t_bert.encoder.layer[t_index].state_dict())
-    for name in ("pooler", "classifier"):
-        s_part = getattr(s_bert if name == "pooler" else student, name, None)
-        t_part = getattr(t_bert if name == "pooler" else teacher, name, None)
-        if s_part is not None and t_part is not None:
-            s_part.load_state_dict(t_part.state_dict())
+                          f"({encoders.dims(teacher).hidden}), the student has {encoders.dims(student).hidden}")
+    if len(layers) != encoders.dims(student).layers:
+        raise ConfigError(f"{len(layers)} teacher layers given for {encoders.dims(student).layers} student layers")
+    prefix = f"{fam.body}.{fam.layers}." if hasattr(teacher, fam.body) else f"{fam.layers}."
+    teacher_state = teacher.state_dict()
+    state = {k: v for k, v in teacher_state.items() if not k.startswith(prefix)}
+    for j, t in enumerate(layers):
+        src = f"{prefix}{t}."
+        state.update({f"{prefix}{j}.{k[len(src):]}": v for k, v in teacher_state.items() if k.startswith(src)})
+    student.load_state_dict(state)
 
 
 @dataclass
@@ -118,8 +118,7 @@ def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
 
     Read from the projections (forward hooks), not from the attention function, so it works with any
     attention implementation (eager, SDPA) and gives the scores before the mask and softmax."""
-    bert = bert_of(model)
-    heads = bert.config.num_attention_heads
+    fam, heads = encoders.family(model), encoders.dims(model).heads
     store: dict[str, list[torch.Tensor]] = {"query": [], "key": [], "value": []}
     handles = []
 
@@ -129,10 +128,9 @@ def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
             store[kind].append(output.view(b, s, heads, width // heads).transpose(1, 2))
         return record
 
-    for layer in bert.encoder.layer:
-        attention = layer.attention.self
+    for layer in encoders.layers(model):
         for kind in store:
-            handles.append(getattr(attention, kind).register_forward_hook(hook(kind)))
+            handles.append(part(layer, getattr(fam, kind)).register_forward_hook(hook(kind)))
     try:
         yield store
     finally:
@@ -143,7 +141,7 @@ def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
 def forward_internals(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[object, Internals]:
     """model(**batch) with hidden states and Q/K/V of every layer; returns (model output, internals)."""
     with capture_qkv(model) as store:
-        output = model(**batch, output_hidden_states=True)
+        output = model(**encoders.accepted(model, batch), output_hidden_states=True)
     return output, Internals(tuple(output.hidden_states), store["query"], store["key"], store["value"])
 
 
@@ -159,7 +157,7 @@ def embedding_output(model: nn.Module, offset: torch.Tensor | None = None) -> It
         seen.append(output)
         return output
 
-    handle = bert_of(model).embeddings.register_forward_hook(hook)
+    handle = encoders.encoder_input(model).register_forward_hook(hook)
     try:
         yield seen
     finally:
@@ -193,26 +191,33 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequence[int]) -> torch.Tensor:
-    """Initialise a narrower student from teacher weights: keep the teacher's most important hidden
-    dimensions (by embedding LayerNorm scale), the first `head_dim` dimensions of each head, and the
-    feed-forward units with the largest output weights, of the mapped teacher layers (1-based).
+    """Initialise a narrower BERT student from teacher weights: keep the teacher's most important hidden
+    dimensions (by the scale of a LayerNorm over the hidden width), the first `head_dim` dimensions of
+    each head, and the feed-forward units with the largest output weights, of the mapped teacher layers
+    (1-based).
 
     Structured-pruning initialisation: the student starts close to the teacher's function, so a short
-    general distillation repairs it instead of learning language from scratch. Returns the kept hidden
-    indices (the student-to-teacher projection starts as their scatter back to the teacher width)."""
-    s_bert, t_bert = bert_of(student), bert_of(teacher)
-    s_cfg, t_cfg = s_bert.config, t_bert.config
-    if s_cfg.num_attention_heads != t_cfg.num_attention_heads:
+    general distillation repairs it instead of learning language from scratch. The teacher may be of any
+    supported family; factorised embeddings (ELECTRA) are projected to the hidden width first, which
+    makes the embedding start approximate. Returns the kept hidden indices (the student-to-teacher
+    projection starts as their scatter back to the teacher width)."""
+    s_fam, t_fam = FAMILIES["bert"], encoders.family(teacher)
+    s_body, t_body = encoders.body(student), encoders.body(teacher)
+    s_dims, t_dims = encoders.dims(student), encoders.dims(teacher)
+    if s_dims.heads != t_dims.heads:
         raise ConfigError("slicing from the teacher needs the teacher's number of heads "
-                          f"({t_cfg.num_attention_heads}), the student has {s_cfg.num_attention_heads}")
-    if (s_cfg.hidden_size > t_cfg.hidden_size or s_cfg.intermediate_size > t_cfg.intermediate_size
-            or len(layer_map) != s_cfg.num_hidden_layers):
+                          f"({t_dims.heads}), the student has {s_dims.heads}")
+    if s_dims.hidden > t_dims.hidden or s_dims.intermediate > t_dims.intermediate or len(layer_map) != s_dims.layers:
         raise ConfigError("slicing from the teacher needs a student no wider than the teacher and one "
                           "teacher layer per student layer")
-    hidden = _top(t_bert.embeddings.LayerNorm.weight.abs(), s_cfg.hidden_size)
-    heads, t_hd = t_cfg.num_attention_heads, t_cfg.hidden_size // t_cfg.num_attention_heads
-    s_hd = s_cfg.hidden_size // heads
+    t_layers, s_layers = encoders.layers(teacher), encoders.layers(student)
+    project = getattr(t_body, t_fam.project) if t_fam.project and hasattr(t_body, t_fam.project) else None
+    norm = part(t_layers[0], t_fam.attention_norm) if project is not None else t_body.embeddings.LayerNorm
+    hidden = _top(norm.weight.abs(), s_dims.hidden)
+    heads, t_hd = t_dims.heads, t_dims.hidden // t_dims.heads
+    s_hd = s_dims.hidden // heads
     head_dims = torch.cat([torch.arange(h * t_hd, h * t_hd + s_hd) for h in range(heads)])
+    offset = encoders.position_offset(teacher.config)
 
     def copy(dst: torch.Tensor, src: torch.Tensor, rows=None, cols=None) -> None:
         if rows is not None:
@@ -222,29 +227,46 @@ def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequen
         dst.copy_(src)
 
     with torch.no_grad():
-        for part in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-            copy(getattr(s_bert.embeddings, part).weight, getattr(t_bert.embeddings, part).weight, cols=hidden)
-        copy(s_bert.embeddings.LayerNorm.weight, t_bert.embeddings.LayerNorm.weight, rows=hidden)
-        copy(s_bert.embeddings.LayerNorm.bias, t_bert.embeddings.LayerNorm.bias, rows=hidden)
-        for s_layer, t_index in zip(s_bert.encoder.layer, layer_map, strict=True):
-            t_layer = t_bert.encoder.layer[t_index - 1]
-            s_att, t_att = s_layer.attention, t_layer.attention
+        for name in s_fam.tables:
+            dst = getattr(s_body.embeddings, name).weight
+            if name not in t_fam.tables:  # DistilBERT has no token types: they start at zero
+                dst.zero_()
+                continue
+            table = getattr(t_body.embeddings, name).weight
+            if name == "position_embeddings":
+                table = table[offset:offset + dst.shape[0]]
+            copy(dst, table @ project.weight.T if project is not None else table, cols=hidden)
+        if project is not None:  # the LayerNorm sits before the projection in the teacher: start plain
+            s_body.embeddings.LayerNorm.weight.fill_(1.0)
+            copy(s_body.embeddings.LayerNorm.bias, project.bias, rows=hidden)
+        else:
+            copy(s_body.embeddings.LayerNorm.weight, t_body.embeddings.LayerNorm.weight, rows=hidden)
+            copy(s_body.embeddings.LayerNorm.bias, t_body.embeddings.LayerNorm.bias, rows=hidden)
+        for s_layer, t_index in zip(s_layers, layer_map, strict=True):
+            t_layer = t_layers[t_index - 1]
+
+            def both(name: str):
+                return part(s_layer, getattr(s_fam, name)), part(t_layer, getattr(t_fam, name))
+
             for proj in ("query", "key", "value"):
-                copy(getattr(s_att.self, proj).weight, getattr(t_att.self, proj).weight, rows=head_dims, cols=hidden)
-                copy(getattr(s_att.self, proj).bias, getattr(t_att.self, proj).bias, rows=head_dims)
-            copy(s_att.output.dense.weight, t_att.output.dense.weight, rows=hidden, cols=head_dims)
-            copy(s_att.output.dense.bias, t_att.output.dense.bias, rows=hidden)
-            units = _top(t_layer.output.dense.weight.abs().sum(0), s_cfg.intermediate_size)
-            copy(s_layer.intermediate.dense.weight, t_layer.intermediate.dense.weight, rows=units, cols=hidden)
-            copy(s_layer.intermediate.dense.bias, t_layer.intermediate.dense.bias, rows=units)
-            copy(s_layer.output.dense.weight, t_layer.output.dense.weight, rows=hidden, cols=units)
-            copy(s_layer.output.dense.bias, t_layer.output.dense.bias, rows=hidden)
-            for norm_s, norm_t in ((s_att.output.LayerNorm, t_att.output.LayerNorm),
-                                   (s_layer.output.LayerNorm, t_layer.output.LayerNorm)):
-                copy(norm_s.weight, norm_t.weight, rows=hidden)
-                copy(norm_s.bias, norm_t.bias, rows=hidden)
+                s_p, t_p = both(proj)
+                copy(s_p.weight, t_p.weight, rows=head_dims, cols=hidden)
+                copy(s_p.bias, t_p.bias, rows=head_dims)
+            s_p, t_p = both("attention_out")
+            copy(s_p.weight, t_p.weight, rows=hidden, cols=head_dims)
+            copy(s_p.bias, t_p.bias, rows=hidden)
+            (s_in, t_in), (s_out, t_out) = both("ffn_in"), both("ffn_out")
+            units = _top(t_out.weight.abs().sum(0), s_dims.intermediate)
+            copy(s_in.weight, t_in.weight, rows=units, cols=hidden)
+            copy(s_in.bias, t_in.bias, rows=units)
+            copy(s_out.weight, t_out.weight, rows=hidden, cols=units)
+            copy(s_out.bias, t_out.bias, rows=hidden)
+            for name in ("attention_norm", "output_norm"):
+                s_n, t_n = both(name)
+                copy(s_n.weight, t_n.weight, rows=hidden)
+                copy(s_n.bias, t_n.bias, rows=hidden)
         s_head, t_head = getattr(student, "cls", None), getattr(teacher, "cls", None)
-        if s_head is not None and t_head is not None:  # masked-LM heads (the decoder is tied to the embeddings)
+        if s_head is not None and t_head is not None:  # BERT masked-LM heads (the decoder is tied to the embeddings)
             s_tr, t_tr = s_head.predictions.transform, t_head.predictions.transform
             copy(s_tr.dense.weight, t_tr.dense.weight, rows=hidden, cols=hidden)
             copy(s_tr.dense.bias, t_tr.dense.bias, rows=hidden)
