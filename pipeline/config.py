@@ -193,10 +193,25 @@ class GeneralDistillBase(Section):
 
 
 class ExportConfig(Section):
-    splits: list[Literal["train", "dev", "test"]] = Field(
+    splits: list[str] = Field(
         ["dev", "test"], min_length=1,
         description="splits whose quality each export measures in every runtime where they have labels (dev "
                     "always: retention is on dev; train shows the fit but costs a pass of every model over it)")
+    fuse_graph: bool = Field(
+        False, description="save a Transformer's ONNX graph rewritten with onnxruntime's fused transformer operators "
+                           "(Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu; int8 is then made "
+                           "from it). Off: onnxruntime fuses the plain graph its own way when it loads it, which ran "
+                           "faster on the CPUs we measured; benchmarks/speed.py times both on yours")
+    int8_method: Literal["dynamic", "static"] = Field(
+        "dynamic", description="int8 quantisation: dynamic (activations quantised on the fly; the faster on the CPUs "
+                               "we measured) or static (activation ranges calibrated on train rows); "
+                               "benchmarks/speed.py times both")
+    int8_calibration_rows: PositiveInt = Field(256, description="train rows that calibrate static int8")
+    int8_max_drop: float | None = Field(
+        1.0, ge=0, description="points of the main dev metric int8 may lose against ONNX fp32 (null: no limit)")
+    int8_failure: Literal["drop", "fail"] = Field(
+        "drop", description="an int8 model over the limit: left out of the served runtimes (marked why), or the "
+                            "export fails")
 
 
 class EvaluateConfig(Section):

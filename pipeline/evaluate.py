@@ -37,19 +37,26 @@ def _timed(fn) -> float:
 
 def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: Sequence[str] | None,
                   cfg: EvaluateConfig) -> dict[str, dict[str, float]]:
-    """Median latency at batch 1 (ms) and throughput at cfg.batch_size (examples/s) per predictor."""
+    """Per predictor, medians over cfg.repeats interleaved repetitions: latency at batch 1 (ms) and
+    throughput at cfg.batch_size (examples/s), from raw text (tokenisation included, as served) and of the
+    model alone (on batches tokenised beforehand)."""
     torch.set_num_threads(cfg.threads)
     n_lat = min(cfg.latency_samples, len(texts))
     n_thr = min(len(texts), cfg.batch_size * 8)
-    lat: dict[str, list[float]] = {p.name: [] for p in predictors}
-    thr: dict[str, list[float]] = {p.name: [] for p in predictors}
+    thr_pairs = pairs[:n_thr] if pairs else None
+    keys = ("latency_ms_b1", f"throughput_b{cfg.batch_size}", "model_latency_ms_b1", f"model_throughput_b{cfg.batch_size}")
+    runs: dict[str, dict[str, list[float]]] = {p.name: {k: [] for k in keys} for p in predictors}
+    singles = {p.name: [p.batches(texts[i:i + 1], pairs[i:i + 1] if pairs else None, 1) for i in range(n_lat)]
+               for p in predictors}
+    batched = {p.name: p.batches(texts[:n_thr], thr_pairs, cfg.batch_size) for p in predictors}
 
-    def one_by_one(p: Predictor) -> list[float]:
-        return [_timed(lambda i=i: p.logits(texts[i:i + 1], pairs[i:i + 1] if pairs else None, 1))
-                for i in range(n_lat)]
-
-    def batched(p: Predictor) -> float:
-        return _timed(lambda: p.logits(texts[:n_thr], pairs[:n_thr] if pairs else None, cfg.batch_size))
+    def measure(p: Predictor) -> tuple[float, ...]:
+        raw_b1 = statistics.median(_timed(lambda i=i: p.logits(texts[i:i + 1], pairs[i:i + 1] if pairs else None, 1))
+                                   for i in range(n_lat))
+        raw_bn = _timed(lambda: p.logits(texts[:n_thr], thr_pairs, cfg.batch_size))
+        model_b1 = statistics.median(_timed(lambda b=b: [p.run(feeds) for _, feeds in b]) for b in singles[p.name])
+        model_bn = _timed(lambda: [p.run(feeds) for _, feeds in batched[p.name]])
+        return 1000 * raw_b1, n_thr / raw_bn, 1000 * model_b1, n_thr / model_bn
 
     for p in predictors:
         for _ in range(cfg.warmup):
@@ -57,12 +64,11 @@ def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: 
     with tqdm(total=cfg.repeats * len(predictors), desc="timing", unit="model-run") as bar:
         for _ in range(cfg.repeats):
             for p in predictors:  # interleaved: every model sees the same machine state
-                lat[p.name].append(statistics.median(one_by_one(p)) * 1000)
-                thr[p.name].append(n_thr / batched(p))
+                for key, value in zip(keys, measure(p)):
+                    runs[p.name][key].append(value)
                 bar.update()
-    return {p.name: {"latency_ms_b1": round(statistics.median(lat[p.name]), 3),
-                     f"throughput_b{cfg.batch_size}": round(statistics.median(thr[p.name]), 1)}
-            for p in predictors}
+    return {name: {key: round(statistics.median(values), 3 if "latency" in key else 1) for key, values in m.items()}
+            for name, m in runs.items()}
 
 
 def read_exports(exports: Path) -> dict[str, dict[str, Any]]:
@@ -76,11 +82,13 @@ def read_exports(exports: Path) -> dict[str, dict[str, Any]]:
 
 def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] | None,
                      cfg: EvaluateConfig) -> dict[str, Any]:
-    """One row per model and runtime: its quality (from the export), parameters, size, speed, and its
-    ratios to the teacher (in PyTorch)."""
+    """One row per model (the teacher included) and served runtime: its quality (from the export),
+    parameters, size, speed, retention of the teacher's quality, and speed-ups against the teacher in the
+    same runtime and batch size."""
     summaries = read_exports(exports)
     teacher = summaries[REFERENCE]
-    runs = [(REFERENCE, "torch")] + [(name, r) for name in summaries if name != REFERENCE for r in cfg.runtimes]
+    runs = [(name, r) for name in summaries for r in cfg.runtimes
+            if r != "int8" or summaries[name]["int8"].get("served", True)]
     predictors = [load_export(exports / name, runtime, name=row_name(name, runtime), threads=cfg.threads)
                   for name, runtime in runs]
     speed = measure_speed(predictors, texts, pairs, cfg)
@@ -91,42 +99,56 @@ def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] |
         rows[p.name] = {"model": name, "runtime": runtime, **summary["quality"][runtime],
                         "parameters": summary["parameters"], "size_mb": round(weights_size(p) / 2**20, 2),
                         **speed[p.name], "onnx_parity_max_abs_diff": summary["onnx"]["max_abs_diff"]}
-    add_ratios(rows, main, f"throughput_b{cfg.batch_size}")
+    add_ratios(rows, main, cfg.batch_size)
+    left_out = {name: s["int8"]["left_out"] for name, s in summaries.items() if s["int8"].get("left_out")}
     return {"task": teacher["task"]["name"], "main_metric": main, "reference": REFERENCE, "threads": cfg.threads,
-            "torch_threads": torch.get_num_threads(), "models": rows}
+            "torch_threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "int8_left_out": left_out,
+            "models": rows}
 
 
-def add_ratios(rows: dict[str, dict[str, Any]], main: str, thr_key: str) -> None:
-    """Each row's ratios to the teacher's row: retention (of the main metric), speed-ups, compression."""
+SPEEDS = {"speedup_b1": "latency_ms_b1", "model_speedup_b1": "model_latency_ms_b1"}  # lower is faster
+
+
+def add_ratios(rows: dict[str, dict[str, Any]], main: str, batch_size: int) -> None:
+    """Each row's ratios to the teacher: retention of its quality (in PyTorch), compression of its
+    parameters, and speed-ups against the teacher in the same runtime (None when the teacher has no row in
+    that runtime)."""
     ref = rows[REFERENCE]
+    speeds = {**SPEEDS, "speedup_throughput": f"throughput_b{batch_size}",
+              "model_speedup_throughput": f"model_throughput_b{batch_size}"}
     for row in rows.values():
         row["retention"] = round(row[main] / ref[main], 4) if ref[main] else None
-        row["speedup_b1"] = round(ref["latency_ms_b1"] / row["latency_ms_b1"], 2)
-        row["speedup_throughput"] = round(row[thr_key] / ref[thr_key], 2)
         row["compression"] = round(ref["parameters"] / row["parameters"], 2)
+        same = rows.get(row_name(REFERENCE, row["runtime"]))
+        for ratio, key in speeds.items():
+            if same is None or key not in row:
+                row[ratio] = None
+            else:
+                row[ratio] = round(same[key] / row[key] if ratio in SPEEDS else row[key] / same[key], 2)
 
 
 COLUMNS = [
     ("model", "model"), ("runtime", "runtime"), ("main", "metric"), ("retention", "retention"), ("parameters", "params"),
     ("compression", "smaller"), ("size_mb", "MB"), ("latency_ms_b1", "ms @b1"), ("speedup_b1", "x @b1"),
-    ("throughput", "ex/s"), ("speedup_throughput", "x ex/s"),
+    ("throughput", "ex/s"), ("speedup_throughput", "x ex/s"), ("model_throughput", "model ex/s"),
+    ("model_speedup_throughput", "x model"),
 ]
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    main = report["main_metric"]
-    thr_key = next(k for k in next(iter(report["models"].values())) if k.startswith("throughput_b"))
-    header = [label if key != "main" else main for key, label in COLUMNS]
-    header = [h if h != "ex/s" else f"ex/s @b{thr_key.removeprefix('throughput_b')}" for h in header]
+    main, b = report["main_metric"], report["batch_size"]
+    header = [{"main": main, "throughput": f"ex/s @b{b}", "model_throughput": f"model-only ex/s @b{b}"}.get(key, label)
+              for key, label in COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in report["models"].items():
         cells = []
         for key, _ in COLUMNS:
-            value = {"model": row.get("model", name), "main": row[main], "throughput": row[thr_key]}.get(key, row.get(key))
+            value = {"model": row.get("model", name), "main": row[main], "throughput": row[f"throughput_b{b}"],
+                     "model_throughput": row[f"model_throughput_b{b}"]}.get(key, row.get(key))
             if key in ("main", "retention") and value is not None:
                 value = f"{100 * value:.2f}" + ("%" if key == "retention" else "")
             elif key == "parameters":
                 value = f"{value / 1e6:.2f}M"
-            cells.append(str(value))
+            cells.append("n/a" if value is None else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

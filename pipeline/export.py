@@ -3,8 +3,10 @@ code (stage `export`: every model of the run into exports/<name>/):
 
 - the model in its own format: Hugging Face `save_pretrained` (teacher, Transformer students) or the
   BiLSTM student folder of pipeline.models.bilstm, with the task's label names in its config;
-- `model.onnx`: fp32, dynamic batch and sequence axes, the same inputs the PyTorch predictors feed;
-- `model.int8.onnx`: onnxruntime dynamic int8 quantisation of model.onnx;
+- `model.onnx`: fp32, dynamic batch and sequence axes, the same inputs the PyTorch predictors feed; with
+  `fuse_graph`, a Transformer's graph rewritten with onnxruntime's fused operators (pipeline.graphs);
+- `model.int8.onnx`: int8 quantisation of model.onnx (dynamic by default, or static calibrated on train
+  rows), served only if it stays within `int8_max_drop` points of fp32 on dev (`int8_gate`);
 - `README.md` (model card, pipeline.card) and `export.json` (files, sizes, parity, quality per runtime).
 
 The ONNX graph is kept only if onnxruntime reproduces the PyTorch logits on real dev sentences, batched
@@ -20,11 +22,9 @@ the original model's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +36,16 @@ from torch import nn
 from pipeline.artifacts import atomic_path, remove_path, texts_of
 from pipeline.card import render_card
 from pipeline.errors import DataError, ModelError
+from pipeline.graphs import EXPORTER, OPSET, fuse, write_int8, write_onnx
+from pipeline.models import encoders
 from pipeline.models import bilstm
 from pipeline.runtimes import (CARD_FILE, INT8_FILE, MODEL_INPUTS, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
                                bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
                                run_session)
 from pipeline.tasks import GLUE, Task, compute_metrics, preset_task
 
-OPSET = 17
-EXPORTER = "torch.onnx (TorchScript-based, dynamo=False)"
 PARITY_BATCH = 16
+CALIBRATION_BATCH = 32
 QUALITY_BATCH = 128
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Exportable:
     dynamic_axes: dict[str, dict[int, str]]
     batches: Callable[[Sequence[str], Sequence[str] | None, int], Batches]  # input order
     reference: Callable[[Feeds], np.ndarray]  # the PyTorch logits the graph must reproduce
+    fusion: tuple[int, int] | None = None  # (hidden, heads) of a Transformer, whose graph onnxruntime can fuse
 
     def sample(self, task: Task) -> tuple[torch.Tensor, ...]:
         """Two rows of different lengths, so the traced graph includes padding and masking."""
@@ -129,6 +131,7 @@ def _prepare_hf(source: Path, dst: Path, task: Task, max_length: int) -> Exporta
     model.config.finetuning_task = task.name
     model.save_pretrained(str(dst))
     tokenizer.save_pretrained(str(dst))
+    model.set_attn_implementation("eager")  # the attention pattern onnxruntime's fusion recognises
     names = [k for k in MODEL_INPUTS if k in tokenizer(["a"], ["b"] if task.is_pair else None)]
     wrapped = LogitsOnly(model, names).eval()
 
@@ -140,7 +143,7 @@ def _prepare_hf(source: Path, dst: Path, task: Task, max_length: int) -> Exporta
         kind="hf", parameters=sum(p.numel() for p in model.parameters()), traced=wrapped, input_names=names,
         dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
         batches=lambda t, p, b: hf_batches(tokenizer, t, p, b, max_length, by_length=False),
-        reference=reference)
+        reference=reference, fusion=(encoders.dims(model).hidden, encoders.dims(model).heads))
 
 
 def _prepare_bilstm(source: Path, dst: Path, task: Task) -> Exportable:
@@ -166,44 +169,14 @@ def _prepare_bilstm(source: Path, dst: Path, task: Task) -> Exportable:
         batches=lambda t, p, b: bilstm_batches(tokenizer, t, p, b), reference=reference)
 
 
+def prepare(source: Path, dst: Path, task: Task, max_length: int) -> Exportable:
+    """Save the model at `source` into `dst` in its own format; return what its ONNX export needs."""
+    if model_kind(read_config(source)) == "bilstm":
+        return _prepare_bilstm(source, dst, task)
+    return _prepare_hf(source, dst, task, max_length)
+
 
 # ---------------------------------------------------------------- export steps
-def write_onnx(exportable: Exportable, sample: tuple[torch.Tensor, ...], path: Path) -> None:
-    """fp32 ONNX with dynamic batch and sequence axes."""
-    try:
-        with warnings.catch_warnings():
-            # The exporter's deprecation notice and tracer warnings: the parity check is the real test.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(exportable.traced.eval(), sample, str(path), dynamo=False,
-                              input_names=exportable.input_names, output_names=["logits"],
-                              dynamic_axes={**exportable.dynamic_axes, "logits": {0: "batch"}},
-                              opset_version=OPSET, do_constant_folding=True)
-    except Exception as exc:  # the exporter raises many types; the message says what failed
-        raise ModelError(f"{path.name}: ONNX export failed ({type(exc).__name__}: {exc})") from exc
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime.quantization logs advice through the root logger at WARNING."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
-def write_int8(fp32: Path, int8: Path) -> None:
-    """Dynamic int8 quantisation: int8 weights, activations quantised on the fly (CPU-friendly)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    try:
-        with _quiet_root_logger():
-            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
-    except Exception as exc:  # onnxruntime.quantization raises assorted types
-        raise ModelError(f"{int8.name}: int8 quantisation failed ({type(exc).__name__}: {exc})") from exc
-
-
 def compare_runtimes(exportable: Exportable, folder: Path, texts: Sequence[str], pairs: Sequence[str] | None,
                      ) -> dict[str, np.ndarray]:
     """Logits of PyTorch, ONNX fp32 and ONNX int8 on the same input-order (mixed-length) batches."""
@@ -265,35 +238,62 @@ def quality(predictor, task: Task, splits: dict[str, Any]) -> dict[str, float]:
 def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, task: Task | str,
                  dev_texts: Sequence[str], dev_pairs: Sequence[str] | None, card_info: dict[str, Any],
                  splits: dict[str, Any] | None = None, tolerance: float = 1e-4, parity_examples: int = 64,
-                 max_length: int = 128, order: int = 0, histories: dict[str, str] | None = None) -> dict[str, Any]:
+                 max_length: int = 128, order: int = 0, histories: dict[str, str] | None = None,
+                 fuse_graph: bool = False, int8_max_drop: float | None = None, int8_failure: str = "drop",
+                 int8_calibration: tuple[Sequence[str], Sequence[str] | None] | None = None) -> dict[str, Any]:
     """Export a teacher/student folder to `out_dir` (see the module docstring); returns the summary
     also written to out_dir/export.json, with the quality of every runtime on `splits` (name -> prepared
     split). Raises ModelError if the ONNX graph's logits differ from PyTorch's by more than `tolerance`
-    on the first `parity_examples` dev examples, leaving no out_dir."""
+    on the first `parity_examples` dev examples, leaving no out_dir. int8 is static, calibrated on
+    `int8_calibration` (texts, pairs), when that is given; dynamic otherwise."""
     source, out_dir, task = Path(model_folder), Path(out_dir), _resolve_task(task)
     kind = model_kind(read_config(source))
     texts, pairs = _parity_inputs(task, dev_texts, dev_pairs, parity_examples)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        exportable = (_prepare_bilstm(source, tmp, task) if kind == "bilstm"
-                      else _prepare_hf(source, tmp, task, max_length))
-        write_onnx(exportable, exportable.sample(task), tmp / ONNX_FILE)
-        write_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+        exportable = prepare(source, tmp, task, max_length)
+        write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes,
+                   tmp / ONNX_FILE)
+        fused = fuse(tmp / ONNX_FILE, *exportable.fusion) if fuse_graph and exportable.fusion else {}
+        calibration = None if int8_calibration is None else [
+            feeds for _, feeds in exportable.batches(*int8_calibration, CALIBRATION_BATCH)]
+        write_int8(tmp / ONNX_FILE, tmp / INT8_FILE, calibration)
         parity = parity_summary(compare_runtimes(exportable, tmp, texts, pairs), out_dir / ONNX_FILE, tolerance)
         summary: dict[str, Any] = {
             "name": name, "order": order, "task": task.to_json(), "labels": list(task.labels), "is_pair": task.is_pair,
             "kind": kind, "source": str(source), "parameters": exportable.parameters, "max_length": max_length,
-            "exporter": EXPORTER, "opset": OPSET, "onnx_inputs": exportable.input_names,
+            "exporter": EXPORTER, "opset": OPSET, "onnx_inputs": exportable.input_names, "fused_operators": fused,
             "parity_examples": len(texts), **parity, "folder": str(out_dir), "card_info": card_info,
             "histories": histories or {},
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")  # read by the predictors
         summary["quality"] = {runtime: quality(load_export(tmp, runtime, name=name), task, splits or {})
                               for runtime in RUNTIMES}
+        summary["int8"]["method"] = "dynamic" if int8_calibration is None else "static"
+        summary["int8"].update(int8_gate(summary["quality"], task, tmp, name, int8_max_drop, int8_failure))
         (tmp / CARD_FILE).write_text(render_card(summary, card_info, _file_sizes(tmp)), encoding="utf-8")
         summary["files"] = _file_sizes(tmp)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return summary
+
+
+def int8_gate(measured: dict[str, dict[str, float]], task: Task, folder: Path, name: str, max_drop: float | None,
+              failure: str) -> dict[str, Any]:
+    """Whether int8 is served: its main dev metric may fall at most `max_drop` points below ONNX fp32's.
+    Over the limit, the export fails (`failure: fail`) or leaves int8 out, saying why (`failure: drop`)."""
+    main = f"dev_{task.main_metric}"
+    if max_drop is None or main not in measured["onnx"]:
+        return {"served": True}
+    drop = round(100 * (measured["onnx"][main] - measured["int8"][main]), 2)
+    if drop <= max_drop:
+        return {"served": True, "points_lost": drop}
+    why = (f"{name}: int8 loses {drop:.2f} points of {main} against ONNX fp32 ({100 * measured['onnx'][main]:.2f} -> "
+           f"{100 * measured['int8'][main]:.2f}), over export.int8_max_drop ({max_drop:g})")
+    if failure == "fail":
+        raise ModelError(f"{why}; set export.int8_failure: drop to export without int8, or raise the limit")
+    (folder / INT8_FILE).unlink()
+    log.warning("%s: int8 left out of the served runtimes", why)
+    return {"served": False, "points_lost": drop, "left_out": why}
 
 
 def _file_sizes(folder: Path) -> dict[str, int]:
@@ -304,23 +304,28 @@ def _file_sizes(folder: Path) -> dict[str, int]:
 def quality_splits(prepared, wanted: list[str]) -> dict[str, Any]:
     """The prepared splits quality is measured on: those in `wanted` that exist, and dev always (retention
     and the Pareto front are read on dev). Unlabelled splits are skipped by measure_quality."""
-    return {name: prepared[name] for name in ("train", "dev", "test")
-            if name in prepared and (name in wanted or name == "dev")}
+    return {name: prepared[name] for name in prepared if name in wanted or name == "dev"}
 
 
 def export_all(models: dict[str, tuple[Path, dict[str, Any], dict[str, str]]], task: Task, prepared,
-               splits: list[str], max_length: int, exports: Path) -> dict[str, dict[str, Any]]:
+               cfg, max_length: int, exports: Path) -> dict[str, dict[str, Any]]:
     """Export each model (name -> (folder, card info, training histories)) to exports/<name>; on any
     failure remove every export (no partial set)."""
     texts, pairs = texts_of(prepared["dev"], task.is_pair)
-    measured = quality_splits(prepared, splits)
+    measured = quality_splits(prepared, cfg.splits)
+    calibration = None
+    if cfg.int8_method == "static":
+        train = prepared["train"]
+        calibration = texts_of(train.select(range(min(cfg.int8_calibration_rows, len(train)))), task.is_pair)
     summaries = {}
     try:
         for order, (name, (folder, card_info, histories)) in enumerate(models.items()):
             log.info("exporting %s", name)
             summaries[name] = export_model(folder, exports / name, name=name, task=task, dev_texts=texts,
                                            dev_pairs=pairs, card_info=card_info, splits=measured,
-                                           max_length=max_length, order=order, histories=histories)
+                                           max_length=max_length, order=order, histories=histories,
+                                           fuse_graph=cfg.fuse_graph, int8_max_drop=cfg.int8_max_drop,
+                                           int8_failure=cfg.int8_failure, int8_calibration=calibration)
     except BaseException:
         remove_path(exports)
         raise

@@ -1,24 +1,28 @@
 """ONNX graphs of exported models: the fp32 export, onnxruntime's fused transformer graph, and int8
 quantisation.
 
-Fusion: onnxruntime's transformer optimizer rewrites the exported BERT-style graph with its fused
-operators (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu). It recognises the
-attention pattern of the eager implementation, so Transformers are exported with eager attention (same
-weights, same function). Dynamic int8 quantisation of the fused graph then uses the quantised attention
-kernel (QAttention), which the unfused graph never reaches.
+Fusion (optional, `export.fuse_graph`): onnxruntime's transformer optimizer rewrites the exported
+BERT-style graph with its fused operators (Attention, EmbedLayerNormalization, SkipLayerNormalization,
+BiasGelu). It recognises the attention pattern of the eager implementation, so Transformers are exported
+with eager attention (same weights, same function). Dynamic int8 quantisation of the fused graph uses the
+quantised attention kernel (QAttention). A plain graph is fused too, differently, by onnxruntime itself
+when a session loads it (MatMul + Softmax attention, LayerNormalization, BiasGelu); which of the two runs
+faster depends on the CPU: benchmarks/speed.py times both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from pipeline.errors import ModelError
+from pipeline.runtimes import Feeds
 
 OPSET = 17
 EXPORTER = "torch.onnx (TorchScript-based, dynamo=False)"
@@ -49,16 +53,35 @@ def _quiet_root_logger() -> Iterator[None]:
         logging.disable(previous)
 
 
-def write_int8(fp32: Path, int8: Path) -> None:
-    """Dynamic int8 quantisation: int8 weights, activations quantised on the fly (CPU-friendly)."""
+def write_int8(fp32: Path, int8: Path, calibration: Sequence[Feeds] | None = None) -> None:
+    """int8 weights from the fp32 graph. Dynamic (no `calibration`): activations are quantised on the fly,
+    and a fused Attention becomes onnxruntime's quantised QAttention. Static: activation ranges calibrated
+    on the `calibration` batches, QDQ around every MatMul (a fused Attention stays fp32)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(calibration or [])
+
+        def get_next(self):
+            return next(self.feeds, None)
 
     try:
         with _quiet_root_logger():
-            # fused operators (com.microsoft) have no ONNX shape inference: their outputs are float
-            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            if calibration is None:
+                # fused operators (com.microsoft) have no ONNX shape inference: their outputs are float
+                quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                return
+            with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
+                shaped = Path(tmp) / "shaped.onnx"
+                # symbolic shape inference knows the fused operators (com.microsoft); ONNX's does the rest
+                fused = any(node.domain == "com.microsoft" for node in onnx.load(str(fp32)).graph.node)
+                quant_pre_process(str(fp32), str(shaped), skip_optimization=True, skip_symbolic_shape=not fused)
+                quantize_static(shaped, int8, Batches(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     except Exception as exc:  # onnxruntime.quantization raises assorted types
         raise ModelError(f"{int8.name}: int8 quantisation failed ({type(exc).__name__}: {exc})") from exc
 

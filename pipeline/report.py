@@ -32,13 +32,18 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join([
         f"# {report['task']}: teacher vs students",
         "",
-        f"Every student in PyTorch, ONNX fp32 and ONNX int8 (what `exports/` serves); {main} on the dev split, "
-        f"retention = student / teacher ({100 * teacher[main]:.2f}). CPU speed from raw text to logits, "
-        f"{report['threads']} threads, medians of repeated runs, models interleaved.",
+        f"The teacher and every student in each runtime that `exports/` serves (PyTorch, ONNX fp32, ONNX int8); "
+        f"{main} on the dev split, retention = model / teacher in PyTorch ({100 * teacher[main]:.2f}). "
+        f"Speed on {report['threads']} CPU threads, medians of repeated runs with the models interleaved: "
+        f"from raw text to logits (tokenisation included, as served) and of the model alone (tokenised beforehand). "
+        f"Every speed-up (x) is against the teacher in the same runtime and batch size.",
         "",
         markdown_table(report),
         "",
         f"Pareto front (no model is both faster at batch 1 and better): {front}.",
+        *(["", f"Left out of serving (int8 lost too much against ONNX fp32): "
+               f"{'; '.join(report['int8_left_out'].values())}."]
+          if report.get("int8_left_out") else []),
         "",
         "![quality vs latency](plots/accuracy_latency.png)",
         "",

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from pipeline.data.batches import MODEL_INPUTS, encode, length_buckets
 from pipeline.errors import DataError, ModelError
-from pipeline.inference import classifier_logits
-from pipeline.models import bilstm
+from pipeline.models import bilstm, encoders
 from pipeline.tasks import CLASSIFICATION, GLUE, REGRESSION, Task
 
 ONNX_FILE = "model.onnx"
@@ -134,49 +133,84 @@ class Predictor(Protocol):
     name: str
     folder: Path
 
+    def batches(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> list: ...
+
+    def run(self, feeds: Feeds) -> np.ndarray: ...
+
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray: ...
 
     def num_parameters(self) -> int: ...
 
 
-@dataclass
-class HFPredictor:
-    """A Hugging Face sequence classifier folder (the teacher, Transformer students)."""
+class Runtime:
+    """What every runtime shares: tokenise into batches (`batches`: what a runtime of this model kind is
+    fed, the same in every runtime) and compute a batch's logits (`run`); `logits` does both. Timing the
+    two apart shows what tokenisation costs."""
 
     name: str
     folder: Path
+    kind: str  # "hf" or "bilstm"
+    tokenizer: Any
+    is_pair: bool | None  # a BiLSTM knows; a Transformer takes what the caller passes
     max_length: int = 128
 
-    def __post_init__(self) -> None:
-        from pipeline.models.hf import load_classifier, load_tokenizer
+    def batches(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> list[tuple[np.ndarray, Feeds]]:
+        texts, pairs = list(texts), list(pairs) if pairs is not None else None
+        if self.kind == "bilstm":
+            if self.is_pair and pairs is None:
+                raise DataError(f"{self.folder}: a pair model: every example needs a second text")
+            return list(bilstm_batches(self.tokenizer, texts, pairs if self.is_pair else None, batch_size))
+        return list(hf_batches(self.tokenizer, texts, pairs, batch_size, self.max_length))
 
-        self.model = load_classifier(str(self.folder), key=self.name).eval()
-        self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
+    def run(self, feeds: Feeds) -> np.ndarray:
+        raise NotImplementedError
 
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        return classifier_logits(self.model, self.tokenizer, texts, pairs, batch_size=batch_size,
-                                 max_length=self.max_length, progress=False)
+        out = None
+        for idx, feeds in self.batches(texts, pairs, batch_size):
+            part = self.run(feeds)
+            if out is None:
+                out = np.empty((len(texts), part.shape[-1]), dtype=np.float32)
+            out[idx] = part
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+class HFPredictor(Runtime):
+    """A Hugging Face sequence classifier folder (the teacher, Transformer students) in PyTorch."""
+
+    kind, is_pair = "hf", None
+
+    def __init__(self, name: str, folder: str | Path, max_length: int = 128):
+        from pipeline.models.hf import load_classifier, load_tokenizer
+
+        self.name, self.folder, self.max_length = name, Path(folder), max_length
+        self.model = load_classifier(str(self.folder), key=name).eval()
+        self.tokenizer = load_tokenizer(str(self.folder), key=name)
+
+    @torch.inference_mode()
+    def run(self, feeds: Feeds) -> np.ndarray:
+        inputs = encoders.accepted(self.model, {k: torch.from_numpy(v) for k, v in feeds.items()})
+        return self.model(**inputs).logits.float().numpy()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
 
-@dataclass
-class BiLSTMPredictor:
-    """A BiLSTM student folder (pipeline.models.bilstm format)."""
+class BiLSTMPredictor(Runtime):
+    """A BiLSTM student folder (pipeline.models.bilstm format) in PyTorch."""
 
-    name: str
-    folder: Path
+    kind = "bilstm"
 
-    def __post_init__(self) -> None:
+    def __init__(self, name: str, folder: str | Path):
         from pipeline.models.bilstm import load_bilstm
 
+        self.name, self.folder = name, Path(folder)
         self.model, self.tokenizer, self.config = load_bilstm(self.folder)
+        self.is_pair = bool(self.model.config["is_pair"])
 
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        from pipeline.models.bilstm import predict_logits
-
-        return predict_logits(self.model, self.tokenizer, texts, pairs, batch_size)
+    @torch.inference_mode()
+    def run(self, feeds: Feeds) -> np.ndarray:
+        return self.model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -224,47 +258,27 @@ def run_session(session, feeds: Feeds) -> np.ndarray:
     return session.run(None, {n: feeds[n] for n in names})[0]
 
 
-@dataclass
-class OnnxPredictor:
-    """An exported ONNX graph behind the Predictor protocol.
+class OnnxPredictor(Runtime):
+    """An exported ONNX graph (fp32 or int8) under onnxruntime, fed as the PyTorch predictors are."""
 
-    Tokenises like the PyTorch predictors (HF: truncation at max_length, length-bucketed batches;
-    BiLSTM: its own tokenizer, input-order batches), so its logits match theirs."""
-
-    name: str
-    folder: Path
-    onnx_file: str = ONNX_FILE
-    threads: int | None = None
-    max_length: int = 128
-
-    def __post_init__(self) -> None:
-        self.folder = Path(self.folder)
+    def __init__(self, name: str, folder: str | Path, onnx_file: str = ONNX_FILE, threads: int | None = None,
+                 max_length: int = 128):
+        self.name, self.folder, self.max_length = name, Path(folder), max_length
         config = read_config(self.folder)
         self.kind = model_kind(config)
-        self.path = self.folder / self.onnx_file
-        self.session = onnx_session(self.path, self.threads)
+        self.path = self.folder / onnx_file
+        self.session = onnx_session(self.path, threads)
         if self.kind == "bilstm":
             self.tokenizer = bilstm_tokenizer(self.folder, config)
             self.is_pair = bool(config.get("model", {}).get("is_pair", False))
         else:
             from pipeline.models.hf import load_tokenizer
 
-            self.tokenizer = load_tokenizer(str(self.folder), key=self.name)
-            self.is_pair = None  # whatever the caller passes
-        self.num_labels = int(self.session.get_outputs()[0].shape[-1])
+            self.tokenizer = load_tokenizer(str(self.folder), key=name)
+            self.is_pair = None
 
-    def _batches(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
-        if self.kind == "bilstm":
-            if self.is_pair and pairs is None:
-                raise DataError(f"{self.folder}: a pair model: every example needs a second text")
-            return bilstm_batches(self.tokenizer, texts, pairs if self.is_pair else None, batch_size)
-        return hf_batches(self.tokenizer, texts, pairs, batch_size, self.max_length)
-
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
-        out = np.empty((len(texts), self.num_labels), dtype=np.float32)
-        for idx, feeds in self._batches(list(texts), list(pairs) if pairs is not None else None, batch_size):
-            out[idx] = run_session(self.session, feeds)
-        return out
+    def run(self, feeds: Feeds) -> np.ndarray:
+        return run_session(self.session, feeds)
 
     def num_parameters(self) -> int:
         """Elements of the graph's initializers (for int8: the quantised weights plus their scales)."""
@@ -286,6 +300,9 @@ def load_export(folder: str | Path, runtime: str = "torch", *, name: str | None 
     read_config(folder)
     max_length = int(export_info(folder).get("max_length", 128))
     onnx_file = RUNTIMES[runtime]
+    left_out = export_info(folder).get("int8", {}).get("left_out") if runtime == "int8" else None
+    if left_out:
+        raise ModelError(f"{folder}: int8 was left out of this export ({left_out})")
     if onnx_file is None:
         return load_predictor(name or folder.name, folder, max_length)
     return OnnxPredictor(name or f"{folder.name}-{runtime}", folder, onnx_file, threads=threads,

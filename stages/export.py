@@ -25,7 +25,7 @@ def training_logs(name: str, params: Params) -> dict[str, str]:
 def main(params: Params, args: list[str]) -> None:
     models = {"teacher": TEACHER, **{name: student_dir(name) for name in params.students()}}
     export_all({name: (folder, card_info(name, params), training_logs(name, params)) for name, folder in models.items()},
-               prepared_task(), load_dataset_dir(PREPARED), params.export.splits, params.data.max_length,
+               prepared_task(), load_dataset_dir(PREPARED), params.export, params.data.max_length,
                EXPORTS)
 
 

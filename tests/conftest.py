@@ -93,7 +93,7 @@ TINY = {
 
 # What a full `dvc repro` of the default DAG runs and reports.
 STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", *TWOSTEP}
-REPORT_ROWS = {"teacher"} | STUDENTS | {f"{s}:{runtime}" for s in STUDENTS for runtime in ("onnx", "int8")}
+REPORT_ROWS = {f"{m}{suffix}" for m in {"teacher"} | STUDENTS for suffix in ("", ":onnx", ":int8")}
 ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
                "distilbert@distil3", "general_distill@tinybert", "general_distill@minilmv2", "export", "evaluate"}
               | {f"{method}_{step}@{name}" for name, method in TWOSTEP.items() for step in ("intermediate", "prediction")})

@@ -150,6 +150,69 @@ def op_counts(path: Path) -> dict[str, int]:
     return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
+def test_fuse_graph_saves_onnxruntimes_fused_operators_and_int8_uses_the_fused_kernels(tiny_teacher, sst2_dev,
+                                                                                         tmp_path):
+    out = tmp_path / "fused"  # the tiny teacher: 2 layers
+    summary = export_model(tiny_teacher, out, name="teacher", task="sst2", dev_texts=sst2_dev, dev_pairs=None,
+                           card_info={}, fuse_graph=True)
+    expected = {"EmbedLayerNormalization": 1, "Attention": 2, "SkipLayerNormalization": 4, "BiasGelu": 2}
+    assert summary["fused_operators"] == expected
+    fp32 = op_counts(out / ONNX_FILE)
+    assert all(fp32[op] == n for op, n in expected.items()) and "Softmax" not in fp32  # attention is one kernel
+    int8 = op_counts(out / INT8_FILE)
+    assert int8["QAttention"] == 2 and int8["DynamicQuantizeMatMul"] + int8["MatMulInteger"] > 0, int8
+    assert summary["onnx"]["max_abs_diff"] <= 1e-4  # the fused graph still gives PyTorch's logits
+
+
+def test_the_default_graph_is_left_for_onnxruntime_to_fuse_when_it_loads_it(hf_export):
+    out, summary = hf_export
+    assert summary["fused_operators"] == {}
+    ops = op_counts(out / ONNX_FILE)
+    assert ops["Softmax"] == 2 and "Attention" not in ops
+
+
+@pytest.mark.parametrize("fuse_graph", [False, True])
+def test_static_int8_is_calibrated_on_the_given_rows_and_agrees_with_fp32(tiny_teacher, sst2_dev, tmp_path, fuse_graph):
+    out = tmp_path / "static"
+    summary = export_model(tiny_teacher, out, name="teacher", task="sst2", dev_texts=sst2_dev, dev_pairs=None,
+                           card_info={}, int8_calibration=(sst2_dev[:64], None), fuse_graph=fuse_graph)
+    assert summary["int8"]["method"] == "static"
+    ops = op_counts(out / INT8_FILE)
+    # activations quantised with calibrated (constant) scales around every MatMul, not on the fly
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0 and "DynamicQuantizeLinear" not in ops, ops
+    fp32 = load_export(out, "onnx").logits(sst2_dev, None, 16)
+    int8 = load_export(out, "int8").logits(sst2_dev, None, 16)
+    assert 0 < np.abs(int8 - fp32).max() < 0.05 and np.mean(int8.argmax(-1) == fp32.argmax(-1)) >= 0.95
+
+
+@pytest.mark.parametrize("failure", ["drop", "fail"])
+def test_an_int8_model_losing_too_much_is_left_out_or_fails_the_export(tiny_teacher, sst2_dev, dev_split, tmp_path,
+                                                                       monkeypatch, failure):
+    measured = export_module.quality
+
+    def int8_worse(predictor, task, splits):  # int8 loses 5 points against fp32
+        row = measured(predictor, task, splits)
+        is_int8 = getattr(predictor, "path", Path()).name == INT8_FILE
+        return {k: v - 0.05 for k, v in row.items()} if is_int8 else row
+
+    monkeypatch.setattr(export_module, "quality", int8_worse)
+    out = tmp_path / "teacher"
+    kwargs = dict(name="teacher", task="sst2", dev_texts=sst2_dev, dev_pairs=None, card_info={},
+                  splits={"dev": dev_split}, int8_max_drop=1.0, int8_failure=failure)
+    if failure == "fail":
+        with pytest.raises(ModelError, match=r"teacher: int8 loses 5\.00 points of dev_accuracy against ONNX fp32 .*, "
+                                             r"over export.int8_max_drop \(1\)"):
+            export_model(tiny_teacher, out, **kwargs)
+        assert not out.exists()
+        return
+    summary = export_model(tiny_teacher, out, **kwargs)
+    assert summary["int8"]["served"] is False and summary["int8"]["points_lost"] == 5.0
+    assert not (out / INT8_FILE).exists() and (out / ONNX_FILE).exists()
+    with pytest.raises(ModelError, match="int8 was left out of this export"):
+        load_export(out, "int8")
+    assert export_model(tiny_teacher, tmp_path / "ok", **{**kwargs, "int8_max_drop": 6.0})["int8"]["served"]
+
+
 @pytest.mark.parametrize("kind", ["hf", "bilstm"])
 def test_int8_graph_is_quantised_smaller_and_agrees_with_fp32(kind, hf_export, bilstm_export, sst2_dev):
     out, summary = hf_export if kind == "hf" else bilstm_export
@@ -240,8 +303,9 @@ def test_pair_bilstm_export(pair_export, mrpc_dev):
 # ---------------------------------------------------------------- export: failures leave nothing behind
 def perturbed_write_onnx(original):
     """write_onnx, then noise on the biggest float weight (noise: LayerNorm would cancel a constant shift)."""
-    def write(exportable, sample, path):
-        original(exportable, sample, path)
+    def write(*args):
+        original(*args)
+        path = args[-1]
         model = onnx.load(str(path))
         init = max((t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
                    key=lambda t: np.prod(t.dims))

@@ -27,17 +27,27 @@ def test_metrics_from_fixed_logits():
     assert compute_metrics(preset_task("sst2"), logits, gold) == {"accuracy": pytest.approx(5 / 8)}
 
 
-def test_ratios_to_the_teacher():
+def test_ratios_to_the_teacher_compare_the_same_runtime():
     from pipeline.evaluate import add_ratios
 
-    rows = {"teacher": {"dev_accuracy": 0.80, "parameters": 22_000_000, "latency_ms_b1": 12.0, "throughput_b32": 200.0},
-            "s": {"dev_accuracy": 0.78, "parameters": 5_500_000, "latency_ms_b1": 3.0, "throughput_b32": 900.0},
-            "s:int8": {"dev_accuracy": 0.76, "parameters": 5_500_000, "latency_ms_b1": 1.5, "throughput_b32": 1800.0}}
-    add_ratios(rows, "dev_accuracy", "throughput_b32")
+    def row(runtime, metric, params, ms, per_s):
+        return {"runtime": runtime, "dev_accuracy": metric, "parameters": params, "latency_ms_b1": ms,
+                "throughput_b32": per_s, "model_latency_ms_b1": ms / 2, "model_throughput_b32": 2 * per_s}
+
+    rows = {"teacher": row("torch", 0.80, 22_000_000, 12.0, 200.0), "teacher:int8": row("int8", 0.79, 22_000_000, 6.0, 500.0),
+            "s": row("torch", 0.78, 5_500_000, 3.0, 900.0), "s:int8": row("int8", 0.76, 5_500_000, 1.5, 1800.0),
+            "s:onnx": row("onnx", 0.78, 5_500_000, 2.0, 1000.0)}
+    add_ratios(rows, "dev_accuracy", 32)
     assert rows["teacher"]["retention"] == 1.0 and rows["teacher"]["compression"] == 1.0
+    assert rows["teacher:int8"]["speedup_b1"] == 1.0 and rows["teacher:int8"]["retention"] == 0.9875
     assert rows["s"]["retention"] == 0.975 and rows["s"]["compression"] == 4.0
     assert rows["s"]["speedup_b1"] == 4.0 and rows["s"]["speedup_throughput"] == 4.5
-    assert rows["s:int8"]["retention"] == 0.95 and rows["s:int8"]["speedup_b1"] == 8.0
+    assert rows["s"]["model_speedup_b1"] == 4.0 and rows["s"]["model_speedup_throughput"] == 4.5
+    # int8 against the teacher in int8 (4x), not against the teacher in PyTorch (8x)
+    assert rows["s:int8"]["retention"] == 0.95 and rows["s:int8"]["speedup_b1"] == 4.0
+    assert rows["s:int8"]["speedup_throughput"] == 3.6
+    # no teacher row in ONNX: no speed-up rather than a cross-runtime one
+    assert rows["s:onnx"]["speedup_b1"] is None and rows["s:onnx"]["model_speedup_throughput"] is None
 
 
 def test_pareto_front_keeps_only_undominated_models():
@@ -86,6 +96,7 @@ def test_quality_splits_follow_the_param_and_always_keep_dev():
 def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
     import datasets
 
+    from pipeline.config import ExportConfig
     from pipeline.errors import ModelError
     from pipeline.export import export_all
 
@@ -93,5 +104,5 @@ def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
     exports = tmp_path / "exports"
     models = {"teacher": (tiny_teacher, {}, {}), "broken": (tmp_path / "no_such_model", {}, {})}
     with pytest.raises(ModelError, match="no_such_model"):
-        export_all(models, preset_task("sst2"), {"dev": dev}, ["dev"], 128, exports)
+        export_all(models, preset_task("sst2"), {"dev": dev}, ExportConfig(), 128, exports)
     assert not exports.exists() and list(tmp_path.iterdir()) == []
