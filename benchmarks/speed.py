@@ -1,0 +1,224 @@
+"""Speed like for like, in one run: every exported model in every runtime at batch 1 and 32, its speed-up
+over the teacher in the same runtime beside the FLOP ratio of the two shapes, the graphs each Transformer
+export did not serve (fused or plain, fp32 and int8; static int8), and the share of the machine's
+measured GEMM peak that the teacher_logits pass reaches.
+
+One process, fixed threads, models interleaved within every repetition, medians. Speeds are of the model
+alone (tokenised beforehand) unless a column says "text" (raw text to logits, tokenisation included).
+Reads the exports of `dvc repro` (exports/<model>) and the run's data. Usage:
+
+    python -m benchmarks.speed [--exports exports] [--threads 2] [--repeats 5] [--n 256] [--logits-rows 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.artifacts import AUGMENTED, EXPORTS, PREPARED, TEACHER, load_dataset_dir, texts_of
+from pipeline.config import EvaluateConfig, load_params
+from pipeline.evaluate import REFERENCE, measure_speed, row_name
+from pipeline.export import prepare
+from pipeline.graphs import fuse, write_int8, write_onnx
+from pipeline.inference import classifier_logits, use_bf16
+from pipeline.models.hf import load_classifier, load_tokenizer
+from pipeline.runtimes import RUNTIMES, OnnxPredictor, export_info, load_export, task_of
+
+# ---------------------------------------------------------------- FLOPs of a shape
+def _lstm_flops(module: torch.nn.LSTM, inputs: tuple) -> int:
+    """Multiply-adds x 2 of an LSTM over its (packed or padded) input: FlopCounterMode does not count LSTMs."""
+    x = inputs[0]
+    steps = int(x.batch_sizes.sum()) if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.shape[0] * x.shape[1]
+    dirs, width, total = 2 if module.bidirectional else 1, module.input_size, 0
+    for _ in range(module.num_layers):
+        total += dirs * steps * 2 * 4 * (width + module.hidden_size) * module.hidden_size
+        width = dirs * module.hidden_size
+    return total
+
+
+def flops_per_example(predictor, texts, pairs) -> float:
+    """FLOPs of the PyTorch model per example at batch 1 (no padding) over `texts`."""
+    lstm_total = [0]
+    hooks = [m.register_forward_pre_hook(lambda m, i: lstm_total.__setitem__(0, lstm_total[0] + _lstm_flops(m, i)))
+             for m in predictor.model.modules() if isinstance(m, torch.nn.LSTM)]
+    try:
+        with FlopCounterMode(display=False) as counter:
+            for _, feeds in predictor.batches(texts, pairs, 1):
+                predictor.run(feeds)
+    finally:
+        for h in hooks:
+            h.remove()
+    return (counter.get_total_flops() + lstm_total[0]) / len(texts)
+
+
+# ---------------------------------------------------------------- graph variants of a Transformer export
+def graph_variants(folder: Path, work: Path, calibration: tuple[list[str], list[str] | None]) -> dict[str, Path]:
+    """The graphs the export did not serve, of the same weights: the other graph (onnxruntime's fused
+    operators saved in it, or the plain graph that onnxruntime fuses when it loads it) in fp32 and dynamic
+    int8, and the served fp32 graph in the other int8 method (static: calibrated on train rows)."""
+    info, task = export_info(folder), task_of(folder)
+    names = graph_runtimes(folder)
+    other_graph, other_method = names["fp32 other"], names["int8 other method"]
+    exportable = prepare(folder, work / "model", task, int(info.get("max_length", 128)))
+    fp32 = work / f"{other_graph}.onnx"
+    write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes, fp32)
+    if other_graph == "onnx-fused":
+        fuse(fp32, *exportable.fusion)
+    write_int8(fp32, work / f"{names['int8 other']}.onnx")
+    write_int8(folder / RUNTIMES["onnx"], work / f"{other_method}.onnx",
+               [f for _, f in exportable.batches(*calibration, 32)] if other_method == "int8-static" else None)
+    return {variant: work / f"{variant}.onnx" for variant in (other_graph, names["int8 other"], other_method)}
+
+
+def graph_runtimes(folder: Path) -> dict[str, str]:
+    """Runtime names of a Transformer export's graphs, served and timed by graph_variants: by role ("fp32
+    other": the graph not served; "int8 other method") and by what they are ("int8 fused", "int8 static")."""
+    info = export_info(folder)
+    served, other = ("fused", "plain") if info.get("fused_operators") else ("plain", "fused")
+    method = info["int8"].get("method", "dynamic")
+    other_method = "dynamic" if method == "static" else "static"
+    return {"fp32 other": f"onnx-{other}", "int8 other": f"int8-{other}", "int8 other method": f"int8-{other_method}",
+            f"fp32 {served}": "onnx", f"int8 {served}": "int8", f"fp32 {other}": f"onnx-{other}",
+            f"int8 {other}": f"int8-{other}", f"int8 {method}": "int8", f"int8 {other_method}": f"int8-{other_method}"}
+
+
+# ---------------------------------------------------------------- GEMM peak and the teacher_logits pass
+def gemm_peak(dtype: torch.dtype, repeats: int) -> float:
+    """Best FLOP/s of square matrix products over a few sizes (median of repeats per size)."""
+    best = 0.0
+    for n in (1024, 2048, 3072):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        torch.mm(a, b)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        best = max(best, 2 * n**3 / statistics.median(times))
+    return best
+
+
+def teacher_logits_pass(rows: int, batch_size: int, max_length: int, bf16: bool) -> tuple[float, float, int]:
+    """(FLOPs, seconds, rows) of the teacher_logits pass (as the stage runs it) over train + augmented rows."""
+    task = task_of(EXPORTS / REFERENCE)
+    texts, pairs = texts_of(load_dataset_dir(PREPARED)["train"], task.is_pair)
+    if AUGMENTED.exists():
+        aug_texts, aug_pairs = texts_of(load_dataset_dir(AUGMENTED), task.is_pair)
+        texts, pairs = texts + aug_texts, (pairs + aug_pairs) if pairs else None
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    order = order[:rows]
+    texts, pairs = [texts[i] for i in order], [pairs[i] for i in order] if pairs else None
+    model, tokenizer = load_classifier(str(TEACHER), key="teacher"), load_tokenizer(str(TEACHER), key="teacher")
+
+    def run():
+        return classifier_logits(model, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length,
+                                 progress=False, bf16=bf16)
+
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            run()
+        run()  # warm-up
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+    return counter.get_total_flops(), seconds, len(texts)
+
+
+# ---------------------------------------------------------------- the run
+def _ratio(a, b) -> str:
+    return "n/a" if a is None or b is None or not b else f"{a / b:.2f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exports", type=Path, default=EXPORTS, help="folder of export folders")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n", type=int, default=256, help="dev examples per batch-32 measurement")
+    parser.add_argument("--latency-samples", type=int, default=64, help="dev examples timed one at a time")
+    parser.add_argument("--logits-rows", type=int, default=2000, help="rows of the teacher_logits pass timed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not (args.exports / REFERENCE).is_dir():
+        raise SystemExit(f"error: {args.exports / REFERENCE}: no exported teacher; run `dvc repro` first")
+    params = load_params()
+    task = task_of(args.exports / REFERENCE)
+    prepared = load_dataset_dir(PREPARED)
+    texts, pairs = texts_of(prepared["dev"], task.is_pair)
+    texts, pairs = texts[: args.n], pairs[: args.n] if pairs else None
+    calibration = texts_of(prepared["train"].select(range(min(256, len(prepared["train"])))), task.is_pair)
+    models = sorted((p.name for p in args.exports.iterdir() if export_info(p)),
+                    key=lambda m: (m != REFERENCE, export_info(args.exports / m).get("order", 0)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        predictors, flops = [], {}
+        for model in models:
+            folder = args.exports / model
+            served = [r for r in RUNTIMES if r != "int8" or export_info(folder)["int8"].get("served", True)]
+            predictors += [load_export(folder, r, name=row_name(model, r), threads=args.threads) for r in served]
+            flops[model] = flops_per_example(predictors[-len(served)], texts[: args.latency_samples],
+                                             pairs[: args.latency_samples] if pairs else None)
+            if export_info(folder)["kind"] == "hf":
+                for variant, path in graph_variants(folder, Path(tmp) / model, calibration).items():
+                    predictors.append(OnnxPredictor(row_name(model, variant), folder, str(path), threads=args.threads))
+        cfg = EvaluateConfig(threads=args.threads, batch_size=32, warmup=1, repeats=args.repeats,
+                             latency_samples=args.latency_samples, runtimes=list(RUNTIMES))
+        speed = measure_speed(predictors, texts, pairs, cfg)
+
+    print(f"\n{len(texts)} dev examples ({args.latency_samples} at batch 1), {args.threads} threads, "
+          f"median of {args.repeats}; model-only unless 'text'; x = speed-up over the teacher in the same runtime")
+    header = ["model", "runtime", "MFLOP/ex", "FLOP ratio", "b1 ex/s", "x b1", "x b1 / FLOP ratio", "b32 ex/s",
+              "x b32", "b32 text ex/s", "x text"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for p in predictors:
+        model, _, runtime = p.name.partition(":")
+        runtime = runtime or "torch"
+        m, t = speed[p.name], speed.get(row_name(REFERENCE, runtime))
+        b1 = 1000 / m["model_latency_ms_b1"]
+        flop_ratio = flops[REFERENCE] / flops[model]
+        x_b1 = None if t is None else t["model_latency_ms_b1"] / m["model_latency_ms_b1"]
+        cells = [model, runtime, f"{flops[model] / 1e6:.1f}", f"{flop_ratio:.2f}", f"{b1:.1f}", _ratio(x_b1, 1),
+                 _ratio(x_b1, flop_ratio), f"{m['model_throughput_b32']:.1f}",
+                 _ratio(m["model_throughput_b32"], t and t["model_throughput_b32"]), f"{m['throughput_b32']:.1f}",
+                 _ratio(m["throughput_b32"], t and t["throughput_b32"])]
+        print("| " + " | ".join(cells) + " |")
+
+    print("\nGraphs of the same model: fused (onnxruntime's fused operators saved in the graph) against plain "
+          "(fused by onnxruntime when it loads it), and dynamic against static int8; > 1: the first is faster")
+    pairs_of = [("fp32 fused", "fp32 plain"), ("int8 fused", "int8 plain"), ("int8 dynamic", "int8 static")]
+    print("| model | " + " | ".join(f"{a} / {b} {b_}" for a, b in pairs_of for b_ in ("b1", "b32")) + " |")
+    print("|---|" + "---|" * 2 * len(pairs_of))
+    for model in models:
+        if export_info(args.exports / model)["kind"] != "hf":
+            continue
+        names = graph_runtimes(args.exports / model)
+        cells = []
+        for a, b in pairs_of:
+            fast, slow = speed.get(row_name(model, names[a])), speed.get(row_name(model, names[b]))
+            cells += [_ratio(slow and slow["model_latency_ms_b1"], fast and fast["model_latency_ms_b1"]),
+                      _ratio(fast and fast["model_throughput_b32"], slow and slow["model_throughput_b32"])]
+        print(f"| {model} | " + " | ".join(cells) + " |")
+    print("(the int8 graph of another method is made from the served fp32 graph)")
+
+    bf16 = use_bf16(params.precision)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = gemm_peak(dtype, args.repeats)
+    pass_flops, seconds, rows = teacher_logits_pass(args.logits_rows, params.teacher_logits.batch_size,
+                                                    params.data.max_length, bf16)
+    achieved = pass_flops / seconds
+    print(f"\nteacher_logits pass ({rows} train + augmented rows, batch {params.teacher_logits.batch_size}, "
+          f"{'bf16' if bf16 else 'fp32'}, tokenisation included): {rows / seconds:.1f} ex/s, "
+          f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of the measured "
+          f"{'bf16' if bf16 else 'fp32'} GEMM peak ({peak / 1e9:.1f} GFLOP/s, square products up to 3072)")
+
+
+if __name__ == "__main__":
+    main()
