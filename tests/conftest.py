@@ -87,6 +87,8 @@ TINY = {
     "tinybert": {"tinybert4": TINY_STEPS, "tinybert4_nogd": DROP, "tinybert4_noaug": DROP},
     "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}})},
     "lrc": {"lrc4": TINY_STEPS},
+    # a random model's int8 can lose a few of 60 dev rows: the int8 gate is tested on its own
+    "export": {"int8_max_drop": None},
     "evaluate": {"warmup": 0, "repeats": 1, "latency_samples": 4, "threads": THREADS},
 }
 

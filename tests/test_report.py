@@ -1,5 +1,5 @@
-"""Report numbers from fixed inputs (metrics, ratios to the teacher), the Pareto front, the figures, and
-that an export failure leaves no export behind."""
+"""Report numbers from fixed inputs (metrics, ratios to the teacher), the Pareto front, the figures, what
+evaluate reports of an int8 left out, and that an export failure leaves no export behind."""
 
 from __future__ import annotations
 
@@ -106,3 +106,33 @@ def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
     with pytest.raises(ModelError, match="no_such_model"):
         export_all(models, preset_task("sst2"), {"dev": dev}, ExportConfig(), 128, exports)
     assert not exports.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_int8_left_out_by_its_export_is_not_served_and_the_report_says_why(tmp_path, tiny_teacher, monkeypatch):
+    import datasets
+
+    from pipeline import export as export_module
+    from pipeline.config import EvaluateConfig, ExportConfig
+    from pipeline.evaluate import evaluate_exports
+    from pipeline.report import render_report
+    from pipeline.runtimes import INT8_FILE
+
+    measured = export_module.quality
+
+    def student_int8_worse(predictor, task, splits):  # the student's int8 loses 50 points against its fp32
+        row = measured(predictor, task, splits)
+        hit = getattr(predictor, "path", None) is not None and predictor.path.name == INT8_FILE
+        return {k: v - 0.5 for k, v in row.items()} if hit and predictor.name == "s" else row
+
+    monkeypatch.setattr(export_module, "quality", student_int8_worse)
+    dev = datasets.Dataset.from_dict({"text": ["a fine film", "dull", "a joy", "a mess"], "text_pair": [None] * 4,
+                                      "label": [1, 0, 1, 0]})
+    exports = tmp_path / "exports"
+    export_module.export_all({"teacher": (tiny_teacher, {}, {}), "s": (tiny_teacher, {}, {})}, preset_task("sst2"),
+                             {"dev": dev}, ExportConfig(int8_max_drop=1.0), 128, exports)
+    cfg = EvaluateConfig(warmup=0, repeats=1, latency_samples=2, batch_size=2, threads=1)
+    report = evaluate_exports(exports, ["a fine film", "dull"], None, cfg)
+    assert set(report["models"]) == {"teacher", "teacher:onnx", "teacher:int8", "s", "s:onnx"}
+    assert list(report["int8_left_out"]) == ["s"] and "s: int8 loses 50.00 points" in report["int8_left_out"]["s"]
+    assert "Left out of serving (int8 lost too much against ONNX fp32): s: int8 loses 50.00 points" in render_report(
+        report)
