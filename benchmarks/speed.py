@@ -59,34 +59,33 @@ def flops_per_example(predictor, texts, pairs) -> float:
 
 
 # ---------------------------------------------------------------- graph variants of a Transformer export
+def graph_runtimes(folder: Path) -> dict[str, str]:
+    """{"fp32 fused", "fp32 plain", "int8 fused", "int8 plain", "int8 dynamic", "int8 static": runtime name}
+    of a Transformer export: the served graphs ("onnx", "int8") and the variants graph_variants makes."""
+    info = export_info(folder)
+    served, other = ("fused", "plain") if info.get("fused_operators") else ("plain", "fused")
+    method = info["int8"].get("method", "dynamic")
+    other_method = "dynamic" if method == "static" else "static"
+    return {f"fp32 {served}": "onnx", f"int8 {served}": "int8", f"int8 {method}": "int8",
+            f"fp32 {other}": f"onnx-{other}", f"int8 {other}": f"int8-{other}",
+            f"int8 {other_method}": f"int8-{other_method}"}
+
+
 def graph_variants(folder: Path, work: Path, calibration: tuple[list[str], list[str] | None]) -> dict[str, Path]:
     """The graphs the export did not serve, of the same weights: the other graph (onnxruntime's fused
     operators saved in it, or the plain graph that onnxruntime fuses when it loads it) in fp32 and dynamic
     int8, and the served fp32 graph in the other int8 method (static: calibrated on train rows)."""
     info, task = export_info(folder), task_of(folder)
-    names = graph_runtimes(folder)
-    other_graph, other_method = names["fp32 other"], names["int8 other method"]
+    fp32_other, int8_other, other_method = [r for r in graph_runtimes(folder).values() if r not in ("onnx", "int8")]
     exportable = prepare(folder, work / "model", task, int(info.get("max_length", 128)))
-    fp32 = work / f"{other_graph}.onnx"
+    fp32 = work / f"{fp32_other}.onnx"
     write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes, fp32)
-    if other_graph == "onnx-fused":
+    if fp32_other == "onnx-fused":
         fuse(fp32, *exportable.fusion)
-    write_int8(fp32, work / f"{names['int8 other']}.onnx")
+    write_int8(fp32, work / f"{int8_other}.onnx")
     write_int8(folder / RUNTIMES["onnx"], work / f"{other_method}.onnx",
                [f for _, f in exportable.batches(*calibration, 32)] if other_method == "int8-static" else None)
-    return {variant: work / f"{variant}.onnx" for variant in (other_graph, names["int8 other"], other_method)}
-
-
-def graph_runtimes(folder: Path) -> dict[str, str]:
-    """Runtime names of a Transformer export's graphs, served and timed by graph_variants: by role ("fp32
-    other": the graph not served; "int8 other method") and by what they are ("int8 fused", "int8 static")."""
-    info = export_info(folder)
-    served, other = ("fused", "plain") if info.get("fused_operators") else ("plain", "fused")
-    method = info["int8"].get("method", "dynamic")
-    other_method = "dynamic" if method == "static" else "static"
-    return {"fp32 other": f"onnx-{other}", "int8 other": f"int8-{other}", "int8 other method": f"int8-{other_method}",
-            f"fp32 {served}": "onnx", f"int8 {served}": "int8", f"fp32 {other}": f"onnx-{other}",
-            f"int8 {other}": f"int8-{other}", f"int8 {method}": "int8", f"int8 {other_method}": f"int8-{other_method}"}
+    return {variant: work / f"{variant}.onnx" for variant in (fp32_other, int8_other, other_method)}
 
 
 # ---------------------------------------------------------------- GEMM peak and the teacher_logits pass
