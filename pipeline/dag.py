@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.artifacts import (AUGMENTED, EXPORTS, GENERAL, HISTORY, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS,
+from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS,
                                 general_dir, general_history)
 from pipeline.methods import Method, methods, objectives
 

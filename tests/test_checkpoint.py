@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.config import Params, deep_merge, parse_params

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import deep_merge
 
 from conftest import ALL_STAGES, REPORT_ROWS, SHARED, SST2, dvc, make_repo, needs_shared, tool_env
 

@@ -523,7 +523,7 @@ def test_gradient_perturbation_changes_the_loss_and_zero_turns_it_off():
         loss = recipe(**inputs)["loss"]
     grad, = torch.autograd.grad(loss, seen[-1])
     delta = losses.perturbation(grad, inputs["attention_mask"], 5.0)
-    with tfm.embedding_output(student, delta) as out:
+    with tfm.embedding_output(student, delta):
         perturbed = recipe(**inputs)["loss"].item()
     assert perturbed == pytest.approx(losses_at[5.0], rel=1e-5)
     assert perturbed > losses_at[0.0]  # a step up the gradient raises the loss
