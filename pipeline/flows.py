@@ -7,7 +7,9 @@ schedules, work pools and a markdown artifact with the results.
 
 - `distill-pipeline`: the stages of dvc.yaml in dependency order (one workspace, one stage at a time,
   as DVC's workspace lock requires), with optional params overrides, force, and a DVC remote to
-  pull existing outputs from and push new ones to (how several machines share work).
+  pull existing outputs from and push new ones to (how several machines share work). With
+  `stage_deployment`, it fans the stages out instead: each a `distill-stage` flow run on the pool, in
+  its own clone, independent stages side by side (pipeline/fanout.py).
 - `distill-sweep`: a list of params overrides run as DVC experiments, each in its own temporary
   workspace (`dvc exp run --temp`), fanned out as separate `distill-experiment` flow runs on the work
   pool when deployed; a table artifact of `dvc exp show` results at the end.
@@ -71,25 +73,32 @@ def run_dvc(repo: str | Path, *args: str, log=None) -> str:
     return output
 
 
-def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]:
-    """Stage names of dvc.yaml in dependency order; with targets, those and everything upstream."""
+def stage_graph(repo: str | Path) -> dict[str, list[str]]:
+    """{stage: the stages it depends on directly}, stages of dvc.yaml in dependency order."""
     import networkx as nx
     from dvc.repo import Repo
 
     with Repo(str(repo)) as dvc_repo:
         graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
-        names = {stage: stage.name for stage in graph.nodes}
-        order = [names[s] for s in reversed(list(nx.topological_sort(graph)))]
-        if not targets:
-            return order
-        unknown = set(targets) - set(order)
-        if unknown:
-            raise InvalidInput(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(order)}")
-        keep = set(targets)
-        for stage in graph.nodes:
-            if names[stage] in targets:
-                keep |= {names[s] for s in nx.descendants(graph, stage)}
-        return [name for name in order if name in keep]
+        return {stage.name: sorted(s.name for s in graph.successors(stage))
+                for stage in reversed(list(nx.topological_sort(graph)))}
+
+
+def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]:
+    """Stage names of dvc.yaml in dependency order; with targets, those and everything upstream."""
+    graph = stage_graph(repo)
+    if not targets:
+        return list(graph)
+    unknown = set(targets) - set(graph)
+    if unknown:
+        raise InvalidInput(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(graph)}")
+    keep, todo = set(), list(targets)
+    while todo:
+        stage = todo.pop()
+        if stage not in keep:
+            keep.add(stage)
+            todo.extend(graph[stage])
+    return [name for name in graph if name in keep]
 
 
 def current_params(repo: str | Path) -> dict[str, Any]:
@@ -139,30 +148,47 @@ def sync_remote(repo: str, direction: str, remote: str | None) -> None:
     run_dvc(repo, *args, log=get_run_logger())
 
 
-def metrics_markdown(repo: str | Path) -> str:
-    report = Path(repo) / "reports" / "report.md"
-    return report.read_text(encoding="utf-8") if report.is_file() else "(no report: evaluate did not run)"
+def run_markdown(repo: str | Path, results: dict[str, str]) -> str:
+    """The run's artifact: the stages it ran, the evaluation table and where the plots are."""
+    repo = Path(repo)
+    ran = ", ".join(s for s, r in results.items() if r == "ran") or "nothing (all up to date)"
+    report = repo / "reports" / "report.md"
+    table = report.read_text(encoding="utf-8") if report.is_file() else "(no report: evaluate did not run)"
+    plots = sorted((repo / "reports" / "plots").glob("*.png"))
+    where = "\n".join(f"- `{p.relative_to(repo)}` (in {repo})" for p in plots) or "(none yet)"
+    return f"# Distillation run\n\nStages run: {ran}\n\n{table}\n\n## Plots\n\n{where}\n"
 
 
 @flow(name="distill-pipeline", log_prints=True)
 def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: dict[str, Any] | None = None,
                      force: bool = False, remote: str | None = None, use_remote: bool = False, retries: int = 2,
-                     retry_delay_seconds: float = 10.0) -> dict[str, str]:
+                     retry_delay_seconds: float = 10.0, stage_deployment: str | None = None,
+                     lost_after_s: float = 600.0) -> dict[str, str]:
     """Run the DVC pipeline stage by stage; returns {stage: "ran" | "up to date"}. A stage that fails for a
-    transient reason is tried again up to `retries` times, after retry_delay_seconds, then twice that, ..."""
+    transient reason is tried again up to `retries` times, after retry_delay_seconds, then twice that, ...
+
+    With `stage_deployment` ("distill-stage/distill-stage"), every stage is its own flow run on the work
+    pool, started once the stages it depends on are done, each in a fresh clone of the repository's commit,
+    sharing outputs through the DVC remote `remote` (a name or URL; default: the repository's default
+    remote): see pipeline/fanout.py. A run whose worker shows no sign of life for `lost_after_s` seconds
+    is started again, up to `retries` times."""
     repo = str(Path(repo).resolve())
     if params:
         apply_params(repo, params)
-    if use_remote:
-        sync_remote(repo, "pull", remote)
-    delays = exponential_backoff(backoff_factor=retry_delay_seconds) if retry_delay_seconds > 0 else 0
-    stage_task = repro_stage.with_options(retries=retries, retry_delay_seconds=delays)
-    results = {stage: stage_task(stage, repo, force) for stage in stage_order(repo, targets)}
-    if use_remote:
-        sync_remote(repo, "push", remote)
-    table = metrics_markdown(repo)
-    ran = ", ".join(s for s, r in results.items() if r == "ran") or "nothing (all up to date)"
-    create_markdown_artifact(key="distill-report", markdown=f"# Distillation run\n\nStages run: {ran}\n\n{table}\n",
+    order = stage_order(repo, targets)
+    if stage_deployment:
+        from pipeline.fanout import fan_out
+
+        results = fan_out(Path(repo), order, force, remote, stage_deployment, retries, lost_after_s)
+    else:
+        if use_remote:
+            sync_remote(repo, "pull", remote)
+        delays = exponential_backoff(backoff_factor=retry_delay_seconds) if retry_delay_seconds > 0 else 0
+        stage_task = repro_stage.with_options(retries=retries, retry_delay_seconds=delays)
+        results = {stage: stage_task(stage, repo, force) for stage in order}
+        if use_remote:
+            sync_remote(repo, "push", remote)
+    create_markdown_artifact(key="distill-report", markdown=run_markdown(repo, results),
                              description="teacher vs students")
     return results
 

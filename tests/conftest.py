@@ -168,3 +168,40 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     if check and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+# ---------------------------------------------------------------- a Prefect server for the flow tests
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Prefect server on 127.0.0.1 with its own home and database; yields the
+    environment to use it, and points this process at it meanwhile."""
+    from pipeline.prefect_local import local_server
+
+    with local_server(tmp_path_factory.mktemp("prefect_home")) as env:
+        env = dict(tool_env(), **{k: v for k, v in env.items() if k.startswith("PREFECT_")})
+        saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+        os.environ.update(PREFECT_API_URL=env["PREFECT_API_URL"], PREFECT_HOME=env["PREFECT_HOME"])
+        try:
+            yield env
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def prefect(env: dict, *args: str, timeout: int = 600) -> str:
+    proc = subprocess.run([str(Path(sys.executable).parent / "prefect"), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def client_call(env: dict, code: str) -> str:
+    """Run Prefect client code in a fresh interpreter pointed at the test server; return its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""

@@ -6,79 +6,19 @@ take the repository as a parameter), so each test runs alone or in any order."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, make_repo, tool_env
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, client_call, dvc, git, make_repo, prefect, tool_env
+from pipeline.prefect_local import POOL, deploy
 
 pytestmark = pytest.mark.e2e
-POOL = "distill-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A Prefect server on 127.0.0.1 with its own home and database; yields the environment to use it."""
-    port = free_port()
-    home = tmp_path_factory.mktemp("prefect_home")
-    env = dict(tool_env(), PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_API_HOST="127.0.0.1",
-               PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-        time.sleep(1)
-    prefect(env, "work-pool", "create", POOL, "--type", "process")
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
-    os.environ.update(PREFECT_API_URL=env["PREFECT_API_URL"], PREFECT_HOME=env["PREFECT_HOME"])
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
-def prefect(env: dict, *args: str, timeout: int = 600) -> str:
-    proc = subprocess.run([str(Path(sys.executable).parent / "prefect"), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
-
-
-def client_call(env: dict, code: str) -> str:
-    """Run Prefect client code in a fresh interpreter pointed at the test server; return its stdout."""
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
 def run_deployment_once(env: dict, repo: Path, parameters: dict) -> dict:
@@ -112,10 +52,7 @@ with get_client(sync_client=True) as c:
 def deployed(server, tmp_path_factory, tiny_teacher) -> Path:
     # The default inputs live in the repository: DVC experiments (temporary copies under .dvc/tmp) find them.
     repo = make_repo(tmp_path_factory.mktemp("flows"), tiny_teacher, BILSTMS_ONLY)
-    out = subprocess.run([sys.executable, "-m", "pipeline.deploy", "--pool", POOL, "--repo", str(repo)], env=server,
-                         capture_output=True, text=True, cwd=repo, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "deployed distill-pipeline/distill-pipeline" in out.stdout
+    assert "'distill-pipeline/distill-pipeline' successfully created" in deploy(server, repo)
     return repo
 
 
@@ -192,24 +129,18 @@ def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, 
 
 def test_sweep_fans_out_experiments_to_workers_and_tabulates_them(server, repo):
     from pipeline.flows import distill_sweep
+    from pipeline.prefect_local import start_worker, stop
 
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline for experiments", "--allow-empty")
     before = (dvc(repo, "status").stdout, (repo / "params.yaml").read_text())
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", POOL,
-                               "--type", "process"], env=server, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = start_worker(server)  # on the pool of the experiments
     try:
         rows = distill_sweep(repo=str(repo), experiment_deployment="distill-experiment/distill-experiment",
                              param_sets=[{"tang": {"bilstm_kd": {"hidden": 10}}},
                                          {"tang": {"bilstm_kd": {"hidden": 20}}}])
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # a loaded machine can make its graceful shutdown slow
-            worker.kill()
-            worker.wait()
+        stop(worker)
     assert [(r["experiment"], r["tang.bilstm_kd.hidden"]) for r in rows] == [("sweep-0", 10), ("sweep-1", 20)]
     assert all(0 <= r["bilstm_kd dev_accuracy"] <= 1 and "teacher dev_accuracy" in r for r in rows)
     names = client_call(server, """

@@ -1,0 +1,109 @@
+"""One pipeline run fanned out over a work pool (pipeline/fanout.py): a real Prefect server, a process pool
+with three workers, each making its clones in its own folder, and one local-folder DVC remote."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, make_repo
+
+HEARTBEAT_S = 30  # Prefect's smallest heartbeat period
+
+
+def outputs(repo: Path) -> dict[str, dict]:
+    """{stage: its dvc.lock entry}, less the files under reports/: what must match a serial run. Those are
+    the outputs DVC does not cache (metrics, training histories, the report); they hold timings, which
+    differ from one run to the next, serial or not."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {name: {key: [f for f in files if not f["path"].startswith("reports/")] if key in ("deps", "outs")
+                   else files for key, files in entry.items()} for name, entry in lock.items()}
+
+
+@pytest.mark.slow
+def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_leaves(server, tiny_teacher,
+                                                                                        tmp_path):
+    from pipeline.flows import distill_pipeline
+    from pipeline.prefect_local import deploy, kill_tree, start_worker, stop
+
+    repo = make_repo(tmp_path / "a", tiny_teacher, BILSTMS_ONLY)
+    serial = make_repo(tmp_path / "b", tiny_teacher, BILSTMS_ONLY)
+    dvc(serial, "repro")
+    deploy(server, repo)
+    workdirs = [tmp_path / f"worker{i}" for i in range(3)]
+    workers = [start_worker(server, workdir=w, limit=1, heartbeat_s=HEARTBEAT_S, log=w.with_suffix(".log"))
+               for w in workdirs]
+    killed: list[int] = []
+
+    def kill_the_one_running(stage: str) -> None:  # as soon as a worker has begun the stage
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            for i, workdir in enumerate(workdirs):
+                if any(workdir.glob(f"{stage}-*")):
+                    kill_tree(workers[i])
+                    killed.append(i)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_one_running, args=("teacher_finetune",), daemon=True)
+    killer.start()
+    try:
+        ran = distill_pipeline(repo=str(repo), stage_deployment="distill-stage/distill-stage",
+                               remote=str(tmp_path / "remote"), lost_after_s=2.5 * HEARTBEAT_S)
+    finally:
+        for worker in workers:
+            stop(worker)
+    killer.join(timeout=1)
+
+    assert killed, "no worker began teacher_finetune"
+    assert ran == {stage: "ran" for stage in ran} and set(ran) == BILSTM_STAGES
+    assert outputs(repo) == outputs(serial)
+    assert "up to date" in dvc(repo, "status").stdout  # the outputs are in the workspace, as dvc.lock says
+    for name in ("reports/metrics.json", "reports/report.md", "models/students/bilstm_kd/model.safetensors"):
+        assert (repo / name).is_file(), name
+    # the stages were spread over the workers; the killed one's stage was done again by another one (its
+    # own clone stays behind)
+    clones = stage_clones()
+    assert set(clones) == BILSTM_STAGES
+    worker_of = {stage: next(i for i, w in enumerate(workdirs) if Path(c).is_relative_to(w))
+                 for stage, c in clones.items()}
+    assert len(set(worker_of.values())) >= 2 and worker_of["teacher_finetune"] != killed[0], worker_of
+    assert list(workdirs[killed[0]].glob("teacher_finetune-*"))
+
+
+def stage_clones() -> dict[str, str]:
+    """{stage: the clone its completed distill-stage flow run worked in}."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["distill-stage"])))
+        return {run.parameters["stage"]: run.state.result()["clone"] for run in runs if run.state.is_completed()}
+
+
+def test_a_run_fans_out_only_committed_code(tmp_path, tiny_teacher):
+    from pipeline.fanout import InvalidInput, check_committed
+
+    repo = make_repo(tmp_path, tiny_teacher, BILSTMS_ONLY)
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")  # the run's own: fine
+    assert check_committed(repo) == git(repo, "rev-parse", "HEAD").strip()
+    (repo / "stages" / "augment.py").write_text("# changed\n" + (repo / "stages" / "augment.py").read_text())
+    with pytest.raises(InvalidInput, match="commit these changes first.*stages/augment.py"):
+        check_committed(repo)
+
+
+def test_paths_outside_the_repository_are_linked_beside_each_clone(tmp_path, tiny_teacher):
+    from pipeline.fanout import make_clone, outside_paths
+
+    repo = make_repo(tmp_path / "a", tiny_teacher, {"data": {"source": "../shared/data/glue/SST-2"}})
+    outside = outside_paths(repo)
+    assert outside == {"../shared": str((tmp_path / "a" / "shared").resolve())}
+    clone = make_clone(str(repo), git(repo, "rev-parse", "HEAD").strip(), tmp_path / "place",
+                       (repo / "params.yaml").read_text(), "", {}, str(tmp_path / "remote"), outside)
+    assert (clone / "../shared/data/glue/SST-2/train.tsv").is_file()
+    assert (clone / "params.yaml").read_text() == (repo / "params.yaml").read_text()
+    assert dvc(clone, "remote", "default").stdout.strip() == "run"
