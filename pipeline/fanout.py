@@ -196,8 +196,32 @@ def shared_remote(repo: Path, remote: str | None) -> tuple[str, str]:
         return name, str(config["remote"][name]["url"])
 
 
+FAILED = ("failed", "not run")
+
+
+def next_stages(order: list[str], graph: dict[str, list[str]], current: list[str], results: dict[str, str],
+                running: dict[str, Any]) -> list[str]:
+    """The stages to start now: those whose upstream stages (within `order`) are all done. Settles in
+    `results` the stages that need no run: "not run" under a failed upstream stage, "up to date" where the
+    workspace had the stage current and nothing upstream changed."""
+    ready = []
+    for stage in order:
+        if stage in results or stage in running:
+            continue
+        upstream = [u for u in graph[stage] if u in order]
+        failed = [u for u in upstream if results.get(u, "").startswith(FAILED)]
+        if failed:
+            results[stage] = f"not run: {', '.join(failed)} failed"
+        elif all(u in results for u in upstream):
+            if stage in current and all(results[u] == "up to date" for u in upstream):
+                results[stage] = "up to date"
+            else:
+                ready.append(stage)
+    return ready
+
+
 def fan_out(repo: Path, order: list[str], force: bool, remote: str | None, stage_deployment: str, retries: int,
-            lost_after_s: float, poll_s: float = 2.0) -> dict[str, str]:
+            lost_after_s: float, git_source: str | None = None, poll_s: float = 2.0) -> dict[str, str]:
     """Run the stages `order` names (dependency order) as distill-stage flow runs on the pool; returns
     {stage: "ran" | "up to date" | "failed: ..." | "not run: ..."}. Raises at the end if any failed."""
     from prefect import get_client
@@ -216,7 +240,7 @@ def fan_out(repo: Path, order: list[str], force: bool, remote: str | None, stage
             files.update(uncached_files(repo, stage))
     lock = read_lock(repo)
     had = list(lock["stages"])
-    common = {"source": str(repo), "commit": commit, "params_text": (repo / PARAMS_FILE).read_text(encoding="utf-8"),
+    common = {"source": git_source or str(repo), "commit": commit, "params_text": (repo / PARAMS_FILE).read_text(encoding="utf-8"),
               "remote": url, "outside": outside_paths(repo), "force": force}
 
     results: dict[str, str] = {}
@@ -233,18 +257,8 @@ def fan_out(repo: Path, order: list[str], force: bool, remote: str | None, stage
 
     with get_client(sync_client=True) as client:
         while True:
-            for stage in order:
-                if stage in results or stage in running:
-                    continue
-                upstream = [u for u in graph[stage] if u in order]
-                failed = [u for u in upstream if results.get(u, "").startswith(("failed", "not run"))]
-                if failed:
-                    results[stage] = f"not run: {', '.join(failed)} failed"
-                elif all(u in results for u in upstream):
-                    if stage in current and all(results[u] == "up to date" for u in upstream):
-                        results[stage] = "up to date"
-                    else:
-                        start(stage, 1)
+            for stage in next_stages(order, graph, current, results, running):
+                start(stage, 1)
             if not running:
                 break
             time.sleep(poll_s)
@@ -279,7 +293,7 @@ def fan_out(repo: Path, order: list[str], force: bool, remote: str | None, stage
     done = [s for s in order if s in started and results[s] in ("ran", "up to date")]
     if done:
         run_dvc(repo, "pull", "--remote", remote, *done, log=log)
-    bad = {s: r for s, r in results.items() if r.startswith(("failed", "not run"))}
+    bad = {s: r for s, r in results.items() if r.startswith(FAILED)}
     if bad:
         raise StageFailed("stages did not complete:\n" + "\n".join(f"  {s}: {r}" for s, r in bad.items()))
     return {s: results[s] for s in order}

@@ -163,15 +163,16 @@ def run_markdown(repo: str | Path, results: dict[str, str]) -> str:
 def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: dict[str, Any] | None = None,
                      force: bool = False, remote: str | None = None, use_remote: bool = False, retries: int = 2,
                      retry_delay_seconds: float = 10.0, stage_deployment: str | None = None,
-                     lost_after_s: float = 600.0) -> dict[str, str]:
+                     lost_after_s: float = 600.0, git_source: str | None = None) -> dict[str, str]:
     """Run the DVC pipeline stage by stage; returns {stage: "ran" | "up to date"}. A stage that fails for a
     transient reason is tried again up to `retries` times, after retry_delay_seconds, then twice that, ...
 
     With `stage_deployment` ("distill-stage/distill-stage"), every stage is its own flow run on the work
     pool, started once the stages it depends on are done, each in a fresh clone of the repository's commit,
     sharing outputs through the DVC remote `remote` (a name or URL; default: the repository's default
-    remote): see pipeline/fanout.py. A run whose worker shows no sign of life for `lost_after_s` seconds
-    is started again, up to `retries` times."""
+    remote) and cloning `git_source` (default: this repository's folder; a URL for workers on other
+    machines, with the commit pushed there): see pipeline/fanout.py. A run whose worker shows no sign of
+    life for `lost_after_s` seconds is started again, up to `retries` times."""
     repo = str(Path(repo).resolve())
     if params:
         apply_params(repo, params)
@@ -179,7 +180,7 @@ def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: 
     if stage_deployment:
         from pipeline.fanout import fan_out
 
-        results = fan_out(Path(repo), order, force, remote, stage_deployment, retries, lost_after_s)
+        results = fan_out(Path(repo), order, force, remote, stage_deployment, retries, lost_after_s, git_source)
     else:
         if use_remote:
             sync_remote(repo, "pull", remote)

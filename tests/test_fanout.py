@@ -107,3 +107,37 @@ def test_paths_outside_the_repository_are_linked_beside_each_clone(tmp_path, tin
     assert (clone / "../shared/data/glue/SST-2/train.tsv").is_file()
     assert (clone / "params.yaml").read_text() == (repo / "params.yaml").read_text()
     assert dvc(clone, "remote", "default").stdout.strip() == "run"
+
+
+GRAPH = {"prepare": [], "augment": ["prepare"], "teacher_finetune": ["prepare"],
+         "teacher_logits": ["augment", "teacher_finetune"], "tang@bilstm_kd": ["teacher_logits"],
+         "tang@bilstm_nokd": ["augment"], "export": ["tang@bilstm_kd", "tang@bilstm_nokd", "teacher_finetune"],
+         "evaluate": ["export"]}
+
+
+def test_stages_start_when_what_they_need_is_done_and_a_failure_stops_only_its_dependents():
+    from pipeline.fanout import next_stages
+
+    order, results = list(GRAPH), {}
+    assert next_stages(order, GRAPH, [], results, {}) == ["prepare"]
+    results["prepare"] = "ran"
+    assert next_stages(order, GRAPH, [], results, {}) == ["augment", "teacher_finetune"]  # side by side
+    assert next_stages(order, GRAPH, [], results, {"augment": 1, "teacher_finetune": 1}) == []
+    results.update(augment="ran", teacher_finetune="failed: out of memory")
+    assert next_stages(order, GRAPH, [], results, {}) == ["tang@bilstm_nokd"]
+    assert results["teacher_logits"] == "not run: teacher_finetune failed"
+    assert results["tang@bilstm_kd"] == "not run: teacher_logits failed"
+    assert results["export"].startswith("not run") and results["evaluate"] == "not run: export failed"
+
+
+def test_stages_the_workspace_has_current_need_no_run_unless_something_upstream_ran():
+    from pipeline.fanout import next_stages
+
+    order, current = list(GRAPH), list(GRAPH)
+    results = {}
+    assert next_stages(order, GRAPH, current, results, {}) == [] and set(results.values()) == {"up to date"}
+    results = {}
+    assert next_stages(order, GRAPH, [s for s in order if s != "augment"], results, {}) == ["augment"]
+    results["augment"] = "ran"
+    assert next_stages(order, GRAPH, current, results, {}) == ["teacher_logits", "tang@bilstm_nokd"]
+    assert results["teacher_finetune"] == "up to date"
