@@ -23,13 +23,16 @@ from pipeline.errors import ModelError
 from pipeline.methods import Step, StepRun, objectives
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
-from pipeline.models.hf import load_teacher, load_tokenizer
+from pipeline.models.hf import load_base_model, load_teacher, load_tokenizer, resolve_pretrained
 from pipeline.recipes import Recipe, evaluation
 from pipeline.schema import Budget, Positive, PositiveInt, Section, Weights, weights, weights_field
 from pipeline.tasks import Task, prepared_task
 
-RANDOM = "random"
-INIT_HELP = "start from the general_distill student of this objective (listed in general_distill.objectives), or random weights"
+RANDOM, SLICE = "random", "teacher_slice"
+NO_GENERAL = (RANDOM, SLICE)  # inits that need no general_distill student
+INIT_HELP = ("the general_distill student of this objective (listed in general_distill.objectives); "
+             f"{SLICE}: where general distillation starts (the pretrained teacher's mapped layers cut to the "
+             f"student's width), without it; or {RANDOM} weights")
 
 
 class TwoStepStudent(Section):
@@ -42,8 +45,8 @@ class TwoStepStudent(Section):
     @classmethod
     def _known_init(cls, value: str) -> str:
         known = sorted(objectives())
-        if value != RANDOM and value not in known:
-            raise ValueError(f"must be one of {', '.join(known)} (a general_distill objective) or {RANDOM}")
+        if value not in NO_GENERAL and value not in known:
+            raise ValueError(f"must be one of {', '.join(known)} (a general_distill objective), {SLICE} or {RANDOM}")
         return value
 
 
@@ -67,9 +70,9 @@ class PredictionStep(Step2):
 
 def check_init(method: str, name: str, cfg: TwoStepStudent, params) -> None:
     """A student's `init` must name a general-distillation stage that runs."""
-    if cfg.init != RANDOM and cfg.init not in params.general_distill.objectives:
+    if cfg.init not in NO_GENERAL and cfg.init not in params.general_distill.objectives:
         raise ValueError(f"{method}.{name}.init: {cfg.init!r} is not in general_distill.objectives "
-                          f"{params.general_distill.objectives} (add it there, or use init: {RANDOM})")
+                          f"{params.general_distill.objectives} (add it there, or use init: {SLICE} or {RANDOM})")
 
 
 class PredictionRecipe(Recipe):
@@ -92,21 +95,30 @@ class PredictionRecipe(Recipe):
         return self.output(terms, logits)
 
 
-def task_student(params, task: Task, init: str, teacher_config):
-    """The step-1 student: a general_distill student (the one of `init`) with a classification head,
-    or random weights of the same shape (the no-general-distillation ablation)."""
+def task_student(params, task: Task, init: str, teacher_config) -> tuple[Any, torch.Tensor | None]:
+    """The step-1 student with a classification head: the general_distill student of `init`; or, of the
+    same shape, the pretrained teacher sliced as general distillation starts (`teacher_slice`, then also
+    the teacher's hidden dimensions it kept) or random weights (the no-general-distillation ablations)."""
     from transformers import BertForSequenceClassification
 
     labels = task.model_labels()
-    if init == RANDOM:
-        config = tfm.student_config(teacher_config, params.general_distill.student)
+    if init in NO_GENERAL:
+        shape = params.general_distill.student
+        config = tfm.student_config(teacher_config, shape)
         for k, v in labels.items():
             setattr(config, k, v)
-        return BertForSequenceClassification(config)
+        student = BertForSequenceClassification(config)
+        if init == RANDOM:
+            return student, None
+        key = "teacher.pretrained"
+        pretrained = load_base_model(resolve_pretrained(params.teacher.pretrained, key), key)
+        layer_map = tfm.resolve_layer_map(params.general_distill.layer_map, shape.layers,
+                                          encoders.dims(pretrained).layers, "general_distill.layer_map")
+        return student, tfm.slice_from_teacher(student, pretrained, layer_map)
     folder = GENERAL / init
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder}: no general_distill student (run `dvc repro general_distill@{init}`)")
-    return BertForSequenceClassification.from_pretrained(str(folder), **labels)
+    return BertForSequenceClassification.from_pretrained(str(folder), **labels), None
 
 
 def layer_map(step_map, student, teacher, key: str) -> list[int]:
@@ -127,10 +139,12 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str,
     task = prepared_task()
     teacher, tokenizer = load_teacher()
     set_seed(params.seed)
-    student = task_student(params, task, cfg.init, teacher.config)
+    student, kept = task_student(params, task, cfg.init, teacher.config)
     recipe, details = build(student, teacher, step, f"{method}.{run.name}.intermediate", run)
     projection = getattr(recipe, "projection", None)
-    if cfg.init != RANDOM:
+    if kept is not None and projection is not None:
+        tfm.scatter_projection(projection, kept)
+    elif cfg.init not in NO_GENERAL:
         tfm.load_projection(GENERAL / cfg.init, projection)
     rows = task_rows(TEACHER_LOGITS, cfg.augmented, step.max_rows, params.seed)
     return training.run(training.Job(
@@ -138,7 +152,7 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str,
         collate=token_collator(tokenizer), budget=step,
         fingerprint=[params.seed, params.data.task, params.data.max_length,
                      params.general_distill.student.model_dump(), method, cfg.init, cfg.augmented, step.model_dump()],
-        inputs=[TEACHER, TEACHER_LOGITS] + ([GENERAL / cfg.init] if cfg.init != RANDOM else []),
+        inputs=[TEACHER, TEACHER_LOGITS] + ([GENERAL / cfg.init] if cfg.init not in NO_GENERAL else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder, projection),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
         summary={"student": run.name, "method": method, "step": "intermediate", "init": cfg.init,

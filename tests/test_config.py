@@ -28,7 +28,8 @@ def test_rendered_params_round_trip_with_each_comment_once_and_variants_as_merge
     # the ablations read as their base plus the one key they change
     tinybert = text[text.index("\ntinybert:"):text.index("\nexport:")]
     assert "  tinybert4: &tinybert4\n" in tinybert
-    assert "  tinybert4_nogd:\n    <<: *tinybert4\n    init: random\n  tinybert4_noaug:" in tinybert
+    assert "  tinybert4_nogd:\n    <<: *tinybert4\n    init: random\n  tinybert4_slice:" in tinybert
+    assert "  tinybert4_slice:\n    <<: *tinybert4\n    init: teacher_slice\n  tinybert4_noaug:" in tinybert
     assert tinybert.endswith("  tinybert4_noaug:\n    <<: *tinybert4\n    augmented: false")
 
 
@@ -38,7 +39,7 @@ def test_a_change_to_a_base_reaches_its_variants():
     text = text[:start] + text[start:].replace("      max_rows: 4000", "      max_rows: 123", 1)
     params = parse_params(yaml.safe_load(text))
     assert {name: cfg.intermediate.max_rows for name, cfg in params.tinybert.items()} == {
-        "tinybert4": 123, "tinybert4_nogd": 123, "tinybert4_noaug": 123}
+        "tinybert4": 123, "tinybert4_nogd": 123, "tinybert4_slice": 123, "tinybert4_noaug": 123}
     assert params.tinybert["tinybert4_nogd"].init == "random"
 
 
@@ -74,7 +75,8 @@ def test_a_change_to_a_base_reaches_its_variants():
     ({"tang": {}, "distilbert": {}, "tinybert": {}, "minilmv2": {}, "lrc": {}}, "at least one student is required"),
     ({"distilbert": {"bilstm_kd": {}}}, "student 'bilstm_kd' is in both distilbert and tang; names must be unique"),
     ({"tinybert": {"tinybert4": {"init": "pretrained"}}},
-     "tinybert.tinybert4.init: must be one of distilbert, minilmv2, tinybert (a general_distill objective) or random"),
+     "tinybert.tinybert4.init: must be one of distilbert, minilmv2, tinybert (a general_distill objective), "
+     "teacher_slice or random"),
     ({"tinybert": {"tinybert4": {"init": "distilbert"}}},
      "tinybert.tinybert4.init: 'distilbert' is not in general_distill.objectives ['tinybert', 'minilmv2']"),
     ({"lrc": {"x": {"intermediate": {"cos_nce": {"negatives": "memory_bank"}}}}},
@@ -130,7 +132,8 @@ def test_profiles(tmp_path, monkeypatch):
     for params in (Params(), ci, full):  # every method, compared like for like: same rows, epochs and lr
         assert {name: method.name for name, (method, _) in params.students().items()} == {
             "bilstm_kd": "tang", "bilstm_nokd": "tang", "distil3": "distilbert", "tinybert4": "tinybert",
-            "tinybert4_nogd": "tinybert", "tinybert4_noaug": "tinybert", "minilm4": "minilmv2", "lrc4": "lrc"}
+            "tinybert4_nogd": "tinybert", "tinybert4_slice": "tinybert", "tinybert4_noaug": "tinybert",
+            "minilm4": "minilmv2", "lrc4": "lrc"}
         assert params.minilmv2["minilm4"].init == "minilmv2" and params.lrc["lrc4"].init == "tinybert"
         like_for_like = {"max_rows", "epochs", "learning_rate", "batch_size", "warmup_ratio"}
         students = {"tinybert4": params.tinybert, "minilm4": params.minilmv2, "lrc4": params.lrc}

@@ -590,15 +590,35 @@ def test_noaug_rows_are_train_rows_only_and_samples_are_seeded(tmp_path):
     assert len(task_rows(tmp_path / "logits", True, 5, 0)) == 5
 
 
-def test_random_init_student_has_the_general_shape_and_needs_no_general_student(tmp_path, monkeypatch):
+def test_random_and_slice_init_students_have_the_general_shape_and_need_no_general_student(tmp_path, monkeypatch):
+    from transformers import BertConfig, BertModel
+
     from pipeline.tasks import preset_task
     from pipeline.twostep import task_student
 
     monkeypatch.chdir(tmp_path)  # no models/general here
-    params = parse_params(deep_merge(Params().model_dump(), {"general_distill": {
-        "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
-    teacher = tiny_bert(layers=4, hidden=32)
-    student = task_student(params, preset_task("sst2"), "random", teacher.config)
+    torch.manual_seed(0)
+    pretrained = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64))
+    pretrained.save_pretrained(str(tmp_path / "pretrained"))
+    params = parse_params(deep_merge(Params().model_dump(), {
+        "teacher": {"pretrained": str(tmp_path / "pretrained")},
+        "general_distill": {"student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
+    teacher = tiny_bert(layers=4, hidden=32)  # the fine-tuned one: its shape, not its weights
+    student, kept = task_student(params, preset_task("sst2"), "random", teacher.config)
     assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_labels) == (2, 16, 2)
+    assert kept is None
+    sliced, kept = task_student(params, preset_task("sst2"), "teacher_slice", teacher.config)
+    assert sliced.config.hidden_size == 16 and len(kept) == 16
+    # the pretrained teacher's layers 2 and 4 (the uniform map), cut to the kept hidden dimensions and
+    # the first 8 of each head's 16
+    rows = [*range(0, 8), *range(16, 24)]
+    for s_layer, t_layer in ((0, 1), (1, 3)):
+        assert torch.equal(sliced.bert.encoder.layer[s_layer].attention.self.query.weight,
+                           pretrained.encoder.layer[t_layer].attention.self.query.weight[rows][:, kept])
+    assert torch.equal(sliced.bert.embeddings.word_embeddings.weight,
+                       pretrained.embeddings.word_embeddings.weight[:, kept])
+    assert not torch.equal(student.bert.embeddings.word_embeddings.weight,
+                           sliced.bert.embeddings.word_embeddings.weight)
     with pytest.raises(ModelError, match="no general_distill student.*general_distill@tinybert"):
         task_student(params, preset_task("sst2"), "tinybert", teacher.config)
