@@ -6,6 +6,7 @@ repository's prefect.yaml; `start_worker` adds a worker to a pool."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
         tree = []
     for pid in tree:
         try:
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     proc.wait()
