@@ -54,8 +54,10 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def write_int8(fp32: Path, int8: Path, calibration: Sequence[Feeds] | None = None) -> None:
-    """int8 weights from the fp32 graph. Dynamic (no `calibration`): activations are quantised on the fly,
-    and a fused Attention becomes onnxruntime's quantised QAttention. Static: activation ranges calibrated
+    """int8 weights from the fp32 graph, one scale per output channel of each weight where the operator
+    allows it (per tensor, the fine-tuned teacher lost 1.7 dev points in int8; per channel 0.5, at the same
+    speed; an LSTM keeps one scale per tensor). Dynamic (no `calibration`): activations are quantised on the
+    fly, and a fused Attention becomes onnxruntime's quantised QAttention. Static: activation ranges calibrated
     on the `calibration` batches, QDQ around every MatMul (a fused Attention stays fp32)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -68,11 +70,13 @@ def write_int8(fp32: Path, int8: Path, calibration: Sequence[Feeds] | None = Non
         def get_next(self):
             return next(self.feeds, None)
 
+    # onnxruntime's quantised LSTM takes one scale per weight tensor only
+    per_channel = not any(node.op_type == "LSTM" for node in onnx.load(str(fp32)).graph.node)
     try:
         with _quiet_root_logger():
             if calibration is None:
                 # fused operators (com.microsoft) have no ONNX shape inference: their outputs are float
-                quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8,
+                quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=per_channel,
                                  extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
                 return
             with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
@@ -81,7 +85,7 @@ def write_int8(fp32: Path, int8: Path, calibration: Sequence[Feeds] | None = Non
                 fused = any(node.domain == "com.microsoft" for node in onnx.load(str(fp32)).graph.node)
                 quant_pre_process(str(fp32), str(shaped), skip_optimization=True, skip_symbolic_shape=not fused)
                 quantize_static(shaped, int8, Batches(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
     except Exception as exc:  # onnxruntime.quantization raises assorted types
         raise ModelError(f"{int8.name}: int8 quantisation failed ({type(exc).__name__}: {exc})") from exc
 

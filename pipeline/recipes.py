@@ -59,6 +59,9 @@ def evaluation(logits: torch.Tensor, labels: torch.Tensor | None) -> dict[str, t
 
 
 def frozen(model: nn.Module) -> nn.Module:
+    from pipeline.inference import use_attention_for
+
+    use_attention_for(model)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

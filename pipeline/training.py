@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.artifacts import atomic_path
 from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.inference import use_bf16
+from pipeline.inference import use_attention_for, use_bf16
 from pipeline.tasks import Task, compute_metrics
 
 if TYPE_CHECKING:
@@ -38,9 +38,9 @@ class Job:
     """What one training run needs; `run(job)` does the rest."""
 
     model: nn.Module  # what the Trainer trains: a recipe around a student, or an HF model
-    train: Any  # datasets.Dataset of model inputs (+ labels, teacher logits, length)
+    train: Any  # datasets.Dataset of model inputs (+ labels, teacher logits, length), read into memory by run
     collate: Callable[[list[dict]], dict[str, torch.Tensor]]
-    budget: Any  # epochs, learning_rate, batch_size, warmup_ratio (schema.Budget or alike)
+    budget: Any  # epochs, learning_rate, batch_size, warmup_ratio, dropout (schema.Budget or alike)
     fingerprint: Sequence[Any]  # the params that define the result: a checkpoint resumes only if they match
     inputs: Sequence[Path]  # input artifacts, hashed into the checkpoint fingerprint
     save: Callable[[Path], None]  # writes the trained artifact into a folder
@@ -56,11 +56,28 @@ class Job:
     summary: dict[str, Any] = field(default_factory=dict)  # what the stage reports besides the run's numbers
 
 
+class Rows(torch.utils.data.Dataset):
+    """A training set as plain Python rows, so that the Trainer reads each example from a list rather than
+    through Arrow formatting (a third of a BiLSTM step, a tenth of a small Transformer's); `lengths`, its
+    `length` column, is what length-grouped batching sorts by."""
+
+    def __init__(self, dataset):
+        self.rows = dataset.to_list()
+        self.lengths = [row["length"] for row in self.rows] if "length" in dataset.column_names else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
 @functools.cache
 def _trainer_class():
     """transformers.Trainer that also logs the named loss terms a model returns (imported on first use:
     stages that do not train never pay for it)."""
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class TermTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -72,6 +89,13 @@ def _trainer_class():
                         self.term_sums[term] = self.term_sums.get(term, 0.0) + outputs[term].detach().float()
                 self.term_steps += 1
             return (loss, outputs) if return_outputs else loss
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if self.args.train_sampling_strategy == "group_by_length" and getattr(dataset, "lengths", None):
+                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                            lengths=dataset.lengths)
+            return super()._get_train_sampler(train_dataset)
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs and self.term_steps:  # each term averaged over the steps since the last log
@@ -128,6 +152,22 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
     )
 
 
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Every dropout of the trained model (a recipe's frozen teacher is outside its module tree)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+
+
+def final_evaluation(trainer) -> dict[str, float]:
+    """Dev metrics of the trained model: those of the epoch-end evaluation when it ran at the last step
+    (a whole number of epochs), else a new evaluation."""
+    last = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last is not None and last.get("step") == trainer.state.global_step:
+        return last
+    return trainer.evaluate()
+
+
 def metrics_fn(task: Task):
     def compute(prediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
@@ -147,7 +187,10 @@ def run(job: Job, params: Params) -> dict[str, Any]:
                               batch_size=b.batch_size, seed=params.seed, checkpoint_steps=params.checkpoint_steps,
                               warmup=b.warmup_ratio, weight_decay=job.weight_decay,
                               evaluate=evaluate, group_by_length=job.group_by_length, bf16=bf16)
-    trainer = make_trainer(job.terms, model=job.model, args=args, train_dataset=job.train,
+    use_attention_for(job.model)
+    if getattr(b, "dropout", None) is not None:
+        set_dropout(job.model, b.dropout)
+    trainer = make_trainer(job.terms, model=job.model, args=args, train_dataset=Rows(job.train),
                            eval_dataset=job.dev, data_collator=job.collate,
                            compute_metrics=metrics_fn(job.task) if evaluate else None)
     resume = checkpoints.latest_trainer_checkpoint() if checkpoints.start() else None
@@ -156,7 +199,7 @@ def run(job: Job, params: Params) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=resume)
     summary = dict(job.summary)
     if evaluate:
-        final = trainer.evaluate()
+        final = final_evaluation(trainer)
         summary.update({f"dev_{m}": round(final[f"eval_{m}"], 4) for m in job.task.metrics})
     with atomic_path(job.out) as tmp:
         tmp.mkdir()

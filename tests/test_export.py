@@ -234,6 +234,18 @@ def test_int8_graph_is_quantised_smaller_and_agrees_with_fp32(kind, hf_export, b
     assert agreement >= 0.95 and summary["int8"]["argmax_agreement_vs_fp32"] >= 0.95
 
 
+def test_int8_weights_have_a_scale_per_output_channel_except_an_lstm(hf_export, bilstm_export):
+    def weight_scales(path):
+        graph = onnx.load(str(path)).graph
+        init = {t.name: t for t in graph.initializer}
+        return [list(init[n.input[3]].dims) for n in graph.node if n.op_type == "MatMulInteger" and n.input[3] in init]
+
+    hf_scales = [dims for dims in weight_scales(hf_export[0] / INT8_FILE)]
+    assert hf_scales and all(dims and dims[0] > 1 for dims in hf_scales)  # one zero point per output column
+    graph = onnx.load(str(bilstm_export[0] / INT8_FILE)).graph
+    assert any(n.op_type == "DynamicQuantizeLSTM" for n in graph.node)  # quantised, one scale per tensor
+
+
 def test_a_failing_quantisation_is_a_clear_error_and_leaves_no_folder(tiny_teacher, sst2_dev, tmp_path, monkeypatch):
     import onnxruntime.quantization
 

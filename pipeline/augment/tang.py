@@ -23,16 +23,41 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from pydantic import Field, model_validator
+
 from pipeline.artifacts import open_input
-from pipeline.config import AugmentConfig
+from pipeline.augment import AugmentBase, Augmenter, Collector
 from pipeline.data.text import split_words
 from pipeline.errors import ConfigError
+from pipeline.schema import PositiveInt, Probability
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
 
 MASK = "[MASK]"
+
+
+class TangConfig(AugmentBase):
+    n_iter: int = Field(5, ge=0, description="augmented samples drawn per example (0: none)")
+    max_examples: PositiveInt | None = Field(10000, description="augment only the first N train rows (null: all)")
+    p_mask: Probability = Field(0.1, description="per word: probability of replacing it by [MASK]")
+    p_pos: Probability = Field(0.1, description="per word: probability of a same-POS-tag replacement")
+    p_ng: Probability = Field(0.25, description="per sample: probability of keeping only an n-gram")
+    ngram_max: int = Field(5, ge=1, description="n-gram length n is uniform in 1..ngram_max")
+    tagset: Literal["ptb", "universal"] = Field("ptb", description="POS tagset used to group replacement words")
+    nltk_data: str = Field("data/embedded/nltk_data",
+                           description="folder with NLTK's perceptron tagger (nltk_data layout)")
+
+    @model_validator(mode="after")
+    def _exclusive_ops(self) -> TangConfig:
+        if self.p_mask + self.p_pos > 1.0:
+            raise ValueError(f"p_mask + p_pos must be <= 1 (got {self.p_mask} + {self.p_pos})")
+        return self
 
 
 class Tagger:
@@ -49,7 +74,7 @@ class Tagger:
         roots = [Path(nltk_data), *(Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p)]
         root = next((r for r in roots if self._file(r, "weights") is not None), None)
         if root is None:
-            raise ConfigError(f"augment.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found under "
+            raise ConfigError(f"augment.tang.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found under "
                               f"{nltk_data!r} (or NLTK_DATA): expected {self.MODEL}/"
                               "averaged_perceptron_tagger_eng.{weights,tagdict,classes}.json[.gz]")
         self._tagger = PerceptronTagger(load=False)
@@ -57,7 +82,7 @@ class Tagger:
         self._universal: dict[str, str] | None = None
         if tagset == "universal":
             if not (root / self.UNIVERSAL_MAP).is_file():
-                raise ConfigError(f"augment.tagset: universal needs {root / self.UNIVERSAL_MAP}")
+                raise ConfigError(f"augment.tang.tagset: universal needs {root / self.UNIVERSAL_MAP}")
             lines = (root / self.UNIVERSAL_MAP).read_text(encoding="utf-8").splitlines()
             self._universal = dict(line.strip().split("\t") for line in lines if line.strip())
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -71,7 +96,7 @@ class Tagger:
     def _json(cls, root: Path, part: str):
         path = cls._file(root, part)
         if path is None:
-            raise ConfigError(f"augment.nltk_data: {root / cls.MODEL} has no {part} file")
+            raise ConfigError(f"augment.tang.nltk_data: {root / cls.MODEL} has no {part} file")
         with open_input(path) as handle:
             return json.loads(handle.read().decode("utf-8"))
 
@@ -114,27 +139,25 @@ class TagUnigrams:
 
 @dataclass
 class AugmentCounts:
+    """Per-word and per-sample operation counts (the kept/dropped counts come from the Collector)."""
+
     source_examples: int = 0
-    samples_drawn: int = 0
-    kept: int = 0
-    dropped_duplicate: int = 0
-    dropped_original: int = 0
     words_seen: int = 0
     words_masked: int = 0
     words_pos_replaced: int = 0
     ngram_sampled: int = 0
     sentences_tagged: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self, samples_drawn: int) -> dict:
         out = dict(self.__dict__)
         seen = max(self.words_seen, 1)
         out["mask_rate"] = round(self.words_masked / seen, 4)
         out["pos_rate"] = round(self.words_pos_replaced / seen, 4)
-        out["ngram_rate"] = round(self.ngram_sampled / max(self.samples_drawn, 1), 4)
+        out["ngram_rate"] = round(self.ngram_sampled / max(samples_drawn, 1), 4)
         return out
 
 
-def mask_and_replace(tokens: Sequence[str], tags: Sequence[str], cfg: AugmentConfig, unigrams: TagUnigrams,
+def mask_and_replace(tokens: Sequence[str], tags: Sequence[str], cfg: TangConfig, unigrams: TagUnigrams,
                      rng: np.random.Generator, counts: AugmentCounts) -> list[str]:
     """The per-word step: masking and POS-guided replacement are mutually exclusive per word."""
     draws = rng.random(len(tokens))
@@ -161,34 +184,28 @@ def sample_ngram(tokens: Sequence[str], ngram_max: int, rng: np.random.Generator
     return list(tokens[start:start + n])
 
 
-def augment(texts: Sequence[str], pairs: Sequence[str] | None, cfg: AugmentConfig, seed: int,
-            tagger: Tagger | None = None, progress: bool = True) -> tuple[dict[str, list], AugmentCounts]:
+def augment(texts: Sequence[str], pairs: Sequence[str] | None, cfg: TangConfig, seed: int,
+            tagger: Tagger | None = None, progress: bool = True) -> tuple[dict[str, list], dict]:
     """Augment examples; returns rows {text, text_pair, source_idx} and the operation counts.
 
-    `texts`/`pairs` are the training examples (pairs None for single-sentence tasks); the tag
-    unigram distribution is estimated on all of them, augmentation applies to the first
-    `cfg.max_examples` (all if null).
+    `texts`/`pairs` are the training examples (pairs None for single-sentence tasks); augmentation
+    applies to the first `cfg.max_examples` (all if null), and the tag unigram distribution is
+    estimated on those examples (each tagged once either way).
     """
     tagger = tagger or Tagger(cfg.nltk_data, cfg.tagset)
     sides = [texts] if pairs is None else [texts, pairs]
     tokenised = [[split_words(t) for t in side] for side in sides]
+    limit = len(texts) if cfg.max_examples is None else min(cfg.max_examples, len(texts))
 
     tagged = []
     for side in tokenised:
-        for tokens in tqdm(side, desc="POS tagging", unit="sent", disable=not progress, mininterval=2):
+        for tokens in tqdm(side[:limit], desc="POS tagging", unit="sent", disable=not progress, mininterval=2):
             tagged.append((tokens, tagger.tag(tokens)))
     unigrams = TagUnigrams(tagged)
 
-    def key(parts: Sequence[Sequence[str]]) -> tuple[str, ...]:
-        return tuple(" ".join(p) for p in parts)
-
-    originals = {key([side[i] for side in tokenised]) for i in range(len(texts))}
-    originals |= {tuple(s[i].strip() for s in sides) for i in range(len(texts))}
-    seen: set[tuple[str, ...]] = set()
-    rows: dict[str, list] = {"text": [], "text_pair": [], "source_idx": []}
+    collector = Collector(texts, pairs, tokenised)
     counts = AugmentCounts()
     rng = np.random.default_rng(seed)
-    limit = len(texts) if cfg.max_examples is None else min(cfg.max_examples, len(texts))
     counts.source_examples = limit
 
     for idx in tqdm(range(limit), desc="augmenting", unit="ex", disable=not progress, mininterval=2):
@@ -199,17 +216,14 @@ def augment(texts: Sequence[str], pairs: Sequence[str] | None, cfg: AugmentConfi
             if rng.random() < cfg.p_ng:
                 parts = [sample_ngram(p, cfg.ngram_max, rng) for p in parts]
                 counts.ngram_sampled += 1
-            counts.samples_drawn += 1
-            sample = key(parts)
-            if sample in originals:
-                counts.dropped_original += 1
-            elif sample in seen:
-                counts.dropped_duplicate += 1
-            else:
-                seen.add(sample)
-                rows["text"].append(sample[0])
-                rows["text_pair"].append(sample[1] if pairs is not None else None)
-                rows["source_idx"].append(idx)
-    counts.kept = len(rows["text"])
+            collector.add(idx, parts)
     counts.sentences_tagged = tagger.sentences_tagged
-    return rows, counts
+    return collector.rows, {**counts.as_dict(collector.drawn), **collector.counts()}
+
+
+def run(texts: Sequence[str], pairs: Sequence[str] | None, cfg: TangConfig, params: Params):
+    return augment(texts, pairs, cfg, params.seed)
+
+
+AUGMENTER = Augmenter(name="tang", title="Tang et al. 2019: masking, POS-guided word replacement, n-gram sampling",
+                      config=TangConfig, run=run)
