@@ -4,10 +4,11 @@ Each seed is a DVC experiment of the repository's params with only `seed` change
 its own temporary workspace: the workspace is left as it is), so everything the seed touches reruns:
 the train subsample, augmentation, the teacher and every student. The seeds run one after another here;
 for a pool, the distill-sweep flow takes the same params sets ([{"seed": 0}, {"seed": 1}, ...]) and
-`dvc exp show` lists the same experiments. Call two models different only where the gap between their
-means exceeds both spreads (the `std` column).
+`dvc exp show` lists the same experiments. Two models are different only where the gap between their
+means exceeds both spreads (the `std` column); the second table says so for every pair. Both tables are
+printed and written to reports/seeds.md.
 
-    python -m benchmarks.seeds [--seeds 0 1 2] [--repo .] [--prefix seed]
+    python -m benchmarks.seeds [--seeds 0 1 2] [--repo .] [--prefix seed] [--out reports/seeds.md]
 """
 
 from __future__ import annotations
@@ -38,13 +39,49 @@ def markdown(table: list[dict[str, Any]], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def differences(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of models on the same metric, the better mean first: the gap between the means, the larger
+    of the two spreads (sample std), and whether the gap exceeds it (only then are the two different)."""
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for r in table:
+        model, _, metric = r["column"].partition(" ")
+        if metric.startswith("dev_") and r["n"] > 1:
+            by_metric.setdefault(metric, []).append({**r, "model": model})
+    pairs = []
+    for metric, rows in by_metric.items():
+        rows = sorted(rows, key=lambda r: -r["mean"])
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                gap, spread = a["mean"] - b["mean"], max(a["std"], b["std"])
+                pairs.append({"metric": metric, "better": a["model"], "worse": b["model"], "gap": gap,
+                              "spread": spread, "different": gap > spread})
+    return pairs
+
+
+def differences_markdown(pairs: list[dict[str, Any]]) -> str:
+    lines = ["Pairs of models: the gap between their means against the larger of their two spreads; only a gap "
+             "above it is a difference", "", "| metric | better | worse | gap | larger std | different? |",
+             "|---|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(f"| {p['metric']} | {p['better']} | {p['worse']} | {100 * p['gap']:.2f} | "
+                     f"{100 * p['spread']:.2f} | {'yes' if p['different'] else 'no: within the spread'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.artifacts import atomic_path
     from pipeline.flows import experiment_args, experiment_rows, run_dvc
+
+    def write_text(path: Path, text: str) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     parser.add_argument("--repo", default=".", help="the repository (default: here)")
     parser.add_argument("--prefix", default="seed", help="experiment names: PREFIX-SEED")
+    parser.add_argument("--out", type=Path, default=Path("reports/seeds.md"),
+                        help="also write the tables here, relative to the repository (default reports/seeds.md)")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     names = [f"{args.prefix}-{seed}" for seed in args.seeds]
@@ -52,7 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: dvc exp run --temp -S seed={seed}", flush=True)
         run_dvc(repo, *experiment_args(repo, name, {"seed": seed}))
     rows = experiment_rows(repo, names, ["seed"])
-    print(markdown(summarize(rows), args.seeds))
+    table = summarize(rows)
+    text = f"{markdown(table, args.seeds)}\n\n{differences_markdown(differences(table))}\n"
+    print(text)
+    write_text(repo / args.out, text)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.artifacts import AUGMENTED, EXPORTS, PREPARED, TEACHER, load_dataset_dir, texts_of
+from pipeline.artifacts import EXPORTS, PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
 from pipeline.config import EvaluateConfig, load_params
 from pipeline.evaluate import REFERENCE, measure_speed, row_name
 from pipeline.export import prepare
 from pipeline.graphs import fuse, write_int8, write_onnx
 from pipeline.inference import classifier_logits, use_bf16
-from pipeline.models.hf import load_classifier, load_tokenizer
+from pipeline.logits import pass_teacher
 from pipeline.runtimes import RUNTIMES, OnnxPredictor, export_info, load_export, task_of
 
 # ---------------------------------------------------------------- FLOPs of a shape
@@ -107,15 +107,13 @@ def gemm_peak(dtype: torch.dtype, repeats: int) -> float:
 def teacher_logits_pass(rows: int, batch_size: int, max_length: int, bf16: bool) -> tuple[float, float, int]:
     """(FLOPs, seconds, rows) of the teacher_logits pass (as the stage runs it) over train + augmented rows."""
     task = task_of(EXPORTS / REFERENCE)
-    texts, pairs = texts_of(load_dataset_dir(PREPARED)["train"], task.is_pair)
-    if AUGMENTED.exists():
-        aug_texts, aug_pairs = texts_of(load_dataset_dir(AUGMENTED), task.is_pair)
-        texts, pairs = texts + aug_texts, (pairs + aug_pairs) if pairs else None
+    texts, pairs = texts_of(load_dataset_dir(TEACHER_LOGITS if TEACHER_LOGITS.exists() else PREPARED / "train"),
+                            task.is_pair)
     order = list(range(len(texts)))
     random.Random(0).shuffle(order)
     order = order[:rows]
     texts, pairs = [texts[i] for i in order], [pairs[i] for i in order] if pairs else None
-    model, tokenizer = load_classifier(str(TEACHER), key="teacher"), load_tokenizer(str(TEACHER), key="teacher")
+    model, tokenizer = pass_teacher(bf16)
 
     def run():
         return classifier_logits(model, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length,

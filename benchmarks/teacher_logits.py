@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from pipeline.artifacts import AUGMENTED, PREPARED, TEACHER, load_dataset_dir, texts_of
+from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir, texts_of
 from pipeline.inference import classifier_logits
 from pipeline.models.hf import load_classifier, load_tokenizer
 
@@ -31,9 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformers import pipeline
 
-    texts = texts_of(load_dataset_dir(PREPARED)["train"], False)[0]
-    if AUGMENTED.exists():
-        texts += texts_of(load_dataset_dir(AUGMENTED), False)[0]
+    texts = texts_of(load_dataset_dir(TEACHER_LOGITS if TEACHER_LOGITS.exists() else PREPARED / "train"), False)[0]
     random.Random(0).shuffle(texts)
     texts = texts[: args.n]
     model = load_classifier(args.model, key="--model").eval()

@@ -19,7 +19,7 @@ from typing import Any
 from pipeline.errors import DataError
 
 PREPARED = Path("data/prepared")
-AUGMENTED = Path("data/augmented")
+AUGMENTED = Path("data/augmented")  # one folder per augmentation method
 TEACHER_LOGITS = Path("data/teacher_logits")
 TEACHER = Path("models/teacher")
 TEACHER_NAME = "teacher (models/teacher)"  # how errors name the fine-tuned teacher
@@ -32,6 +32,10 @@ CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, no
 
 
 HISTORY = REPORTS / "history"  # training logs (Trainer log history), one file per training run
+
+
+def augmented_dir(method: str) -> Path:
+    return AUGMENTED / method
 
 
 def student_dir(name: str) -> Path:

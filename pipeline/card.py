@@ -26,6 +26,10 @@ def card_info(name: str, params) -> dict[str, Any]:
         "method": method,
         "params": flatten(cfg.model_dump()),
     }
+    ablation = m.ablations.get(name) if name != "teacher" else None
+    if ablation is not None and ablation.base in params.section(m.name):
+        info["ablation"] = {"base": ablation.base, "leaves_out": ablation.leaves_out, "paper": ablation.paper,
+                            "paper_points": ablation.paper_points, "budget": ablation.budget(cfg, params)}
     init = getattr(cfg, "init", None)
     if init and init in params.general_distill.objectives:
         info["general_distillation"] = {"objective": init, **flatten(params.general_distill.settings(init))}

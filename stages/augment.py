@@ -1,8 +1,10 @@
-"""Tang et al. 2019 augmentation of the prepared train split -> data/augmented + operation counts."""
+"""Augment the prepared train split with one method: `python -m stages.augment <method>` (one of
+augment.methods: tang, tinybert) -> data/augmented/<method> + its operation counts."""
 
-from pipeline.artifacts import AUGMENTED, PREPARED, REPORTS, load_dataset_dir, save_dataset, texts_of, write_json
-from pipeline.augment import augment
+from pipeline.artifacts import PREPARED, REPORTS, augmented_dir, load_dataset_dir, save_dataset, texts_of, write_json
+from pipeline.augment import augmenters
 from pipeline.config import Params
+from pipeline.errors import ConfigError
 from pipeline.stage import log, stage
 from pipeline.tasks import prepared_task
 
@@ -11,17 +13,21 @@ from pipeline.tasks import prepared_task
 def main(params: Params, args: list[str]) -> None:
     import datasets
 
+    listed = params.augment.methods
+    if len(args) != 1 or args[0] not in listed:
+        raise ConfigError(f"usage: python -m stages.augment <method>; augment.methods: {', '.join(listed) or 'none'}")
+    method = args[0]
     train = load_dataset_dir(PREPARED)["train"]
     texts, pairs = texts_of(train, prepared_task().is_pair)
-    rows, counts = augment(texts, pairs, params.augment, params.seed)
+    rows, counts = augmenters()[method].run(texts, pairs, getattr(params.augment, method), params)
     features = datasets.Features({
         "text": datasets.Value("string"),
         "text_pair": datasets.Value("string"),
         "source_idx": datasets.Value("int64"),
     })
-    save_dataset(datasets.Dataset.from_dict(rows, features=features), AUGMENTED, meta=counts.as_dict())
-    write_json(REPORTS / "augment.json", counts.as_dict())
-    log.info("augmentation: %s", counts.as_dict())
+    save_dataset(datasets.Dataset.from_dict(rows, features=features), augmented_dir(method), meta=counts)
+    write_json(REPORTS / "augment" / f"{method}.json", counts)
+    log.info("augmentation %s: %s", method, counts)
 
 
 if __name__ == "__main__":

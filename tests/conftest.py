@@ -79,14 +79,16 @@ DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from
 TINY_BILSTM = {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}
 TINY = {
     "data": {"max_train": 120, "max_dev": 60},
-    "augment": {"n_iter": 3},
+    "augment": {"methods": ["tang", "tinybert"], "tang": {"n_iter": 3}, "tinybert": {"n_iter": 2}},
+    "teacher": {"max_rows": 100},  # fine-tuned on a sample; its logits cover all 120 train rows
     "tang": {"bilstm_kd": TINY_BILSTM, "bilstm_nokd": TINY_BILSTM},
     "distilbert": {"distil3": {"epochs": 1.0, "batch_size": 16}},
     "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8, "minilmv2": {"relation_heads": 2},
                         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
     "tinybert": {"tinybert4": TINY_STEPS, "tinybert4_nogd": DROP, "tinybert4_slice": DROP,
                  "tinybert4_noaug": DROP},
-    "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}})},
+    # one student learns from TinyBERT's augmentation (word vectors only: the tiny teacher has no MLM head)
+    "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}, "augmentation": "tinybert"})},
     "lrc": {"lrc4": TINY_STEPS},
     # a random model's int8 can lose a few of 60 dev rows: the int8 gate is tested on its own
     "export": {"int8_max_drop": None},
@@ -97,7 +99,7 @@ TINY = {
 # What a full `dvc repro` of the default DAG runs and reports.
 STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", *TWOSTEP}
 REPORT_ROWS = {f"{m}{suffix}" for m in {"teacher"} | STUDENTS for suffix in ("", ":onnx", ":int8")}
-ALL_STAGES = ({"prepare", "augment", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
+ALL_STAGES = ({"prepare", "augment@tang", "augment@tinybert", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
                "distilbert@distil3", "general_distill@tinybert", "general_distill@minilmv2", "export", "evaluate"}
               | {f"{method}_{step}@{name}" for name, method in TWOSTEP.items() for step in ("intermediate", "prediction")})
 
@@ -108,8 +110,8 @@ LEAN = {"minilmv2": {"minilm4": DROP}, "lrc": {"lrc4": DROP}, "general_distill":
 
 # For tests of orchestration, not of methods: the BiLSTM students only, no general distillation.
 BILSTMS_ONLY = {"distilbert": {"distil3": DROP}, "tinybert": {"tinybert4": DROP}, "minilmv2": {"minilm4": DROP},
-                "lrc": {"lrc4": DROP}, "general_distill": {"objectives": []}}
-BILSTM_STAGES = {"prepare", "augment", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
+                "lrc": {"lrc4": DROP}, "general_distill": {"objectives": []}, "augment": {"methods": ["tang"]}}
+BILSTM_STAGES = {"prepare", "augment@tang", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
                  "export", "evaluate"}
 
 

@@ -3,8 +3,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pipeline.augment import MASK, AugmentCounts, Tagger, TagUnigrams, augment, mask_and_replace, sample_ngram
-from pipeline.config import AugmentConfig
+from pipeline.augment.tang import MASK, AugmentCounts, TangConfig, Tagger, TagUnigrams, augment, mask_and_replace, \
+    sample_ngram
 from pipeline.data.readers import read_raw
 from pipeline.data.text import split_words
 from pipeline.config import DataConfig
@@ -24,8 +24,8 @@ def sst2_slice():
     return rows["text"][:300]
 
 
-def acfg(**kw) -> AugmentConfig:
-    return AugmentConfig(nltk_data=str(NLTK_DATA), **kw)
+def acfg(**kw) -> TangConfig:
+    return TangConfig(nltk_data=str(NLTK_DATA), **kw)
 
 
 def test_ngram_keeps_a_contiguous_span_of_1_to_5():
@@ -86,12 +86,12 @@ def test_augment_is_deterministic_counts_add_up_and_drops_copies(tagger, sst2_sl
     again, _ = augment(sst2_slice, None, cfg, seed=7, tagger=tagger, progress=False)
     other, _ = augment(sst2_slice, None, cfg, seed=8, tagger=tagger, progress=False)
     assert rows == again and rows != other
-    assert counts.samples_drawn == 6 * 300
-    assert counts.kept + counts.dropped_duplicate + counts.dropped_original == counts.samples_drawn
+    assert counts["samples_drawn"] == 6 * 300
+    assert counts["kept"] + counts["dropped_duplicate"] + counts["dropped_original"] == counts["samples_drawn"]
     originals = set(sst2_slice)
     assert len(set(rows["text"])) == len(rows["text"]) and not originals & set(rows["text"])
-    assert all(0 <= i < 300 for i in rows["source_idx"]) and rows["text_pair"] == [None] * counts.kept
-    stats = counts.as_dict()
+    assert all(0 <= i < 300 for i in rows["source_idx"]) and rows["text_pair"] == [None] * counts["kept"]
+    stats = counts
     assert abs(stats["mask_rate"] - 0.1) < 0.03 and abs(stats["pos_rate"] - 0.1) < 0.03
     assert abs(stats["ngram_rate"] - 0.25) < 0.05
 
@@ -99,7 +99,7 @@ def test_augment_is_deterministic_counts_add_up_and_drops_copies(tagger, sst2_sl
 def test_nothing_kept_when_no_operation_applies(tagger, sst2_slice):
     rows, counts = augment(sst2_slice[:20], None, acfg(n_iter=3, p_mask=0, p_pos=0, p_ng=0), seed=0,
                            tagger=tagger, progress=False)
-    assert rows["text"] == [] and counts.dropped_original == 60
+    assert rows["text"] == [] and counts["dropped_original"] == 60
 
 
 def test_each_unique_sentence_is_tagged_once(tagger):
@@ -123,14 +123,14 @@ def test_pairs_are_augmented_on_both_sides_independently(tagger):
     splits = read_raw(DataConfig(task="mrpc", source=str(MRPC), max_train=None))
     texts, pairs = splits["train"]["text"][:40], splits["train"]["text_pair"][:40]
     rows, counts = augment(texts, pairs, acfg(n_iter=5, p_ng=0.0), seed=0, tagger=tagger, progress=False)
-    assert counts.kept > 150 and all(p for p in rows["text_pair"])
+    assert counts["kept"] > 150 and all(p for p in rows["text_pair"])
     for text, pair, idx in zip(rows["text"], rows["text_pair"], rows["source_idx"]):
         # without n-gram sampling, each side keeps its own source's length
         assert len(text.split()) == len(split_words(texts[idx]))
         assert len(pair.split()) == len(split_words(pairs[idx]))
     changed_a = sum(t != " ".join(split_words(texts[i])) for t, i in zip(rows["text"], rows["source_idx"]))
     changed_b = sum(p != " ".join(split_words(pairs[i])) for p, i in zip(rows["text_pair"], rows["source_idx"]))
-    assert changed_a > 0.5 * counts.kept and changed_b > 0.5 * counts.kept
+    assert changed_a > 0.5 * counts["kept"] and changed_b > 0.5 * counts["kept"]
     assert texts == splits["train"]["text"][:40]  # inputs untouched
 
 
@@ -139,7 +139,7 @@ def test_missing_tagger_is_a_config_error(tmp_path, monkeypatch):
     import nltk
 
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    with pytest.raises(ConfigError, match="augment.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found"):
+    with pytest.raises(ConfigError, match="augment.tang.nltk_data: NLTK's averaged_perceptron_tagger_eng was not found"):
         Tagger(str(tmp_path))
 
 
@@ -162,7 +162,7 @@ def test_pair_ngram_sampling_keeps_a_span_of_each_side(tagger):
     pairs = ["alpha beta gamma delta epsilon zeta eta theta", "k l m n o p q r s t"]
     rows, counts = augment(texts, pairs, acfg(n_iter=30, p_mask=0.0, p_pos=0.0, p_ng=1.0, ngram_max=3), seed=0,
                            tagger=tagger, progress=False)
-    assert counts.ngram_sampled == counts.samples_drawn == 60 and counts.kept > 0
+    assert counts["ngram_sampled"] == counts["samples_drawn"] == 60 and counts["kept"] > 0
     for text, pair, idx in zip(rows["text"], rows["text_pair"], rows["source_idx"]):
         for side, source in ((text, texts[idx]), (pair, pairs[idx])):
             assert 1 <= len(side.split()) <= 3 and f" {side} " in f" {source} "  # a contiguous span of its own side

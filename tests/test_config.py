@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.augment.tinybert import TinyBERTConfig
 from pipeline.config import Params, deep_merge, load_params, parse_params
 from pipeline.errors import ConfigError
 from pipeline.profile import main as profile_main
@@ -30,13 +31,15 @@ def test_rendered_params_round_trip_with_each_comment_once_and_variants_as_merge
     assert "  tinybert4: &tinybert4\n" in tinybert
     assert "  tinybert4_nogd:\n    <<: *tinybert4\n    init: random\n  tinybert4_slice:" in tinybert
     assert "  tinybert4_slice:\n    <<: *tinybert4\n    init: teacher_slice\n  tinybert4_noaug:" in tinybert
-    assert tinybert.endswith("  tinybert4_noaug:\n    <<: *tinybert4\n    augmented: false")
+    assert tinybert.endswith("  tinybert4_noaug:\n    <<: *tinybert4\n    augmentation: null")
 
 
 def test_a_change_to_a_base_reaches_its_variants():
-    text = render_params(Params())
+    defaults = Params()
+    text = render_params(defaults)
     start = text.index("\ntinybert:")
-    text = text[:start] + text[start:].replace("      max_rows: 4000", "      max_rows: 123", 1)
+    step1_rows = f"      max_rows: {defaults.tinybert['tinybert4'].intermediate.max_rows}"
+    text = text[:start] + text[start:].replace(step1_rows, "      max_rows: 123", 1)
     params = parse_params(yaml.safe_load(text))
     assert {name: cfg.intermediate.max_rows for name, cfg in params.tinybert.items()} == {
         "tinybert4": 123, "tinybert4_nogd": 123, "tinybert4_slice": 123, "tinybert4_noaug": 123}
@@ -44,11 +47,18 @@ def test_a_change_to_a_base_reaches_its_variants():
 
 
 @pytest.mark.parametrize("overlay, message", [
-    ({"augment": {"p_mask": 1.5}}, "params.yaml: augment.p_mask: Input should be less than or equal to 1 (got 1.5)"),
-    ({"augment": {"p_ng": -0.1}}, "augment.p_ng: Input should be greater than or equal to 0"),
-    ({"augment": {"n_iter": "many"}}, "augment.n_iter: Input should be a valid integer"),
-    ({"augment": {"p_mask": 0.6, "p_pos": 0.6}}, "augment: p_mask + p_pos must be <= 1 (got 0.6 + 0.6)"),
-    ({"augment": {"p_mask_typo": 0.1}}, "augment.p_mask_typo: unknown key"),
+    ({"augment": {"tang": {"p_mask": 1.5}}},
+     "params.yaml: augment.tang.p_mask: Input should be less than or equal to 1 (got 1.5)"),
+    ({"augment": {"tang": {"p_ng": -0.1}}}, "augment.tang.p_ng: Input should be greater than or equal to 0"),
+    ({"augment": {"tang": {"n_iter": "many"}}}, "augment.tang.n_iter: Input should be a valid integer"),
+    ({"augment": {"tang": {"p_mask": 0.6, "p_pos": 0.6}}}, "augment.tang: p_mask + p_pos must be <= 1 (got 0.6 + 0.6)"),
+    ({"augment": {"tang": {"p_mask_typo": 0.1}}}, "augment.tang.p_mask_typo: unknown key"),
+    ({"augment": {"tinybert": {"p_replace": 1.4}}}, "augment.tinybert.p_replace: Input should be less than or equal to 1"),
+    ({"augment": {"methods": ["tang", "eda"]}}, "augment.methods: Value error, unknown augmentation 'eda'; methods: tang, tinybert"),
+    ({"augment": {"methods": ["tinybert"]}},
+     "lrc.lrc4.augmentation: 'tang' is not in augment.methods ['tinybert'] (add it there, or choose one of them, or null)"),
+    ({"tang": {"bilstm_nokd": {"augmentation": "tang"}}},
+     "tang.bilstm_nokd: Value error, augmentation: 'tang' needs train_on: teacher_logits"),
     ({"teacher": {"epochs": 0}}, "teacher.epochs: Input should be greater than 0"),
     ({"data": {"task": "my task"}}, "data.task: a task name is letters, digits, - and _ (got 'my task')"),
     ({"data": {"metrics": ["pearson"]}},
@@ -118,9 +128,10 @@ def test_load_params_errors(tmp_path):
 
 def test_partial_params_fill_in_defaults(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("augment:\n  n_iter: 3\n")
+    path.write_text("augment:\n  tang:\n    n_iter: 3\n")
     params = load_params(path)
-    assert params.augment.n_iter == 3 and params.augment.p_mask == 0.1 and "bilstm_kd" in params.tang
+    assert params.augment.tang.n_iter == 3 and params.augment.tang.p_mask == 0.1 and "bilstm_kd" in params.tang
+    assert params.augment.tinybert.n_iter == TinyBERTConfig().n_iter
 
 
 def test_profiles(tmp_path, monkeypatch):
@@ -128,7 +139,9 @@ def test_profiles(tmp_path, monkeypatch):
     full = profile_params("full", ROOT / "profiles")
     assert ci.data.max_train <= 500 and ci.tang["bilstm_kd"].epochs < Params().tang["bilstm_kd"].epochs
     assert full.data.max_train is None
-    assert (full.augment.n_iter, full.augment.p_mask, full.augment.p_pos, full.augment.p_ng) == (20, 0.1, 0.1, 0.25)
+    tang, tinybert = full.augment.tang, full.augment.tinybert
+    assert (tang.n_iter, tang.p_mask, tang.p_pos, tang.p_ng) == (20, 0.1, 0.1, 0.25)
+    assert (tinybert.n_iter, tinybert.p_replace, tinybert.k) == (20, 0.4, 15)  # the paper's settings
     for params in (Params(), ci, full):  # every method, compared like for like: same rows, epochs and lr
         assert {name: method.name for name, (method, _) in params.students().items()} == {
             "bilstm_kd": "tang", "bilstm_nokd": "tang", "distil3": "distilbert", "tinybert4": "tinybert",
@@ -185,7 +198,9 @@ def test_each_stage_lists_the_code_it_runs_and_not_other_methods():
     from pipeline.dag import all_stages
 
     stages = {s.name: s for s in all_stages()}
-    assert "pipeline/data/text.py" in stages["augment"].code  # the tokeniser augmentation edits with
+    augment = stages["augment"].code  # each method's own file, found by its name; the tokeniser it edits with
+    assert "pipeline/augment/${item}.py" in augment and "pipeline/data/text.py" in augment
+    assert not any(f.startswith("pipeline/augment/") for f in augment[1:])
     assert {"pipeline/methods/tang.py", "pipeline/models/bilstm.py", "pipeline/training.py",
             "pipeline/data/text.py"} <= set(stages["tang"].code)
     assert not any(f.startswith("pipeline/methods/") and f != "pipeline/methods/tang.py" for f in stages["tang"].code)

@@ -231,7 +231,7 @@ def test_default_params_read_nothing_outside_the_repository():
     from pipeline.config import Params
 
     params = Params()
-    for path in (params.data.source, params.augment.nltk_data, params.general_distill.corpus):
+    for path in (params.data.source, params.augment.tang.nltk_data, params.general_distill.corpus):
         assert not Path(path).is_absolute() and (ROOT / path).resolve().is_relative_to(ROOT), path
         assert (ROOT / path).exists(), path
 

@@ -89,16 +89,21 @@ def test_repro_builds_every_artifact_and_reports_what_the_exports_do(built):
     assert "TinyBERT" in (built / "exports/tinybert4/README.md").read_text()
     assert "LRC-BERT" in (built / "exports/lrc4/README.md").read_text()
     assert "MiniLMv2" in (built / "exports/minilm4/README.md").read_text()
-    counts = json.loads((built / "reports/augment.json").read_text())
+    counts = json.loads((built / "reports/augment/tang.json").read_text())
     assert counts["source_examples"] == 120 and counts["kept"] > 0
+    tinybert = json.loads((built / "reports/augment/tinybert.json").read_text())
+    assert tinybert["candidates_from"] == "word vectors only (no masked LM)" and tinybert["kept"] > 0
+    assert json.loads((built / "reports/teacher.json").read_text())["train_rows"] == 100  # teacher.max_rows
     logits = json.loads((built / "data/teacher_logits/meta.json").read_text())
-    assert logits["rows"] == 120 + counts["kept"]
+    assert logits["rows"] == 120 + counts["kept"] + tinybert["kept"]  # every train row, both augmentations
+    assert logits["augmented_rows"] == {"tang": counts["kept"], "tinybert": tinybert["kept"]}
     for objective in ("tinybert", "minilmv2"):
         general = json.loads((built / f"reports/general_distill/{objective}.json").read_text())
         assert general["objective"] == objective and general["sequences"] == 16
     steps = {name: json.loads((built / f"reports/steps/{name}/intermediate.json").read_text()) for name in TWOSTEP}
-    assert steps["tinybert4"]["init"] == "tinybert" and steps["tinybert4"]["train_rows"] == logits["rows"]
+    assert steps["tinybert4"]["init"] == "tinybert" and steps["tinybert4"]["train_rows"] == 120 + counts["kept"]
     assert steps["minilm4"]["init"] == "minilmv2" and steps["minilm4"]["method"] == "minilmv2"
+    assert steps["minilm4"]["augmentation"] == "tinybert" and steps["minilm4"]["train_rows"] == 120 + tinybert["kept"]
     assert steps["lrc4"]["method"] == "lrc" and steps["lrc4"]["train_rows"] == steps["tinybert4"]["train_rows"]
     history = json.loads((built / "reports/history/tinybert4_intermediate.json").read_text())
     assert {"loss/embedding", "loss/hidden", "loss/attention"} <= set(history[0])  # every term logged
@@ -160,7 +165,7 @@ def test_same_params_and_seed_give_the_same_artifacts_and_metrics(repo):
     targets = ("minilmv2_prediction@minilm4", "lrc_prediction@lrc4", "tang@bilstm_kd")
     before = quality_snapshot(repo)
     proc = dvc(repo, "repro", "--force", *targets)
-    assert ran(proc) == {"prepare", "augment", "teacher_finetune", "teacher_logits", "general_distill@tinybert",
+    assert ran(proc) == {"prepare", "augment@tang", "augment@tinybert", "teacher_finetune", "teacher_logits", "general_distill@tinybert",
                          "general_distill@minilmv2", "tang@bilstm_kd"} | {
         f"{method}_{step}@{name}" for name, method in (("minilm4", "minilmv2"), ("lrc4", "lrc"))
         for step in ("intermediate", "prediction")}
@@ -183,13 +188,13 @@ def test_a_second_repro_in_a_busy_workspace_fails_and_touches_nothing(repo):
 
 def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
     # DVC removes a stage's outputs before running it; the stage must then fail before writing any.
-    set_params(repo, {"augment": {"n_iter": 2}})
+    set_params(repo, {"augment": {"tang": {"n_iter": 2}}})
     text = (repo / "params.yaml").read_text().replace("p_mask: 0.1", "p_mask: 1.5")
     (repo / "params.yaml").write_text(text)
     proc = dvc(repo, "repro", check=False)
     assert proc.returncode != 0
-    assert "augment.p_mask: Input should be less than or equal to 1 (got 1.5)" in proc.stdout + proc.stderr
-    assert not (repo / "reports/augment.json").exists() and not (repo / "data/augmented").exists()
+    assert "augment.tang.p_mask: Input should be less than or equal to 1 (got 1.5)" in proc.stdout + proc.stderr
+    assert not (repo / "reports/augment/tang.json").exists() and not (repo / "data/augmented/tang").exists()
     assert not list((repo / "data").glob(".*tmp*")) and not list((repo / "reports").glob(".*tmp*"))
     assert (repo / "data/prepared/meta.json").is_file()  # upstream artifacts are untouched
 

@@ -27,8 +27,8 @@ def test_mrpc_needs_only_params(tmp_path, tiny_teacher):
     assert prepared["task"]["is_pair"] and prepared["rows"]["train"] == 80
     # augmented pairs reached the teacher and the students: both sides, every row
     logits = datasets.load_from_disk(str(repo / "data/teacher_logits"))
-    augmented = logits.filter(lambda origin: origin == "augment", input_columns="origin")
-    kept = json.loads((repo / "reports/augment.json").read_text())["kept"]
+    augmented = logits.filter(lambda origin: origin == "tang", input_columns="origin")
+    kept = json.loads((repo / "reports/augment/tang.json").read_text())["kept"]
     assert len(augmented) == kept > 80 and all(augmented["text_pair"]) and all(logits["text_pair"])
     assert json.loads((repo / "reports/students/bilstm_kd.json").read_text())["train_rows"] == 80 + kept
     metrics = json.loads((repo / "reports/metrics.json").read_text())

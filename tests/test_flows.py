@@ -163,8 +163,8 @@ def test_stages_import_without_prefect():
 
 
 def test_bad_params_override_fails_before_any_stage(server, fresh):
-    result = run_deployment_once(server, fresh, {"repo": str(fresh), "params": {"augment": {"p_mask": 1.5}}})
-    assert result["state"] == "Failed" and "augment.p_mask" in result["message"]
+    result = run_deployment_once(server, fresh, {"repo": str(fresh), "params": {"augment": {"tang": {"p_mask": 1.5}}}})
+    assert result["state"] == "Failed" and "augment.tang.p_mask" in result["message"]
     assert result["task_runs"] == {}
     assert "p_mask: 0.1" in (fresh / "params.yaml").read_text()  # untouched
 
@@ -174,7 +174,7 @@ def test_stage_with_bad_params_fails_the_run_and_is_not_retried(server, fresh):
     params.write_text(params.read_text().replace("n_iter: 3", "n_iter: -1"))
     result = run_deployment_once(server, fresh, {"repo": str(fresh)})
     assert result["state"] == "Failed"
-    assert "augment.n_iter: Input should be greater than or equal to 0" in result["message"]
+    assert "augment.tang.n_iter: Input should be greater than or equal to 0" in result["message"]
     assert result["task_runs"] == {"prepare": 1}  # the first stage stops the run, once: not retried
 
 
@@ -201,10 +201,10 @@ def test_a_stage_that_fails_once_is_retried_and_the_run_completes(server, fresh,
     from pipeline.flows import distill_pipeline
 
     attempts = make_flaky(fresh, "_n == 0", how)
-    ran = distill_pipeline(repo=str(fresh), targets=["augment"], retry_delay_seconds=0)
-    assert ran == {"prepare": "ran", "augment": "ran"}
+    ran = distill_pipeline(repo=str(fresh), targets=["augment@tang"], retry_delay_seconds=0)
+    assert ran == {"prepare": "ran", "augment@tang": "ran"}
     assert len(attempts.read_text().splitlines()) == 2
-    assert (fresh / "data/augmented").is_dir()
+    assert (fresh / "data/augmented/tang").is_dir()
 
 
 def test_a_stage_that_always_fails_is_tried_the_configured_times_and_fails_with_its_message(server, fresh):
@@ -212,7 +212,7 @@ def test_a_stage_that_always_fails_is_tried_the_configured_times_and_fails_with_
 
     attempts = make_flaky(fresh, "True", "print('the disk went away', file=sys.stderr); sys.exit(1)")
     with pytest.raises(StageFailed, match="augment") as err:
-        distill_pipeline(repo=str(fresh), targets=["augment"], retries=2, retry_delay_seconds=0)
+        distill_pipeline(repo=str(fresh), targets=["augment@tang"], retries=2, retry_delay_seconds=0)
     assert len(attempts.read_text().splitlines()) == 3  # the first try and two retries
     assert "the disk went away" in str(err.value)
 
@@ -222,7 +222,7 @@ def test_an_error_line_marks_bad_input_whatever_the_exit_code(server, fresh):
 
     attempts = make_flaky(fresh, "True", "print('error: data/train.tsv:3: a bad row', file=sys.stderr); sys.exit(3)")
     with pytest.raises(InvalidInput, match="data/train.tsv:3: a bad row"):
-        distill_pipeline(repo=str(fresh), targets=["augment"], retry_delay_seconds=0)
+        distill_pipeline(repo=str(fresh), targets=["augment@tang"], retry_delay_seconds=0)
     assert len(attempts.read_text().splitlines()) == 1  # not retried
 
 
@@ -232,7 +232,7 @@ def test_experiments_keep_paths_inside_the_repository_and_pin_paths_outside_it(t
     repo = tmp_path / "repo"
     (repo / "data/embedded/nltk_data").mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
-    (repo / "params.yaml").write_text("data:\n  source: ../elsewhere\naugment:\n  nltk_data: data/embedded/nltk_data\n")
+    (repo / "params.yaml").write_text("data:\n  source: ../elsewhere\naugment:\n  tang:\n    nltk_data: data/embedded/nltk_data\n")
     args = experiment_args(repo, "e1", {"tang": {"bilstm_kd": {"hidden": 8}}})
     assert args == ["exp", "run", "--temp", "--name", "e1", "-S", f"data.source={tmp_path / 'elsewhere'}",
                     "-S", "tang.bilstm_kd.hidden=8"]

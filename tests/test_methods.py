@@ -577,17 +577,19 @@ def test_in_batch_negatives_leave_out_near_copies():
 
 
 # ---------------------------------------------------------------- the ablations' wiring
-def test_noaug_rows_are_train_rows_only_and_samples_are_seeded(tmp_path):
+def test_a_student_learns_from_train_rows_and_its_own_augmentation_only_and_samples_are_seeded(tmp_path):
     import datasets
 
     from pipeline.data.batches import task_rows
 
-    datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(10)],
-                                "origin": ["train"] * 4 + ["augment"] * 6}).save_to_disk(str(tmp_path / "logits"))
-    assert sorted(task_rows(tmp_path / "logits", False, None, 0)["text"]) == ["t0", "t1", "t2", "t3"]
-    assert len(task_rows(tmp_path / "logits", True, None, 0)) == 10
-    assert task_rows(tmp_path / "logits", True, 5, 0)["text"] == task_rows(tmp_path / "logits", True, 5, 0)["text"]
-    assert len(task_rows(tmp_path / "logits", True, 5, 0)) == 5
+    datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(12)],
+                                "origin": ["train"] * 4 + ["tang"] * 6 + ["tinybert"] * 2}
+                               ).save_to_disk(str(tmp_path / "logits"))
+    assert sorted(task_rows(tmp_path / "logits", None, None, 0)["text"]) == ["t0", "t1", "t2", "t3"]
+    assert sorted(task_rows(tmp_path / "logits", "tang", None, 0)["text"]) == [f"t{i}" for i in range(10)]
+    assert sorted(task_rows(tmp_path / "logits", "tinybert", None, 0)["text"]) == ["t0", "t1", "t10", "t11", "t2", "t3"]
+    assert task_rows(tmp_path / "logits", "tang", 5, 0)["text"] == task_rows(tmp_path / "logits", "tang", 5, 0)["text"]
+    assert len(task_rows(tmp_path / "logits", "tang", 5, 0)) == 5
 
 
 def test_random_and_slice_init_students_have_the_general_shape_and_need_no_general_student(tmp_path, monkeypatch):

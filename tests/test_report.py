@@ -136,3 +136,41 @@ def test_an_int8_left_out_by_its_export_is_not_served_and_the_report_says_why(tm
     assert list(report["int8_left_out"]) == ["s"] and "s: int8 loses 50.00 points" in report["int8_left_out"]["s"]
     assert "Left out of serving (int8 lost too much against ONNX fp32): s: int8 loses 50.00 points" in render_report(
         report)
+
+
+def test_ablation_costs_are_points_against_the_student_they_ablate_beside_the_paper():
+    from pipeline.evaluate import ablation_costs
+    from pipeline.report import ablation_section, agrees
+
+    ablation = {"base": "full", "leaves_out": "data augmentation", "paper": "w/o DA (a table)", "paper_points": 7.2,
+                "budget": "1 epoch"}
+    summaries = {"teacher": {}, "full": {"card_info": {}}, "noaug": {"card_info": {"ablation": ablation}},
+                 "orphan": {"card_info": {"ablation": {**ablation, "base": "missing"}}}}
+    rows = {"teacher": {"dev_accuracy": 0.9}, "full": {"dev_accuracy": 0.85}, "noaug": {"dev_accuracy": 0.8325},
+            "orphan": {"dev_accuracy": 0.5}}
+    costs = ablation_costs(summaries, rows, "dev_accuracy")
+    assert set(costs) == {"noaug"} and costs["noaug"]["points"] == 1.75  # 85.00 - 83.25
+    lines = ablation_section({"ablations": costs, "main_metric": "dev_accuracy"})
+    row = next(line for line in lines if line.startswith("| noaug"))
+    assert "| -1.75 | -7.2: w/o DA (a table) | differs | 1 epoch |" in row
+    assert agrees(6.5, 7.2) == "about the paper's" and agrees(0.4, 0.3) == "about the paper's"
+    assert agrees(1.75, 7.2) == "differs" and agrees(3.0, None) == "no paper cell"
+    assert ablation_section({"ablations": {}, "main_metric": "dev_accuracy"}) == []
+
+
+def test_shipped_ablations_name_a_shipped_base_and_reach_the_model_cards():
+    from pipeline.card import card_info
+    from pipeline.config import Params
+
+    params = Params()
+    students = params.students()
+    for name, (method, cfg) in students.items():
+        ablation = method.ablations.get(name)
+        if ablation is None:
+            continue
+        assert ablation.base in params.section(method.name)  # compared with a student of its own method
+        info = card_info(name, params)["ablation"]
+        assert info["base"] == ablation.base and info["budget"] == ablation.budget(cfg, params)
+    assert {n for n, (m, _) in students.items() if n in m.ablations} == {
+        "bilstm_nokd", "tinybert4_nogd", "tinybert4_slice", "tinybert4_noaug"}
+    assert "ablation" not in card_info("tinybert4", params) and "ablation" not in card_info("teacher", params)

@@ -76,12 +76,13 @@ def workspace(tmp_path_factory, tiny_mlm_teacher):
     repo = ws / "repo"
     repo.mkdir()
     write_params(repo, deep_merge(RESUME, {"teacher": {"pretrained": str(tiny_mlm_teacher)},  # inputs from this checkout
-                                           "data": {"source": str(SST2)}, "augment": {"nltk_data": str(NLTK_DATA)},
+                                           "data": {"source": str(SST2)}, "augment": {"tang": {"nltk_data": str(NLTK_DATA)}},
                                            "general_distill": {"corpus": str(WIKITEXT)}}))
     cwd = os.getcwd()
     os.chdir(repo)
     try:
-        for module, args in (("prepare", []), ("augment", []), ("teacher_finetune", []), ("teacher_logits", []),
+        for module, args in (("prepare", []), ("augment", ["tang"]), ("augment", ["tinybert"]), ("teacher_finetune", []),
+                             ("teacher_logits", []),
                              *(("general_distill", [o]) for o in ("tinybert", "minilmv2", "distilbert"))):
             run_stage(module, args)
         yield repo

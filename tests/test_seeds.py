@@ -25,6 +25,24 @@ def test_summary_is_mean_and_sample_spread_per_model_best_first():
     assert "| teacher dev_accuracy | 3 | 0.8200 | 0.0200 | 0.8000 | 0.8400 |" in markdown(table, [0, 1, 2])
 
 
+def test_two_models_differ_only_where_the_gap_exceeds_both_spreads():
+    from benchmarks.seeds import differences, differences_markdown
+
+    def stats(column, mean, std):
+        return {"column": column, "n": 3, "mean": mean, "std": std, "min": mean - std, "max": mean + std}
+
+    table = [stats("teacher dev_accuracy", 0.870, 0.002), stats("tiny dev_accuracy", 0.855, 0.004),
+             stats("mini dev_accuracy", 0.851, 0.006), stats("tiny retention", 0.98, 0.01)]
+    pairs = {(p["better"], p["worse"]): p for p in differences(table)}
+    assert set(pairs) == {("teacher", "tiny"), ("teacher", "mini"), ("tiny", "mini")}  # retention is not a metric pair
+    assert pairs[("teacher", "tiny")]["different"] and pairs[("teacher", "tiny")]["gap"] == pytest.approx(0.015)
+    assert not pairs[("tiny", "mini")]["different"]  # a 0.4-point gap against a 0.6-point spread
+    assert pairs[("tiny", "mini")]["spread"] == pytest.approx(0.006)
+    text = differences_markdown(differences(table))
+    assert "| dev_accuracy | tiny | mini | 0.40 | 0.60 | no: within the spread |" in text
+    assert "| dev_accuracy | teacher | tiny | 1.50 | 0.40 | yes |" in text
+
+
 @pytest.mark.slow
 def test_the_script_runs_each_seed_as_an_experiment_and_leaves_the_workspace(tiny_teacher, tmp_path, capsys):
     from benchmarks.seeds import main
@@ -37,4 +55,5 @@ def test_the_script_runs_each_seed_as_an_experiment_and_leaves_the_workspace(tin
     line = next(ln for ln in out.splitlines() if ln.startswith("| bilstm_kd dev_accuracy |"))
     assert line.split("|")[2].strip() == "2"  # both seeds measured
     assert (repo / "params.yaml").read_text() == before and not (repo / "models" / "students").exists()
+    assert "| bilstm_kd dev_accuracy |" in (repo / "reports" / "seeds.md").read_text()
     assert "seed-1" in dvc(repo, "exp", "list").stdout

@@ -73,9 +73,10 @@ def sample_rows(split, limit: int | None, seed: int):
     return split.shuffle(seed=seed).select(range(limit))
 
 
-def task_rows(logits_dir: Path, augmented: bool, limit: int | None, seed: int):
-    """Train rows (+ augmented rows) with their cached teacher logits, optionally subsampled."""
+def task_rows(logits_dir: Path, augmentation: str | None, limit: int | None, seed: int):
+    """Train rows (+ the rows of one augmentation) with their cached teacher logits, optionally subsampled."""
     rows = load_dataset_dir(logits_dir)
-    if not augmented:
-        rows = rows.filter(lambda origin: origin == "train", input_columns="origin")
+    origins = {"train", augmentation}
+    if set(rows.unique("origin")) - origins:
+        rows = rows.filter(lambda origin: origin in origins, input_columns="origin")
     return sample_rows(rows, limit, seed)

@@ -63,6 +63,18 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class Ablation:
+    """A default student that leaves one part of its method out of another student, and what the method's
+    paper measured for leaving the same part out; the report puts the two costs side by side."""
+
+    base: str  # the student it is compared with
+    leaves_out: str  # what it does without
+    paper: str  # the paper's measurement of the same change: where, on what, and how much
+    paper_points: float | None  # the points that change cost in the paper (None: the paper has no such cell)
+    budget: Callable[[Any, Params], str]  # (the student's settings, params) -> what this run gives it, against the paper
+
+
+@dataclass(frozen=True)
 class Method:
     name: str
     title: str  # e.g. "TinyBERT (Jiao et al. 2020)"
@@ -72,6 +84,7 @@ class Method:
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # default students: name -> overrides
     objective: Objective | None = None
     validate: Callable[[str, Any, Params], None] | None = None  # cross-section checks of one student
+    ablations: dict[str, Ablation] = field(default_factory=dict)  # default students that are ablations of another
 
     def stage(self, step: Step) -> str:
         """The DVC stage name (foreach over the students adds `@<student>`)."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline import losses, training
 from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir
@@ -23,7 +23,7 @@ from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_teacher
 from pipeline.recipes import WithTeacher, evaluation
-from pipeline.schema import Budget, Positive, Probability, Section, weights, weights_field
+from pipeline.schema import Budget, Positive, Probability, Section, augmentation_field, check_train_on, weights, weights_field
 from pipeline.tasks import prepared_task
 
 Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
@@ -34,13 +34,19 @@ MLMWeights = weights("DistilBERTMLMWeights", soft=(5.0, "soft CE between MLM dis
 
 class DistilBERTStudent(Budget):
     train_on: Literal["prepared", "teacher_logits"] = Field(
-        "prepared", description="prepared: the gold-labelled train split; teacher_logits: train + augmented rows")
+        "prepared", description="prepared: the gold-labelled train split; teacher_logits: train (+ augmented) rows")
+    augmentation: str | None = augmentation_field(None)
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="0-based fine-tuned teacher layers copied into the student (null: half of them, evenly "
                           "spaced, the top one included: 6 layers -> [1, 3, 5])")
     temperature: Positive = Field(2.0, description="softmax temperature of the soft-label term")
     weights: Weights = weights_field(Weights)
     learning_rate: Positive = Field(5e-5, description="AdamW learning rate")
+
+    @model_validator(mode="after")
+    def _rows(self) -> DistilBERTStudent:
+        check_train_on(self.train_on, self.augmentation)
+        return self
 
 
 class TaskRecipe(WithTeacher):
@@ -94,7 +100,7 @@ def train(run: StepRun) -> dict:
     student = type(teacher)(config)
     tfm.init_from_teacher(student, teacher, layers)
     if cfg.train_on == "teacher_logits":
-        rows = task_rows(TEACHER_LOGITS, True, cfg.max_rows, params.seed)
+        rows = task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed)
     else:
         rows = sample_rows(load_dataset_dir(PREPARED)["train"], cfg.max_rows, params.seed)
     return training.run(training.Job(
@@ -170,7 +176,7 @@ METHOD = Method(
     student=DistilBERTStudent,
     steps=(Step("train", "soft CE + hard CE + hidden-state cosine against the fine-tuned teacher", Weights, train,
                 deps=("data/${item.train_on}", "data/prepared", "models/teacher")),),
-    defaults={"distil3": {}},
+    defaults={"distil3": {"max_rows": 10000}},
     objective=Objective(summary="masked-LM soft CE + MLM + cosine (needs a teacher with an MLM head)",
                         config=GeneralConfig, build=general_recipe, teacher=tfm.load_mlm_teacher, weights=MLMWeights),
 )

@@ -190,6 +190,7 @@ METHOD = Method(
     student=LRCStudent,
     steps=twostep.steps("lrc", stage1_recipe, "stage 1: COS-NCE against the fine-tuned teacher", Stage1Weights,
                         stage2_recipe, "stage 2: soft CE + hard CE + COS-NCE", Stage2Weights, needs_teacher=True),
-    defaults={"lrc4": {}},
+    # like the other shipped two-step students; its step 2 has CE on gold labels already (the paper's)
+    defaults={"lrc4": {"prediction": {"dropout": 0.0, "learning_rate": 4e-4}}},
     validate=lambda name, cfg, params: twostep.check_init("lrc", name, cfg, params),
 )

@@ -92,7 +92,7 @@ METHOD = Method(
             "prediction-layer soft CE",
     student=MiniLMv2Student,
     steps=twostep.steps("minilmv2", step1_recipe, "Q/K/V relation KL against the fine-tuned teacher", Weights),
-    defaults={"minilm4": {}},
+    defaults={"minilm4": twostep.SHIPPED_PREDICTION},
     objective=Objective(summary="Q/K/V self-attention relations of one teacher layer", config=Relations,
                         build=general_recipe, teacher=load_base_model, weights=Weights),
     validate=lambda name, cfg, params: twostep.check_init("minilmv2", name, cfg, params),

@@ -19,11 +19,11 @@ from pydantic import Field, model_validator
 
 from pipeline import losses, training
 from pipeline.artifacts import PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.data.batches import sample_rows
-from pipeline.methods import Method, Step, StepRun
+from pipeline.data.batches import sample_rows, task_rows
+from pipeline.methods import Ablation, Method, Step, StepRun
 from pipeline.models import bilstm
 from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import Budget, Positive, PositiveInt, WarmupRatio, weights, weights_field
+from pipeline.schema import Budget, Positive, PositiveInt, WarmupRatio, augmentation_field, check_train_on, weights, weights_field
 from pipeline.tasks import Task, prepared_task
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ Weights = weights("TangWeights", hard=(0.0, "CE on gold labels (alpha; augmented
 class TangStudent(Budget):
     train_on: Literal["prepared", "teacher_logits"] = Field(
         "teacher_logits",
-        description="prepared: the gold-labelled train split; teacher_logits: train + augmented rows with teacher logits")
+        description="prepared: the gold-labelled train split; teacher_logits: train (+ augmented) rows with teacher logits")
+    augmentation: str | None = augmentation_field()
     weights: Weights = weights_field(Weights)
     embedding: Literal["glove", "teacher"] = Field(
         "glove", description="glove: word vectors (GloVe 6B 50-d, or vectors_file); teacher: the teacher's WordPiece embeddings")
@@ -56,6 +57,7 @@ class TangStudent(Budget):
 
     @model_validator(mode="after")
     def _logits_to_learn_from(self) -> TangStudent:
+        check_train_on(self.train_on, self.augmentation)
         if self.train_on == "prepared" and self.weights.logit_mse:
             raise ValueError("weights.logit_mse needs teacher logits (train_on: teacher_logits); set it to 0 "
                              "to train on gold labels only")
@@ -124,7 +126,8 @@ def train(run: StepRun) -> dict:
     task = prepared_task()
     prepared = load_dataset_dir(PREPARED)
     distil = cfg.train_on == "teacher_logits"
-    source = sample_rows(load_dataset_dir(TEACHER_LOGITS) if distil else prepared["train"], cfg.max_rows, params.seed)
+    source = (task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed) if distil
+              else sample_rows(prepared["train"], cfg.max_rows, params.seed))
     texts, pairs = texts_of(source, task.is_pair)
     set_seed(params.seed)
     model, tokenizer = build_bilstm(cfg, params, task, texts + (pairs or []))
@@ -141,6 +144,18 @@ def train(run: StepRun) -> dict:
         terms=Weights.terms(), summary={"student": run.name, "method": "tang", "train_on": cfg.train_on}), params)
 
 
+def budget(cfg: TangStudent, params) -> str:
+    vectors = cfg.vectors_file or "50-d GloVe" if cfg.embedding == "glove" else "the teacher's WordPiece embeddings"
+    train = f"{params.data.max_train:,}" if params.data.max_train else "all"
+    return (f"{train} train rows, {vectors}, {cfg.epochs:g} epochs; the paper: all of SST-2 with 20 augmented copies "
+            "of each sentence, 300-d word2vec")
+
+
+ABLATIONS = {"bilstm_nokd": Ablation(
+    base="bilstm_kd", leaves_out="distillation: gold labels of the train rows only (no teacher logits, no augmentation)",
+    paper="BiLSTM 86.7 against the distilled BiLSTM_SOFT 90.7 on SST-2 (Tang et al. 2019, Table 1)", paper_points=4.0,
+    budget=budget)}
+
 METHOD = Method(
     name="tang",
     title="Tang et al. 2019 (BiLSTM)",
@@ -149,5 +164,7 @@ METHOD = Method(
     steps=(Step("train", "CE on gold labels + MSE to the cached teacher logits", Weights, train,
                 deps=("data/${item.train_on}", "data/prepared"),
                 shared=("seed", "teacher.pretrained")),),
-    defaults={"bilstm_kd": {}, "bilstm_nokd": {"train_on": "prepared", "weights": {"hard": 1.0, "logit_mse": 0.0}}},
+    defaults={"bilstm_kd": {}, "bilstm_nokd": {"train_on": "prepared", "augmentation": None,
+                                                "weights": {"hard": 1.0, "logit_mse": 0.0}}},
+    ablations=ABLATIONS,
 )

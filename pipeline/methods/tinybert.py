@@ -16,7 +16,7 @@ from pydantic import Field
 from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
 from pipeline.errors import ConfigError
-from pipeline.methods import Method, Objective, StepRun
+from pipeline.methods import Ablation, Method, Objective, StepRun
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_base_model
@@ -94,6 +94,31 @@ def general_recipe(student_config, teacher, cfg: GeneralConfig, layer_map: list[
     return student, IntermediateRecipe(student, teacher, layer_map, cfg.weights.active())
 
 
+TABLE6 = "Jiao et al. 2020, Table 6: TinyBERT4 on MNLI-m, MNLI-mm, MRPC and CoLA dev, 75.6 on average"
+
+
+def task_budget(cfg: TinyBERTStudent, params) -> str:
+    s1, s2 = cfg.intermediate, cfg.prediction
+
+    def rows(n):
+        return "all rows" if n is None else f"{n:,} rows"
+    return (f"step 1: {rows(s1.max_rows)} x {s1.epochs:g} epoch, step 2: {rows(s2.max_rows)} x {s2.epochs:g}; the "
+            "paper: 10 epochs of step 1 and 3 of step 2 over about 20 augmented copies of every train example")
+
+
+ABLATIONS = {
+    "tinybert4_nogd": Ablation(
+        base="tinybert4", leaves_out="general distillation and the slice init (random weights)",
+        paper=f"w/o GD: 72.5 ({TABLE6})", paper_points=3.1, budget=task_budget),
+    "tinybert4_slice": Ablation(
+        base="tinybert4", leaves_out="general distillation (starts from the teacher slice it starts from)",
+        paper="no such cell: the paper's w/o GD starts from random weights (-3.1 there)", paper_points=None,
+        budget=task_budget),
+    "tinybert4_noaug": Ablation(
+        base="tinybert4", leaves_out="data augmentation (train rows only)",
+        paper=f"w/o DA: 68.4 ({TABLE6})", paper_points=7.2, budget=task_budget),
+}
+
 METHOD = Method(
     name="tinybert",
     title="TinyBERT (Jiao et al. 2020)",
@@ -102,9 +127,12 @@ METHOD = Method(
     student=TinyBERTStudent,
     steps=twostep.steps("tinybert", step1_recipe, "embedding + hidden + attention MSE against the fine-tuned teacher",
                         Weights),
-    defaults={"tinybert4": {}, "tinybert4_nogd": {"init": "random"}, "tinybert4_slice": {"init": "teacher_slice"},
-              "tinybert4_noaug": {"augmented": False}},
+    defaults={"tinybert4": twostep.SHIPPED_PREDICTION,
+              "tinybert4_nogd": {**twostep.SHIPPED_PREDICTION, "init": "random"},
+              "tinybert4_slice": {**twostep.SHIPPED_PREDICTION, "init": "teacher_slice"},
+              "tinybert4_noaug": {**twostep.SHIPPED_PREDICTION, "augmentation": None}},
     objective=Objective(summary="embeddings + hidden states + attention scores, through a learned projection",
                         config=GeneralConfig, build=general_recipe, teacher=load_base_model, weights=Weights),
     validate=lambda name, cfg, params: twostep.check_init("tinybert", name, cfg, params),
+    ablations=ABLATIONS,
 )
