@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS,
                                 augmented_dir, general_dir, general_history)
-from pipeline.augment import NAMES as AUGMENTATIONS
+from pipeline.augment import NAMES as AUGMENTATIONS, augmenters
 from pipeline.methods import Method, methods, objectives
 
 DVC_FILE = "dvc.yaml"
@@ -111,7 +111,8 @@ def all_stages() -> list[Stage]:
               [str(PREPARED)], metrics=[str(REPORTS / "prepare.json")]),
         Stage("augment", "augmentation of the train rows, one method each (Tang et al.; TinyBERT)",
               "python -m stages.augment ${item}", [str(PREPARED)], augment_code,
-              ["seed", "teacher.pretrained", "augment.${item}"], [str(augmented_dir("${item}"))],
+              [*sorted({k for a in augmenters().values() for k in a.shared}), "augment.${item}"],
+              [str(augmented_dir("${item}"))],
               metrics=[str(REPORTS / "augment" / "${item}.json")], foreach="${augment.methods}"),
         Stage("teacher_finetune", "fine-tune the pretrained teacher on the task",
               "python -m stages.teacher_finetune", [str(PREPARED)], code_deps("stages.teacher_finetune"),

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from pydantic import Field, model_validator
 
 from pipeline.artifacts import open_input
-from pipeline.augment import AugmentBase, Augmenter, Collector
+from pipeline.augment.base import AugmentBase, Augmenter, Collector
 from pipeline.data.text import split_words
 from pipeline.errors import ConfigError
 from pipeline.schema import PositiveInt, Probability

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from pipeline.augment import AugmentBase, Augmenter, Collector
+from pipeline.augment.base import AugmentBase, Augmenter, Collector
 from pipeline.data.text import split_words
 from pipeline.errors import ModelError
 from pipeline.schema import PositiveInt, Probability
