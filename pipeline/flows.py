@@ -233,13 +233,14 @@ def distill_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
 
 def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) -> list[dict[str, Any]]:
     """`dvc exp show --json` reduced to one row per named experiment: the values of the params `keys`
-    (dotted) it ran with, and its main metrics."""
-    data = json.loads(run_dvc(repo, "exp", "show", "--json"))
+    (dotted) it ran with, and its main metrics. Experiments of every commit count (a commit made while
+    they ran moves HEAD away from their baseline); a name found twice counts once, its first listing."""
+    data = json.loads(run_dvc(repo, "exp", "show", "--json", "--all-commits"))
     rows = []
     for baseline in data:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                if rev.get("name") not in names:
+                if rev.get("name") not in names or any(r["experiment"] == rev["name"] for r in rows):
                     continue
                 row: dict[str, Any] = {"experiment": rev["name"]}
                 ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
