@@ -24,6 +24,16 @@ from pipeline.schema import DROPOUT_HELP, LAYER_MAP_HELP, Dropout, LayerMap, Pos
 PARAMS_FILE = "params.yaml"
 
 
+def registered(value: list[str], registry, kind: str, plural: str, each: str) -> list[str]:
+    """`value` as a list of names of `registry`, each once (a validator's check of such a list)."""
+    unknown = [name for name in value if name not in registry]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown[0]!r}; {plural}: {', '.join(registry)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"each {each} once")
+    return value
+
+
 class ColumnsConfig(Section):
     text: str | None = Field(None, description="raw column holding the text (default: the task's)")
     text_pair: str | None = Field(None, description="raw column holding the second text of a pair")
@@ -115,12 +125,7 @@ class AugmentMethods(Section):
     @field_validator("methods")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = [m for m in value if m not in augmenters()]
-        if unknown:
-            raise ValueError(f"unknown augmentation {unknown[0]!r}; methods: {', '.join(augmenters())}")
-        if len(set(value)) != len(value):
-            raise ValueError("each method once")
-        return value
+        return registered(value, augmenters(), "augmentation", "methods", "method")
 
 
 AugmentConfig = create_model(
@@ -193,12 +198,7 @@ class GeneralDistillBase(Section):
     @field_validator("objectives")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = [o for o in value if o not in objectives()]
-        if unknown:
-            raise ValueError(f"unknown objective {unknown[0]!r}; objectives: {', '.join(objectives())}")
-        if len(set(value)) != len(value):
-            raise ValueError("each objective once")
-        return value
+        return registered(value, objectives(), "objective", "objectives", "objective")
 
     def settings(self, objective: str) -> dict[str, Any]:
         """What general_distill@objective reads: the shared keys and that objective's own section."""
