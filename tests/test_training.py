@@ -43,6 +43,8 @@ def test_attention_is_eager_on_cpu_and_sdpa_on_cuda_for_every_model_inside(tiny_
     outer.inner = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher), attn_implementation="sdpa")
     use_attention_for(outer, torch.device("cpu"))
     assert outer.inner.config._attn_implementation == "eager"
+    use_attention_for(outer, torch.device("cuda"))  # only sets the implementation: no GPU needed
+    assert outer.inner.config._attn_implementation == "sdpa"
 
 
 def test_bf16_linear_weights_give_the_logits_bf16_autocast_gives(tiny_teacher):
