@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, make_repo
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, make_repo, needs_shared
 
 HEARTBEAT_S = 30  # Prefect's smallest heartbeat period
 
@@ -96,6 +96,7 @@ def test_a_run_fans_out_only_committed_code(tmp_path, tiny_teacher):
         check_committed(repo)
 
 
+@needs_shared  # it links ../shared/data beside each clone
 def test_paths_outside_the_repository_are_linked_beside_each_clone(tmp_path, tiny_teacher):
     from pipeline.fanout import make_clone, outside_paths
 
