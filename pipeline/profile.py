@@ -1,8 +1,9 @@
 """Write params.yaml from a profile: `python -m pipeline.profile {default,ci,full,...}`.
 
 A profile is the typed defaults (pipeline/config.py and the method files) with profiles/<name>.yaml
-merged on top; `default` is the defaults alone. The result is validated, then written to params.yaml,
-which DVC tracks: `dvc repro` afterwards reruns exactly the stages whose params changed.
+merged on top; `default` is the defaults alone. A student a profile adds may start `like: <student>`
+(`resolve_like`). The result is validated, then written to params.yaml, which DVC tracks: `dvc repro`
+afterwards reruns exactly the stages whose params changed.
 
 The file is rendered for reading: each field's comment once (its first occurrence), and a student that
 differs from an earlier one of its method in a few keys written as that one plus those keys (a YAML
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 
 from pipeline.artifacts import atomic_path
 from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 PROFILES_DIR = Path("profiles")
 HEADER = """\
@@ -44,7 +45,29 @@ def profile_params(name: str, profiles_dir: Path = PROFILES_DIR) -> Params:
     if not path.is_file():
         raise PipelineError(f"unknown profile {name!r}; available: {', '.join(available())}")
     overlay = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return parse_params(deep_merge(Params().model_dump(), overlay), str(path))
+    return parse_params(resolve_like(deep_merge(Params().model_dump(), overlay), str(path)), str(path))
+
+
+def resolve_like(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A profile's student written `{like: other, key: value, ...}` is student `other` of the same method,
+    as this profile leaves it (the defaults with the profile's changes), plus those keys: an ablation
+    named in a profile reads as its base and what it changes, whatever the base's settings are there."""
+    from pipeline.methods import methods
+
+    for method in methods():
+        students = raw.get(method)
+        if not isinstance(students, dict):
+            continue
+        for name, entry in list(students.items()):
+            if not isinstance(entry, dict) or "like" not in entry:
+                continue
+            rest = {k: v for k, v in entry.items() if k != "like"}
+            base = students.get(entry["like"])
+            if not isinstance(base, dict) or "like" in base:
+                raise ConfigError(f"{source}: {method}.{name}.like: {entry['like']!r} is not a student of "
+                                  f"{method} written before it (have: {', '.join(n for n in students if n != name)})")
+            students[name] = deep_merge(base, rest)
+    return raw
 
 
 # ---------------------------------------------------------------- rendering

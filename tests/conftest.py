@@ -85,8 +85,7 @@ TINY = {
     "distilbert": {"distil3": {"epochs": 1.0, "batch_size": 16}},
     "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8, "minilmv2": {"relation_heads": 2},
                         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
-    "tinybert": {"tinybert4": TINY_STEPS, "tinybert4_nogd": DROP, "tinybert4_slice": DROP,
-                 "tinybert4_noaug": DROP},
+    "tinybert": {"tinybert4": TINY_STEPS},
     # one student learns from TinyBERT's augmentation (word vectors only: the tiny teacher has no MLM head)
     "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}, "augmentation": "tinybert"})},
     "lrc": {"lrc4": TINY_STEPS},

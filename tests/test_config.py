@@ -26,24 +26,35 @@ def test_rendered_params_round_trip_with_each_comment_once_and_variants_as_merge
     assert parse_params(yaml.safe_load(text)) == Params()
     comments = [line.split("  # ", 1)[1] for line in text.splitlines() if "  # " in line and not line.startswith("#")]
     assert len(comments) == len(set(comments))  # each field's comment once
-    # the ablations read as their base plus the one key they change
-    tinybert = text[text.index("\ntinybert:"):text.index("\nexport:")]
-    assert "  tinybert4: &tinybert4\n" in tinybert
-    assert "  tinybert4_nogd:\n    <<: *tinybert4\n    init: random\n  tinybert4_slice:" in tinybert
-    assert "  tinybert4_slice:\n    <<: *tinybert4\n    init: teacher_slice\n  tinybert4_noaug:" in tinybert
-    assert tinybert.endswith("  tinybert4_noaug:\n    <<: *tinybert4\n    augmentation: null")
+    # an ablation reads as its base plus the keys it changes
+    tang = text[text.index("\ntang:"):text.index("\ntinybert:")]
+    assert "  bilstm_kd: &bilstm_kd\n" in tang
+    assert tang.endswith("  bilstm_nokd:\n    <<: *bilstm_kd\n    train_on: prepared\n    augmentation: null\n"
+                         "    weights:\n      hard: 1.0\n      logit_mse: 0.0")
 
 
 def test_a_change_to_a_base_reaches_its_variants():
     defaults = Params()
     text = render_params(defaults)
-    start = text.index("\ntinybert:")
-    step1_rows = f"      max_rows: {defaults.tinybert['tinybert4'].intermediate.max_rows}"
-    text = text[:start] + text[start:].replace(step1_rows, "      max_rows: 123", 1)
+    start = text.index("\ntang:")
+    epochs = f"    epochs: {defaults.tang['bilstm_kd'].epochs}"
+    text = text[:start] + text[start:].replace(epochs, "    epochs: 7.0", 1)
     params = parse_params(yaml.safe_load(text))
-    assert {name: cfg.intermediate.max_rows for name, cfg in params.tinybert.items()} == {
-        "tinybert4": 123, "tinybert4_nogd": 123, "tinybert4_slice": 123, "tinybert4_noaug": 123}
-    assert params.tinybert["tinybert4_nogd"].init == "random"
+    assert {name: cfg.epochs for name, cfg in params.tang.items()} == {"bilstm_kd": 7.0, "bilstm_nokd": 7.0}
+    assert params.tang["bilstm_nokd"].train_on == "prepared"
+
+
+def test_a_profile_student_like_another_is_that_student_as_the_profile_leaves_it(tmp_path):
+    (tmp_path / "mine.yaml").write_text("tinybert:\n  tinybert4: {prediction: {max_rows: 500}}\n"
+                                        "  tinybert4_b: {like: tinybert4, init: teacher_slice}\n")
+    params = profile_params("mine", tmp_path)
+    base, variant = params.tinybert["tinybert4"], params.tinybert["tinybert4_b"]
+    assert variant.prediction == base.prediction and variant.prediction.max_rows == 500
+    assert (variant.init, base.init) == ("teacher_slice", "tinybert")
+    (tmp_path / "bad.yaml").write_text("tinybert:\n  tinybert4_b: {like: tinybert9}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: tinybert.tinybert4_b.like: 'tinybert9' is not a student of "
+                                          r"tinybert written before it \(have: tinybert4\)"):
+        profile_params("bad", tmp_path)
 
 
 @pytest.mark.parametrize("overlay, message", [
@@ -142,18 +153,33 @@ def test_profiles(tmp_path, monkeypatch):
     tang, tinybert = full.augment.tang, full.augment.tinybert
     assert (tang.n_iter, tang.p_mask, tang.p_pos, tang.p_ng) == (20, 0.1, 0.1, 0.25)
     assert (tinybert.n_iter, tinybert.p_replace, tinybert.k) == (20, 0.4, 15)  # the paper's settings
-    for params in (Params(), ci, full):  # every method, compared like for like: same rows, epochs and lr
-        assert {name: method.name for name, (method, _) in params.students().items()} == {
-            "bilstm_kd": "tang", "bilstm_nokd": "tang", "distil3": "distilbert", "tinybert4": "tinybert",
-            "tinybert4_nogd": "tinybert", "tinybert4_slice": "tinybert", "tinybert4_noaug": "tinybert",
-            "minilm4": "minilmv2", "lrc4": "lrc"}
+    ablations = profile_params("ablations", ROOT / "profiles")
+    shipped = {"bilstm_kd": "tang", "bilstm_nokd": "tang", "distil3": "distilbert", "tinybert4": "tinybert",
+               "minilm4": "minilmv2", "lrc4": "lrc"}
+    tinybert_ablations = {"tinybert4_nogd": "tinybert", "tinybert4_slice": "tinybert", "tinybert4_noaug": "tinybert"}
+    all_students = shipped | tinybert_ablations
+    # (params, its students, LRC-BERT's share of the others' step-2 rows: a third at the default budget, where
+    # its step costs 2.8x theirs)
+    for params, students, lrc_share in ((Params(), shipped, 3), (ci, all_students, 1), (full, all_students, 1),
+                                        (ablations, all_students, 3)):
+        assert {name: method.name for name, (method, _) in params.students().items()} == students
         assert params.minilmv2["minilm4"].init == "minilmv2" and params.lrc["lrc4"].init == "tinybert"
+        # every method compared like for like: the same rows, epochs, learning rate and batch
         like_for_like = {"max_rows", "epochs", "learning_rate", "batch_size", "warmup_ratio"}
-        students = {"tinybert4": params.tinybert, "minilm4": params.minilmv2, "lrc4": params.lrc}
         for step in ("intermediate", "prediction"):
-            budgets = {name: getattr(section[name], step).model_dump(include=like_for_like)
-                       for name, section in students.items()}
-            assert len({str(b) for b in budgets.values()}) == 1, budgets
+            budgets = [getattr(cfg, step).model_dump(include=like_for_like)
+                       for name, (method, cfg) in params.students().items() if method.name in ("tinybert", "minilmv2")]
+            lrc = getattr(params.lrc["lrc4"], step).model_dump(include=like_for_like)
+            if step == "prediction" and lrc["max_rows"] is not None:
+                lrc["max_rows"] *= lrc_share
+            assert len({str(b) for b in budgets + [lrc]}) == 1, budgets + [lrc]
+        expected = {"tinybert4_nogd": ("random", "tang"), "tinybert4_slice": ("teacher_slice", "tang"),
+                    "tinybert4_noaug": ("tinybert", None)}  # each its base plus the one key it changes
+        for name in set(students) & set(tinybert_ablations):
+            cfg = params.tinybert[name]
+            assert (cfg.init, cfg.augmentation) == expected[name]
+            assert (cfg.intermediate, cfg.prediction) == (params.tinybert["tinybert4"].intermediate,
+                                                          params.tinybert["tinybert4"].prediction)
     monkeypatch.chdir(ROOT)
     out = tmp_path / "params.yaml"
     profile_main(["full", "--output", str(out)])

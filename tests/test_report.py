@@ -4,6 +4,7 @@ evaluate reports of an int8 left out, and that an export failure leaves no expor
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,16 +162,19 @@ def test_ablation_costs_are_points_against_the_student_they_ablate_beside_the_pa
 def test_shipped_ablations_name_a_shipped_base_and_reach_the_model_cards():
     from pipeline.card import card_info
     from pipeline.config import Params
+    from pipeline.profile import profile_params
 
-    params = Params()
-    students = params.students()
-    for name, (method, cfg) in students.items():
-        ablation = method.ablations.get(name)
-        if ablation is None:
-            continue
-        assert ablation.base in params.section(method.name)  # compared with a student of its own method
-        info = card_info(name, params)["ablation"]
-        assert info["base"] == ablation.base and info["budget"] == ablation.budget(cfg, params)
-    assert {n for n, (m, _) in students.items() if n in m.ablations} == {
-        "bilstm_nokd", "tinybert4_nogd", "tinybert4_slice", "tinybert4_noaug"}
+    full = profile_params("full", Path(__file__).resolve().parents[1] / "profiles")
+    default = {"bilstm_nokd"}
+    tinybert = {"tinybert4_nogd", "tinybert4_slice", "tinybert4_noaug"}
+    for params, expected in ((Params(), default), (full, default | tinybert)):
+        students = params.students()
+        for name, (method, cfg) in students.items():
+            ablation = method.ablations.get(name)
+            if ablation is None:
+                continue
+            assert ablation.base in params.section(method.name)  # compared with a student of its own method
+            info = card_info(name, params)["ablation"]
+            assert info["base"] == ablation.base and info["budget"] == ablation.budget(cfg, params)
+        assert {n for n, (m, _) in students.items() if n in m.ablations} == expected
     assert "ablation" not in card_info("tinybert4", params) and "ablation" not in card_info("teacher", params)

@@ -64,8 +64,8 @@ class Objective:
 
 @dataclass(frozen=True)
 class Ablation:
-    """A default student that leaves one part of its method out of another student, and what the method's
-    paper measured for leaving the same part out; the report puts the two costs side by side."""
+    """A student, by its name in params, that leaves one part of its method out of another student, and what
+    the method's paper measured for leaving the same part out; the report puts the two costs side by side."""
 
     base: str  # the student it is compared with
     leaves_out: str  # what it does without
@@ -84,7 +84,7 @@ class Method:
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # default students: name -> overrides
     objective: Objective | None = None
     validate: Callable[[str, Any, Params], None] | None = None  # cross-section checks of one student
-    ablations: dict[str, Ablation] = field(default_factory=dict)  # default students that are ablations of another
+    ablations: dict[str, Ablation] = field(default_factory=dict)  # students (by name) that are ablations of another
 
     def stage(self, step: Step) -> str:
         """The DVC stage name (foreach over the students adds `@<student>`)."""

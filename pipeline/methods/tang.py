@@ -50,9 +50,9 @@ class TangStudent(Budget):
     dense: PositiveInt = Field(200, description="units of the ReLU layer before the logits")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on embeddings and features")
     max_words: PositiveInt = Field(64, description="truncate inputs to this many tokens")
-    epochs: Positive = Field(4.0, description="training epochs")
-    learning_rate: Positive = Field(1e-3, description="Adam learning rate")
-    batch_size: PositiveInt = Field(64, description="training batch size")
+    epochs: Positive = Field(3.0, description="training epochs")
+    learning_rate: Positive = Field(2e-3, description="Adam learning rate")
+    batch_size: PositiveInt = Field(128, description="training batch size")
     warmup_ratio: WarmupRatio = Field(0.0, description="share of steps with linear warm-up")
 
     @model_validator(mode="after")
