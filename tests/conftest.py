@@ -76,7 +76,7 @@ def tiny_mlm_teacher(tmp_path_factory) -> Path:
 TINY_STEPS = {"intermediate": {"epochs": 1.0, "batch_size": 16}, "prediction": {"epochs": 1.0, "batch_size": 16}}
 TWOSTEP = {"tinybert4": "tinybert", "minilm4": "minilmv2", "lrc4": "lrc"}  # one per method; the ablations run the same code (`.ci/run` runs them)
 DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from the params
-TINY_BILSTM = {"epochs": 1.0, "hidden": 16, "dense": 16, "glove_vocab": 500}
+TINY_BILSTM = {"epochs": 1.0, "batch_size": 64, "hidden": 16, "dense": 16, "glove_vocab": 500}
 TINY = {
     "data": {"max_train": 120, "max_dev": 60},
     "augment": {"methods": ["tang", "tinybert"], "tang": {"n_iter": 3}, "tinybert": {"n_iter": 2}},
@@ -85,7 +85,7 @@ TINY = {
     "distilbert": {"distil3": {"epochs": 1.0, "batch_size": 16}},
     "general_distill": {"max_sequences": 16, "seq_length": 32, "batch_size": 8, "minilmv2": {"relation_heads": 2},
                         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
-    "tinybert": {"tinybert4": TINY_STEPS},
+    "tinybert": {"tinybert4": TINY_STEPS, "tinybert4_nogd": DROP, "tinybert4_slice": DROP, "tinybert4_noaug": DROP},
     # one student learns from TinyBERT's augmentation (word vectors only: the tiny teacher has no MLM head)
     "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}, "augmentation": "tinybert"})},
     "lrc": {"lrc4": TINY_STEPS},
