@@ -234,24 +234,28 @@ def distill_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
 def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) -> list[dict[str, Any]]:
     """`dvc exp show --json` reduced to one row per named experiment: the values of the params `keys`
     (dotted) it ran with, and its main metrics. Experiments of every commit count (a commit made while
-    they ran moves HEAD away from their baseline); a name found twice counts once, its first listing."""
+    they ran moves HEAD away from their baseline); a name run more than once counts once, its latest run."""
     data = json.loads(run_dvc(repo, "exp", "show", "--json", "--all-commits"))
-    rows = []
+    latest: dict[str, dict[str, Any]] = {}
     for baseline in data:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                if rev.get("name") not in names or any(r["experiment"] == rev["name"] for r in rows):
-                    continue
-                row: dict[str, Any] = {"experiment": rev["name"]}
-                ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
-                row.update({key: ran_with.get(key) for key in keys})
-                metrics = rev.get("data", {}).get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
-                main = metrics.get("main_metric")
-                for model, values in metrics.get("models", {}).items():
-                    row[f"{model} {main}"] = values.get(main)
-                    if model != metrics.get("reference"):
-                        row[f"{model} retention"] = values.get("retention")
-                rows.append(row)
+                name = rev.get("name")
+                if name in names and (name not in latest or str(rev.get("data", {}).get("timestamp") or "")
+                                      > str(latest[name].get("data", {}).get("timestamp") or "")):
+                    latest[name] = rev
+    rows = []
+    for rev in latest.values():
+        row: dict[str, Any] = {"experiment": rev["name"]}
+        ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
+        row.update({key: ran_with.get(key) for key in keys})
+        metrics = rev.get("data", {}).get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+        main = metrics.get("main_metric")
+        for model, values in metrics.get("models", {}).items():
+            row[f"{model} {main}"] = values.get(main)
+            if model != metrics.get("reference"):
+                row[f"{model} retention"] = values.get("retention")
+        rows.append(row)
     return sorted(rows, key=lambda r: names.index(r["experiment"]))
 
 
