@@ -8,7 +8,7 @@ meaning), and an error naming the block and the declared terms for any other key
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -36,6 +36,16 @@ def augmentation_field(default: str | None = "tang"):
     augment.methods when params load)."""
     return Field(default, description="learn on train rows + the rows of this augmentation (an entry of "
                                       "augment.methods: tang, tinybert), with their teacher logits; null: train rows only")
+
+
+TOP_UP, UNIFORM = "top_up", "uniform"
+AugmentedRows = Literal["top_up", "uniform"]
+
+
+def augmented_rows_field():
+    """How a student's `max_rows` sample takes augmented rows beside the train rows."""
+    return Field(TOP_UP, description="top_up: train rows first, augmented rows only to fill the rest of max_rows; "
+                                     "uniform: a uniform sample of train + augmented rows (null max_rows: every row either way)")
 
 
 class Section(BaseModel):

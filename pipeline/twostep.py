@@ -24,7 +24,8 @@ from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_base_model, load_teacher, load_tokenizer, resolve_pretrained
 from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import Budget, Positive, PositiveInt, Section, Weights, augmentation_field, weights, weights_field
+from pipeline.schema import (AugmentedRows, Budget, Positive, PositiveInt, Section, Weights, augmentation_field,
+                             augmented_rows_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
 RANDOM, SLICE = "random", "teacher_slice"
@@ -39,6 +40,7 @@ class TwoStepStudent(Section):
 
     init: str = Field("tinybert", description=INIT_HELP)
     augmentation: str | None = augmentation_field()
+    augmented_rows: AugmentedRows = augmented_rows_field()
 
     @field_validator("init")
     @classmethod
@@ -154,17 +156,17 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str,
         tfm.scatter_projection(projection, kept)
     elif cfg.init not in NO_GENERAL:
         tfm.load_projection(GENERAL / cfg.init, projection)
-    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed)
+    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows)
     return training.run(training.Job(
         model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length),
         collate=token_collator(tokenizer), budget=step,
         fingerprint=[params.seed, params.data.task, params.data.max_length,
-                     params.general_distill.student.model_dump(), method, cfg.init, cfg.augmentation, step.model_dump()],
+                     params.general_distill.student.model_dump(), method, cfg.init, cfg.augmentation, cfg.augmented_rows, step.model_dump()],
         inputs=[TEACHER, TEACHER_LOGITS] + ([GENERAL / cfg.init] if cfg.init not in NO_GENERAL else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder, projection),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
         summary={"student": run.name, "method": method, "step": "intermediate", "init": cfg.init,
-                 "augmentation": cfg.augmentation, **details}), params)
+                 "augmentation": cfg.augmentation, "augmented_rows": cfg.augmented_rows, **details}), params)
 
 
 # A step-2 recipe factory: (student, step config, params key of the step, the run) -> (recipe, summary details)
@@ -190,17 +192,17 @@ def run_prediction(method: str, run: StepRun, build: Step2Recipe = prediction_re
     set_seed(params.seed)
     student = BertForSequenceClassification.from_pretrained(str(run.previous))
     recipe, details = build(student, step, f"{method}.{run.name}.prediction", run)
-    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed)
+    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows)
     return training.run(training.Job(
         model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=True),
         dev=encode_rows(tokenizer, load_dataset_dir(PREPARED)["dev"], task, params.data.max_length), task=task,
         collate=token_collator(tokenizer), budget=step,
-        fingerprint=[params.seed, params.data.task, params.data.max_length, method, cfg.augmentation, step.model_dump()],
+        fingerprint=[params.seed, params.data.task, params.data.max_length, method, cfg.augmentation, cfg.augmented_rows, step.model_dump()],
         inputs=[run.previous, TEACHER_LOGITS, PREPARED] + ([TEACHER] if needs_teacher else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
         summary={"student": run.name, "method": method, "step": "prediction", "init": cfg.init,
-                 "augmentation": cfg.augmentation, **details}), params)
+                 "augmentation": cfg.augmentation, "augmented_rows": cfg.augmented_rows, **details}), params)
 
 
 def steps(method: str, step1: Step1Recipe, summary1: str, weights1: type[Weights],

@@ -158,10 +158,13 @@ def test_profiles(tmp_path, monkeypatch):
                "minilm4": "minilmv2", "lrc4": "lrc"}
     tinybert_ablations = {"tinybert4_nogd": "tinybert", "tinybert4_slice": "tinybert", "tinybert4_noaug": "tinybert"}
     all_students = shipped | tinybert_ablations
+    # the ablations profile's budget samples fewer rows than train has: w/o DA would be tinybert4 itself there,
+    # and the third cell samples train + augmented rows alike instead
+    at_budget = shipped | {"tinybert4_nogd": "tinybert", "tinybert4_slice": "tinybert", "tinybert4_uniform": "tinybert"}
     # (params, its students, LRC-BERT's share of the others' step-2 rows: a third at the default budget, where
     # its step costs 2.8x theirs)
     for params, students, lrc_share in ((Params(), shipped, 3), (ci, all_students, 1), (full, all_students, 1),
-                                        (ablations, all_students, 3)):
+                                        (ablations, at_budget, 3)):
         assert {name: method.name for name, (method, _) in params.students().items()} == students
         assert params.minilmv2["minilm4"].init == "minilmv2" and params.lrc["lrc4"].init == "tinybert"
         # every method compared like for like: the same rows, epochs, learning rate and batch
@@ -173,11 +176,12 @@ def test_profiles(tmp_path, monkeypatch):
             if step == "prediction" and lrc["max_rows"] is not None:
                 lrc["max_rows"] *= lrc_share
             assert len({str(b) for b in budgets + [lrc]}) == 1, budgets + [lrc]
-        expected = {"tinybert4_nogd": ("random", "tang"), "tinybert4_slice": ("teacher_slice", "tang"),
-                    "tinybert4_noaug": ("tinybert", None)}  # each its base plus the one key it changes
-        for name in set(students) & set(tinybert_ablations):
+        expected = {"tinybert4_nogd": ("random", "tang", "top_up"), "tinybert4_slice": ("teacher_slice", "tang", "top_up"),
+                    "tinybert4_noaug": ("tinybert", None, "top_up"),
+                    "tinybert4_uniform": ("tinybert", "tang", "uniform")}  # each its base plus the one key it changes
+        for name in set(students) & set(expected):
             cfg = params.tinybert[name]
-            assert (cfg.init, cfg.augmentation) == expected[name]
+            assert (cfg.init, cfg.augmentation, cfg.augmented_rows) == expected[name]
             assert (cfg.intermediate, cfg.prediction) == (params.tinybert["tinybert4"].intermediate,
                                                           params.tinybert["tinybert4"].prediction)
     monkeypatch.chdir(ROOT)

@@ -592,6 +592,29 @@ def test_a_student_learns_from_train_rows_and_its_own_augmentation_only_and_samp
     assert len(task_rows(tmp_path / "logits", "tang", 5, 0)) == 5
 
 
+def test_a_sample_takes_train_rows_first_and_augmented_rows_only_to_fill_it(tmp_path):
+    import datasets
+
+    from pipeline.data.batches import task_rows
+
+    texts = [f"t{i}" for i in range(30)]
+    datasets.Dataset.from_dict({"text": texts, "origin": ["train"] * 10 + ["tang"] * 20}).save_to_disk(str(tmp_path / "l"))
+    train = set(texts[:10])
+    # a budget below the train rows: train rows only, the very sample of a student without augmentation
+    assert set(task_rows(tmp_path / "l", "tang", 6, 3)["text"]) < train
+    assert task_rows(tmp_path / "l", "tang", 6, 3)["text"] == task_rows(tmp_path / "l", None, 6, 3)["text"]
+    # above them: every train row, the rest augmented rows, seeded
+    filled = task_rows(tmp_path / "l", "tang", 16, 3)["text"]
+    assert len(filled) == 16 and train <= set(filled) and len(set(filled)) == 16
+    assert filled == task_rows(tmp_path / "l", "tang", 16, 3)["text"]
+    assert filled != task_rows(tmp_path / "l", "tang", 16, 4)["text"]
+    # uniform: train and augmented rows alike (seed 3 draws augmented rows into a sample of 6)
+    uniform = task_rows(tmp_path / "l", "tang", 6, 3, "uniform")["text"]
+    assert len(uniform) == 6 and set(uniform) - train
+    # no budget: every row either way
+    assert sorted(task_rows(tmp_path / "l", "tang", None, 3)["text"]) == sorted(texts)
+
+
 def test_random_and_slice_init_students_have_the_general_shape_and_need_no_general_student(tmp_path, monkeypatch):
     from transformers import BertConfig, BertModel
 

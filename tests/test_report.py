@@ -164,10 +164,12 @@ def test_shipped_ablations_name_a_shipped_base_and_reach_the_model_cards():
     from pipeline.config import Params
     from pipeline.profile import profile_params
 
-    full = profile_params("full", Path(__file__).resolve().parents[1] / "profiles")
+    profiles = Path(__file__).resolve().parents[1] / "profiles"
+    full, ablations = profile_params("full", profiles), profile_params("ablations", profiles)
     default = {"bilstm_nokd"}
     tinybert = {"tinybert4_nogd", "tinybert4_slice", "tinybert4_noaug"}
-    for params, expected in ((Params(), default), (full, default | tinybert)):
+    at_budget = {"tinybert4_nogd", "tinybert4_slice", "tinybert4_uniform"}
+    for params, expected in ((Params(), default), (full, default | tinybert), (ablations, default | at_budget)):
         students = params.students()
         for name, (method, cfg) in students.items():
             ablation = method.ablations.get(name)

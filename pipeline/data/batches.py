@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pipeline.artifacts import load_dataset_dir, texts_of
+from pipeline.schema import TOP_UP, UNIFORM
 from pipeline.tasks import Task
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -73,10 +74,22 @@ def sample_rows(split, limit: int | None, seed: int):
     return split.shuffle(seed=seed).select(range(limit))
 
 
-def task_rows(logits_dir: Path, augmentation: str | None, limit: int | None, seed: int):
-    """Train rows (+ the rows of one augmentation) with their cached teacher logits, optionally subsampled."""
+def task_rows(logits_dir: Path, augmentation: str | None, limit: int | None, seed: int,
+              augmented_rows: str = TOP_UP):
+    """Train rows (+ the rows of one augmentation) with their cached teacher logits, optionally a seeded
+    sample of `limit` rows: top_up takes train rows first and augmented rows only for the rest of the
+    sample, uniform samples train and augmented rows alike."""
+    from datasets import concatenate_datasets
+
     rows = load_dataset_dir(logits_dir)
-    origins = {"train", augmentation}
-    if set(rows.unique("origin")) - origins:
-        rows = rows.filter(lambda origin: origin in origins, input_columns="origin")
-    return sample_rows(rows, limit, seed)
+    origin = np.asarray(rows["origin"])
+    keep = (origin == "train") | (origin == augmentation)
+    if not keep.all():
+        rows, origin = rows.select(np.flatnonzero(keep)), origin[keep]
+    is_train = origin == "train"
+    if augmented_rows == UNIFORM or limit is None or limit >= len(rows) or is_train.all():
+        return sample_rows(rows, limit, seed)
+    train = rows.select(np.flatnonzero(is_train))
+    if limit <= len(train):
+        return sample_rows(train, limit, seed)
+    return concatenate_datasets([train, sample_rows(rows.select(np.flatnonzero(~is_train)), limit - len(train), seed)])

@@ -23,7 +23,8 @@ from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_teacher
 from pipeline.recipes import WithTeacher, evaluation
-from pipeline.schema import Budget, Positive, Probability, Section, augmentation_field, check_train_on, weights, weights_field
+from pipeline.schema import (AugmentedRows, Budget, Positive, Probability, Section, augmentation_field,
+                             augmented_rows_field, check_train_on, weights, weights_field)
 from pipeline.tasks import prepared_task
 
 Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
@@ -36,6 +37,7 @@ class DistilBERTStudent(Budget):
     train_on: Literal["prepared", "teacher_logits"] = Field(
         "prepared", description="prepared: the gold-labelled train split; teacher_logits: train (+ augmented) rows")
     augmentation: str | None = augmentation_field(None)
+    augmented_rows: AugmentedRows = augmented_rows_field()
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="0-based fine-tuned teacher layers copied into the student (null: half of them, evenly "
                           "spaced, the top one included: 6 layers -> [1, 3, 5])")
@@ -100,7 +102,7 @@ def train(run: StepRun) -> dict:
     student = type(teacher)(config)
     tfm.init_from_teacher(student, teacher, layers)
     if cfg.train_on == "teacher_logits":
-        rows = task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed)
+        rows = task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed, cfg.augmented_rows)
     else:
         rows = sample_rows(load_dataset_dir(PREPARED)["train"], cfg.max_rows, params.seed)
     return training.run(training.Job(

@@ -23,7 +23,8 @@ from pipeline.data.batches import sample_rows, task_rows
 from pipeline.methods import Ablation, Method, Step, StepRun
 from pipeline.models import bilstm
 from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import Budget, Positive, PositiveInt, WarmupRatio, augmentation_field, check_train_on, weights, weights_field
+from pipeline.schema import (AugmentedRows, Budget, Positive, PositiveInt, WarmupRatio, augmentation_field,
+                             augmented_rows_field, check_train_on, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class TangStudent(Budget):
         "teacher_logits",
         description="prepared: the gold-labelled train split; teacher_logits: train (+ augmented) rows with teacher logits")
     augmentation: str | None = augmentation_field()
+    augmented_rows: AugmentedRows = augmented_rows_field()
     weights: Weights = weights_field(Weights)
     embedding: Literal["glove", "teacher"] = Field(
         "glove", description="glove: word vectors (GloVe 6B 50-d, or vectors_file); teacher: the teacher's WordPiece embeddings")
@@ -126,7 +128,7 @@ def train(run: StepRun) -> dict:
     task = prepared_task()
     prepared = load_dataset_dir(PREPARED)
     distil = cfg.train_on == "teacher_logits"
-    source = (task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed) if distil
+    source = (task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed, cfg.augmented_rows) if distil
               else sample_rows(prepared["train"], cfg.max_rows, params.seed))
     texts, pairs = texts_of(source, task.is_pair)
     set_seed(params.seed)

@@ -117,6 +117,10 @@ ABLATIONS = {
     "tinybert4_noaug": Ablation(
         base="tinybert4", leaves_out="data augmentation (train rows only)",
         paper=f"w/o DA: 68.4 ({TABLE6})", paper_points=7.2, budget=task_budget),
+    "tinybert4_uniform": Ablation(
+        base="tinybert4", leaves_out="train rows first (each step samples its rows from train + augmented rows alike)",
+        paper="no such cell: the paper trains on every augmented row, not on a sample", paper_points=None,
+        budget=task_budget),
 }
 
 METHOD = Method(
