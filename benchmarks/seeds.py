@@ -8,7 +8,10 @@ for a pool, the distill-sweep flow takes the same params sets ([{"seed": 0}, {"s
 means exceeds both spreads (the `std` column); the second table says so for every pair. Both tables are
 printed and written to reports/seeds.md.
 
-    python -m benchmarks.seeds [--seeds 0 1 2] [--repo .] [--prefix seed] [--out reports/seeds.md]
+    python -m benchmarks.seeds [--seeds 0 1 2] [--repo .] [--prefix seed] [--out reports/seeds.md] [--existing]
+
+`--existing` runs nothing: it summarises experiments PREFIX-SEED that already ran (a sweep on a pool,
+or an earlier call), with whatever params they ran with beside their seed.
 """
 
 from __future__ import annotations
@@ -82,13 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="seed", help="experiment names: PREFIX-SEED")
     parser.add_argument("--out", type=Path, default=Path("reports/seeds.md"),
                         help="also write the tables here, relative to the repository (default reports/seeds.md)")
+    parser.add_argument("--existing", action="store_true",
+                        help="run nothing: summarise the experiments PREFIX-SEED that already ran")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     names = [f"{args.prefix}-{seed}" for seed in args.seeds]
-    for name, seed in zip(names, args.seeds):
+    for name, seed in zip(names, args.seeds) if not args.existing else ():
         print(f"{name}: dvc exp run --temp -S seed={seed}", flush=True)
         run_dvc(repo, *experiment_args(repo, name, {"seed": seed}))
     rows = experiment_rows(repo, names, ["seed"])
+    missing = sorted(set(names) - {row["experiment"] for row in rows})
+    if missing:
+        raise SystemExit(f"error: no experiment named {', '.join(missing)} in {repo} (`dvc exp list --all-commits`)")
     table = summarize(rows)
     text = f"{markdown(table, args.seeds)}\n\n{differences_markdown(differences(table))}\n"
     print(text)

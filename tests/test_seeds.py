@@ -57,3 +57,10 @@ def test_the_script_runs_each_seed_as_an_experiment_and_leaves_the_workspace(tin
     assert (repo / "params.yaml").read_text() == before and not (repo / "models" / "students").exists()
     assert "| bilstm_kd dev_accuracy |" in (repo / "reports" / "seeds.md").read_text()
     assert "seed-1" in dvc(repo, "exp", "list").stdout
+    # --existing summarises those experiments again without running any, and names one that never ran
+    listed = dvc(repo, "exp", "list").stdout
+    main(["--repo", str(repo), "--seeds", "1", "2", "--existing", "--out", "reports/again.md"])
+    assert dvc(repo, "exp", "list").stdout == listed
+    assert (repo / "reports" / "again.md").read_text() == (repo / "reports" / "seeds.md").read_text()
+    with pytest.raises(SystemExit, match="no experiment named seed-3"):
+        main(["--repo", str(repo), "--seeds", "1", "3", "--existing"])
