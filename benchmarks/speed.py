@@ -1,22 +1,27 @@
 """Speed like for like, in one run: every exported model in every runtime at batch 1 and 32, its speed-up
 over the teacher in the same runtime beside the FLOP ratio of the two shapes, the graphs each Transformer
-export did not serve (fused or plain, fp32 and int8; static int8), and the share of the machine's
-measured GEMM peak that the teacher_logits pass reaches.
+export did not serve (fused or plain, fp32 and int8; static int8), the share of the machine's
+measured GEMM peak that the teacher_logits pass reaches, and a table of the speed goals with a verdict.
 
-One process, fixed threads, models interleaved within every repetition, medians. Speeds are of the model
+One process, fixed threads, models interleaved within every repetition, medians. Each goal's ratio is
+measured again in paired rounds (the two sides back to back), so that a shared
+machine's load, which comes and goes, moves both sides alike; the spread of the rounds says whether a
+goal is met, missed, or too close to call. Speeds are of the model
 alone (tokenised beforehand) unless a column says "text" (raw text to logits, tokenisation included).
 Reads the exports of `dvc repro` (exports/<model>) and the run's data. Usage:
 
-    python -m benchmarks.speed [--exports exports] [--threads 2] [--repeats 5] [--n 256] [--logits-rows 2000]
+    python -m benchmarks.speed [--exports exports] [--threads 2] [--repeats 5] [--n 256] [--logits-rows 2000] [--rounds 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -29,7 +34,7 @@ from pipeline.export import prepare
 from pipeline.graphs import fuse, write_int8, write_onnx
 from pipeline.inference import classifier_logits, use_bf16
 from pipeline.logits import pass_teacher
-from pipeline.runtimes import RUNTIMES, OnnxPredictor, export_info, load_export, task_of
+from pipeline.runtimes import RUNTIMES, OnnxPredictor, Predictor, export_info, load_export, task_of
 
 # ---------------------------------------------------------------- FLOPs of a shape
 def _lstm_flops(module: torch.nn.LSTM, inputs: tuple) -> int:
@@ -104,8 +109,9 @@ def gemm_peak(dtype: torch.dtype, repeats: int) -> float:
     return best
 
 
-def teacher_logits_pass(rows: int, batch_size: int, max_length: int, bf16: bool) -> tuple[float, float, int]:
-    """(FLOPs, seconds, rows) of the teacher_logits pass (as the stage runs it) over train + augmented rows."""
+def teacher_logits_pass(rows: int, batch_size: int, max_length: int, bf16: bool) -> tuple[Callable[[], object], float, int]:
+    """(run, FLOPs of one run, rows) of the teacher_logits pass as the stage runs it, over train + augmented
+    rows (tokenisation included); `run` is warmed up."""
     task = task_of(EXPORTS / REFERENCE)
     texts, pairs = texts_of(load_dataset_dir(TEACHER_LOGITS if TEACHER_LOGITS.exists() else PREPARED / "train"),
                             task.is_pair)
@@ -116,17 +122,94 @@ def teacher_logits_pass(rows: int, batch_size: int, max_length: int, bf16: bool)
     model, tokenizer = pass_teacher(bf16)
 
     def run():
-        return classifier_logits(model, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length,
-                                 progress=False, bf16=bf16)
+        with torch.inference_mode():
+            return classifier_logits(model, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length,
+                                     progress=False, bf16=bf16)
 
-    with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
-            run()
-        run()  # warm-up
-        start = time.perf_counter()
+    with FlopCounterMode(display=False) as counter:
         run()
-        seconds = time.perf_counter() - start
-    return counter.get_total_flops(), seconds, len(texts)
+    run()  # warm-up
+    return run, counter.get_total_flops(), len(texts)
+
+
+def gemm_shares(run: Callable[[], object], flops: float, dtype: torch.dtype, rounds: int,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[list[float], list[float], list[float]]:
+    """(share of the peak, the pass's FLOP/s, the peak) per round; a round measures the GEMM peak and then
+    times one pass, so the two share the machine's state."""
+    shares, achieved, peaks = [], [], []
+    for _ in range(rounds):
+        peak = gemm_peak(dtype, 3)
+        start = clock()
+        run()
+        achieved.append(flops / (clock() - start))
+        peaks.append(peak)
+        shares.append(achieved[-1] / peak)
+    return shares, achieved, peaks
+
+
+# ---------------------------------------------------------------- the goals, measured in paired rounds
+GOALS = {  # what a goal compares, and the ratio it asks for
+    "int8_flop_share": ("student int8 x teacher int8 at batch 1, over the FLOP ratio", 0.8),
+    "fused_int8": ("fused int8 graph / plain int8 graph at batch 1, same model", 1.3),
+    "gemm_share": ("teacher_logits pass FLOP/s / measured GEMM peak, same precision", 0.7),
+}
+
+
+def paired_speedups(slow: Predictor, fast: Predictor, texts: Sequence[str], pairs: Sequence[str] | None,
+                    rounds: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Speed-up of `fast` over `slow` at batch 1, model alone, one value per round: the ratio of the two
+    models' median latencies over `texts`, timed one example at a time. In a round the two models run
+    back to back (which goes first alternates), each over all the examples in a row, as a model serving a
+    stream does (its weights stay in cache); so both see nearly the same machine state, and a load that
+    comes and goes moves the two alike."""
+    models = (slow, fast)
+    singles = [[feeds for _, feeds in m.batches(texts, pairs, 1)] for m in models]
+    for model, feeds in zip(models, singles):  # warm-up
+        model.run(feeds[0])
+    out = []
+    for r in range(rounds):
+        medians = [0.0, 0.0]
+        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+            times = []
+            for feeds in singles[k]:
+                start = clock()
+                models[k].run(feeds)
+                times.append(clock() - start)
+            medians[k] = statistics.median(times)
+        out.append(medians[0] / medians[1])
+    return out
+
+
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, bool]:
+    """(low, high, reached): a distribution-free interval for the median of `values`, the sorted values
+    k+1 and n-k, with k as large as keeps the coverage, 1 - 2 P[Binomial(n, 1/2) <= k], at `level`. Under
+    6 values not even the range reaches 95%: then the range, with reached False."""
+    xs, n = sorted(values), len(values)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+    if n < 2 or coverage(0) < level:
+        return xs[0], xs[-1], False
+    k = 0
+    while k + 1 <= (n - 1) // 2 and coverage(k + 1) >= level:
+        k += 1
+    return xs[k], xs[n - 1 - k], True
+
+
+def verdict(values: Sequence[float], target: float) -> str:
+    """`met` when the whole 95% interval of the median reaches the target, `missed` when none of it does,
+    else `too close to call`."""
+    low, high, reached = median_interval(values)
+    side = "met" if low >= target else "missed" if high < target else "too close to call"
+    return side if reached else f"{side} (too few rounds for a 95% interval)"
+
+
+def goal_row(goal: str, subject: str, values: Sequence[float]) -> str:
+    what, target = GOALS[goal]
+    low, high, _ = median_interval(values)
+    return (f"| {what} | {subject} | {statistics.median(values):.2f} | {low:.2f}-{high:.2f} | {min(values):.2f}-"
+            f"{max(values):.2f} | {target} | {verdict(values, target)} |")
 
 
 # ---------------------------------------------------------------- the run
@@ -142,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=256, help="dev examples per batch-32 measurement")
     parser.add_argument("--latency-samples", type=int, default=64, help="dev examples timed one at a time")
     parser.add_argument("--logits-rows", type=int, default=2000, help="rows of the teacher_logits pass timed")
+    parser.add_argument("--rounds", type=int, default=20, help="paired rounds of each goal's measurement")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not (args.exports / REFERENCE).is_dir():
@@ -169,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = EvaluateConfig(threads=args.threads, batch_size=32, warmup=1, repeats=args.repeats,
                              latency_samples=args.latency_samples, runtimes=list(RUNTIMES))
         speed = measure_speed(predictors, texts, pairs, cfg)
+        goal_rows = goal_rounds(args.exports, models, {p.name: p for p in predictors}, flops,
+                                texts[: args.latency_samples], pairs[: args.latency_samples] if pairs else None,
+                                args.rounds)
 
     print(f"\n{len(texts)} dev examples ({args.latency_samples} at batch 1), {args.threads} threads, "
           f"median of {args.repeats}; model-only unless 'text'; x = speed-up over the teacher in the same runtime")
@@ -206,16 +293,45 @@ def main(argv: list[str] | None = None) -> None:
     print("(the int8 graph of another method is made from the served fp32 graph)")
 
     bf16 = use_bf16(params.precision)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    peak = gemm_peak(dtype, args.repeats)
-    pass_flops, seconds, rows = teacher_logits_pass(args.logits_rows, params.teacher_logits.batch_size,
-                                                    params.data.max_length, bf16)
-    achieved = pass_flops / seconds
+    precision = "bf16" if bf16 else "fp32"
+    run, pass_flops, rows = teacher_logits_pass(args.logits_rows, params.teacher_logits.batch_size,
+                                                params.data.max_length, bf16)
+    shares, achieved, peaks = gemm_shares(run, pass_flops, torch.bfloat16 if bf16 else torch.float32, args.rounds)
+    rate = statistics.median(achieved)
     print(f"\nteacher_logits pass ({rows} train + augmented rows, batch {params.teacher_logits.batch_size}, "
-          f"{'bf16' if bf16 else 'fp32'}, tokenisation included): {rows / seconds:.1f} ex/s, "
-          f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of the measured "
-          f"{'bf16' if bf16 else 'fp32'} GEMM peak ({peak / 1e9:.1f} GFLOP/s, square products up to 3072)")
+          f"{precision}, tokenisation included), median of {args.rounds} rounds: {rows * rate / pass_flops:.1f} ex/s, "
+          f"{rate / 1e9:.1f} GFLOP/s; the measured {precision} GEMM peak (square products up to 3072) "
+          f"{statistics.median(peaks) / 1e9:.1f} GFLOP/s")
+    goal_rows.append(goal_row("gemm_share", f"teacher_logits pass, {precision}", shares))
 
+    print(f"\nGoals, each measured in {args.rounds} paired rounds (batch 1: the two models back to back over the "
+          f"same {args.latency_samples} examples; GEMM: the peak, then the pass): median, "
+          "95% interval of the median, and range of the rounds; met when the whole interval reaches the target")
+    print("| goal | model | median | 95% interval | range | target | verdict |\n|---|---|---|---|---|---|---|")
+    print("\n".join(goal_rows))
+
+
+def goal_rounds(exports: Path, models: list[str], predictors: dict[str, Predictor], flops: dict[str, float],
+                texts: Sequence[str], pairs: Sequence[str] | None, rounds: int) -> list[str]:
+    """The goal-table rows of the batch-1 goals, for every Transformer student and graph (plain and fused):
+    its int8 speed-up over the teacher's int8 of the same graph, over the FLOP ratio of the two shapes; and
+    for every Transformer, its fused int8 graph over its plain one."""
+    out = []
+    for model in models:
+        if export_info(exports / model)["kind"] != "hf":
+            continue
+        names = graph_runtimes(exports / model)
+        for graph in ("plain", "fused"):
+            teacher = predictors.get(row_name(REFERENCE, names[f"int8 {graph}"]))
+            student = predictors.get(row_name(model, names[f"int8 {graph}"]))
+            if model != REFERENCE and teacher and student:
+                flop_ratio = flops[REFERENCE] / flops[model]
+                values = [x / flop_ratio for x in paired_speedups(teacher, student, texts, pairs, rounds)]
+                out.append(goal_row("int8_flop_share", f"{model}, {graph} graph (FLOP ratio {flop_ratio:.2f})", values))
+        plain, fused = (predictors.get(row_name(model, names[f"int8 {g}"])) for g in ("plain", "fused"))
+        if plain and fused:
+            out.append(goal_row("fused_int8", model, paired_speedups(plain, fused, texts, pairs, rounds)))
+    return out
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,94 @@
+"""benchmarks/speed.py: the goals' paired rounds and their verdicts (on a fake clock: no timing here)."""
+
+import numpy as np
+import pytest
+
+from benchmarks import speed
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeModel:
+    """A predictor whose every batch-1 run takes `cost` seconds of the clock, and logs who ran."""
+
+    def __init__(self, name: str, cost: float, clock: Clock, log: list[str]):
+        self.name, self.cost, self.clock, self.log = name, cost, clock, log
+
+    def batches(self, texts, pairs, batch_size):
+        assert batch_size == 1
+        return [(np.array([i]), {"input_ids": np.array([[i]])}) for i in range(len(texts))]
+
+    def run(self, feeds):
+        self.clock.now += self.cost
+        self.log.append(self.name)
+        return np.zeros((1, 2), dtype=np.float32)
+
+
+def test_paired_speedups_is_the_latency_ratio_per_round_with_the_order_alternating():
+    clock, log = Clock(), []
+    slow, fast = FakeModel("slow", 3.0, clock, log), FakeModel("fast", 1.5, clock, log)
+    values = speed.paired_speedups(slow, fast, ["a", "b", "c"], None, rounds=4, clock=clock)
+    assert values == [2.0, 2.0, 2.0, 2.0]
+    timed = log[2:]  # after one warm-up run each
+    assert len(timed) == 4 * 2 * 3
+    # each model runs its examples in a row; the first model of a round alternates
+    firsts = [timed[i] for i in range(0, len(timed), 6)]
+    assert firsts == ["slow", "fast", "slow", "fast"]
+    assert all(len(set(timed[i:i + 3])) == 1 for i in range(0, len(timed), 3))
+
+
+def test_paired_speedups_follows_a_model_that_slows_down():
+    clock, log = Clock(), []
+    slow, fast = FakeModel("slow", 2.0, clock, log), FakeModel("fast", 1.0, clock, log)
+    original = fast.run
+
+    def slower(feeds):  # from the third round on, the fast model costs as much as the slow one
+        if log.count("fast") >= 1 + 2 * 2:
+            fast.cost = 2.0
+        return original(feeds)
+
+    fast.run = slower
+    assert speed.paired_speedups(slow, fast, ["a", "b"], None, rounds=4, clock=clock) == [2.0, 2.0, 1.0, 1.0]
+
+
+def test_median_interval_takes_the_order_statistics_of_a_95_percent_interval():
+    assert speed.median_interval([float(v) for v in range(20, 0, -1)]) == (6.0, 15.0, True)
+    assert speed.median_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == (1.0, 6.0, True)
+    # five rounds: not even the range covers the median with 95%
+    assert speed.median_interval([5.0, 1.0, 3.0, 2.0, 4.0]) == (1.0, 5.0, False)
+
+
+@pytest.mark.parametrize("values, verdict", [
+    ([0.9] * 20, "met"),
+    ([0.7] * 20, "missed"),
+    ([0.7] * 10 + [0.9] * 10, "too close to call"),
+    ([0.7] * 6 + [0.9] * 14, "too close to call"),  # of 20 rounds, the interval's low end is the 6th value
+    ([0.7] * 5 + [0.9] * 15, "met"),
+    ([0.9, 0.9, 0.9], "met (too few rounds for a 95% interval)"),
+])
+def test_verdict_against_the_target(values, verdict):
+    assert speed.verdict(values, 0.8) == verdict
+
+
+def test_gemm_shares_divide_the_pass_by_the_peak_of_the_same_round(monkeypatch):
+    clock, peaks = Clock(), iter([100.0, 200.0, 50.0])
+    monkeypatch.setattr(speed, "gemm_peak", lambda dtype, repeats: next(peaks))
+
+    def one_pass():
+        clock.now += 2.0
+
+    shares, achieved, measured = speed.gemm_shares(one_pass, 120.0, None, rounds=3, clock=clock)
+    assert achieved == [60.0, 60.0, 60.0]
+    assert measured == [100.0, 200.0, 50.0]
+    assert shares == [0.6, 0.3, 1.2]
+
+
+def test_goal_row_shows_median_interval_range_target_and_verdict():
+    row = speed.goal_row("fused_int8", "teacher", [1.0] * 5 + [1.4] * 15)
+    assert row.split(" | ")[1:] == ["teacher", "1.40", "1.40-1.40", "1.00-1.40", "1.3", "met |"]
