@@ -214,8 +214,9 @@ class ExportConfig(Section):
     fuse_graph: bool = Field(
         False, description="save a Transformer's ONNX graph rewritten with onnxruntime's fused transformer operators "
                            "(Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu; int8 is then made "
-                           "from it). Off: onnxruntime fuses the plain graph its own way when it loads it, which ran "
-                           "faster on the CPUs we measured; benchmarks/speed.py times both on yours")
+                           "from it). Off: onnxruntime fuses the plain graph its own way when it loads it, which leaves "
+                           "little to win (fused int8 ran 1.0-1.24x the plain one at batch 1 and 0.82-1.02x at batch "
+                           "32 on the CPU we measured); benchmarks/speed.py times both on yours")
     int8_method: Literal["dynamic", "static"] = Field(
         "dynamic", description="int8 quantisation: dynamic (activations quantised on the fly; the faster on the CPUs "
                                "we measured) or static (activation ranges calibrated on train rows); "
