@@ -23,12 +23,16 @@ from pipeline.config import deep_merge
 from conftest import NLTK_DATA, SST2, TINY, WIKITEXT, write_params
 
 K = 3  # checkpoint every K optimizer steps; the crash comes right after the first checkpoint
+STEP = {"epochs": 1.0, "batch_size": 16, "max_rows": 112}  # 7 steps: the crash at 3 comes well before the end
+TWO_STEPS = {"intermediate": STEP, "prediction": STEP}
+BANK = {"cos_nce": {"negatives": "memory_bank", "k": 24}}
 RESUME = deep_merge(TINY, {
     "checkpoint_steps": K,
     "general_distill": {"max_sequences": 40, "objectives": ["tinybert", "minilmv2", "distilbert"]},
-    "lrc": {"lrc4_bank": {"init": "tinybert",
-                          "intermediate": {"epochs": 1.0, "batch_size": 16, "cos_nce": {"negatives": "memory_bank", "k": 24}},
-                          "prediction": {"epochs": 1.0, "batch_size": 16, "cos_nce": {"negatives": "memory_bank", "k": 24}}}},
+    "tinybert": {"tinybert4": TWO_STEPS},
+    "minilmv2": {"minilm4": TWO_STEPS},
+    "lrc": {"lrc4": TWO_STEPS,
+            "lrc4_bank": {"init": "tinybert", "intermediate": {**STEP, **BANK}, "prediction": {**STEP, **BANK}}},
 })
 
 # job -> (stage module, its arguments, the folder it writes, the jobs whose folders it reads)
