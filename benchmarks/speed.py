@@ -3,12 +3,12 @@ over the teacher in the same runtime beside the FLOP ratio of the two shapes, th
 export did not serve (fused or plain, fp32 and int8; static int8), the share of the machine's
 measured GEMM peak that the teacher_logits pass reaches, and a table of the speed goals with a verdict.
 
-One process, fixed threads, models interleaved within every repetition, medians. Each goal's ratio is
-measured again in paired rounds (the two sides back to back), so that a shared
-machine's load, which comes and goes, moves both sides alike; the spread of the rounds says whether a
-goal is met, missed, or too close to call. Speeds are of the model
+One process, fixed threads, models interleaved within every repetition, medians. Speeds are of the model
 alone (tokenised beforehand) unless a column says "text" (raw text to logits, tokenisation included).
-Reads the exports of `dvc repro` (exports/<model>) and the run's data. Usage:
+Each goal's ratio is measured again in paired rounds (the two sides back to back), so that a shared
+machine's load, which comes and goes, moves both sides alike; a 95% interval for the median of the
+rounds says whether the goal is met, missed, or too close to call on this machine. Reads the exports of
+`dvc repro` (exports/<model>) and the run's data. Usage:
 
     python -m benchmarks.speed [--exports exports] [--threads 2] [--repeats 5] [--n 256] [--logits-rows 2000] [--rounds 20]
 """
@@ -212,6 +212,29 @@ def goal_row(goal: str, subject: str, values: Sequence[float]) -> str:
             f"{max(values):.2f} | {target} | {verdict(values, target)} |")
 
 
+def goal_rounds(exports: Path, models: list[str], predictors: dict[str, Predictor], flops: dict[str, float],
+                texts: Sequence[str], pairs: Sequence[str] | None, rounds: int) -> list[str]:
+    """The goal-table rows of the batch-1 goals, for every Transformer student and graph (plain and fused):
+    its int8 speed-up over the teacher's int8 of the same graph, over the FLOP ratio of the two shapes; and
+    for every Transformer, its fused int8 graph over its plain one."""
+    out = []
+    for model in models:
+        if export_info(exports / model)["kind"] != "hf":
+            continue
+        names = graph_runtimes(exports / model)
+        for graph in ("plain", "fused"):
+            teacher = predictors.get(row_name(REFERENCE, names[f"int8 {graph}"]))
+            student = predictors.get(row_name(model, names[f"int8 {graph}"]))
+            if model != REFERENCE and teacher and student:
+                flop_ratio = flops[REFERENCE] / flops[model]
+                values = [x / flop_ratio for x in paired_speedups(teacher, student, texts, pairs, rounds)]
+                out.append(goal_row("int8_flop_share", f"{model}, {graph} graph (FLOP ratio {flop_ratio:.2f})", values))
+        plain, fused = (predictors.get(row_name(model, names[f"int8 {g}"])) for g in ("plain", "fused"))
+        if plain and fused:
+            out.append(goal_row("fused_int8", model, paired_speedups(plain, fused, texts, pairs, rounds)))
+    return out
+
+
 # ---------------------------------------------------------------- the run
 def _ratio(a, b) -> str:
     return "n/a" if a is None or b is None or not b else f"{a / b:.2f}"
@@ -310,28 +333,6 @@ def main(argv: list[str] | None = None) -> None:
     print("| goal | model | median | 95% interval | range | target | verdict |\n|---|---|---|---|---|---|---|")
     print("\n".join(goal_rows))
 
-
-def goal_rounds(exports: Path, models: list[str], predictors: dict[str, Predictor], flops: dict[str, float],
-                texts: Sequence[str], pairs: Sequence[str] | None, rounds: int) -> list[str]:
-    """The goal-table rows of the batch-1 goals, for every Transformer student and graph (plain and fused):
-    its int8 speed-up over the teacher's int8 of the same graph, over the FLOP ratio of the two shapes; and
-    for every Transformer, its fused int8 graph over its plain one."""
-    out = []
-    for model in models:
-        if export_info(exports / model)["kind"] != "hf":
-            continue
-        names = graph_runtimes(exports / model)
-        for graph in ("plain", "fused"):
-            teacher = predictors.get(row_name(REFERENCE, names[f"int8 {graph}"]))
-            student = predictors.get(row_name(model, names[f"int8 {graph}"]))
-            if model != REFERENCE and teacher and student:
-                flop_ratio = flops[REFERENCE] / flops[model]
-                values = [x / flop_ratio for x in paired_speedups(teacher, student, texts, pairs, rounds)]
-                out.append(goal_row("int8_flop_share", f"{model}, {graph} graph (FLOP ratio {flop_ratio:.2f})", values))
-        plain, fused = (predictors.get(row_name(model, names[f"int8 {g}"])) for g in ("plain", "fused"))
-        if plain and fused:
-            out.append(goal_row("fused_int8", model, paired_speedups(plain, fused, texts, pairs, rounds)))
-    return out
 
 if __name__ == "__main__":
     main()
