@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.checkpoint import CheckpointDir
-from pipeline.data.batches import encode, length_buckets
+from pipeline.data.batches import encode, length_buckets, pad_batch
 from pipeline.errors import ConfigError
 
 
@@ -79,8 +79,8 @@ def classifier_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[st
     with tqdm(total=len(texts), desc=desc, unit="ex", disable=not progress, mininterval=2) as bar, \
             torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         for idx in buckets:
-            batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.items()}, return_tensors="pt")
-            logits = model(**{k: t.to(dev) for k, t in batch.items()}).logits
+            batch = pad_batch(tokenizer, enc, idx)
+            logits = model(**{k: torch.from_numpy(v).to(dev) for k, v in batch.items()}).logits
             out[idx] = logits.float().cpu().numpy()
             bar.update(len(idx))
     return out

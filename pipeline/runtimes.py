@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from pipeline.data.batches import MODEL_INPUTS, encode, length_buckets
+from pipeline.data.batches import encode, length_buckets, pad_batch
 from pipeline.errors import DataError, ModelError
 from pipeline.models import bilstm, encoders
 from pipeline.tasks import CLASSIFICATION, GLUE, REGRESSION, Task
@@ -116,10 +116,8 @@ def hf_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, bat
         groups = length_buckets(lengths, batch_size)
     else:
         groups = [np.arange(i, min(i + batch_size, len(lengths))) for i in range(0, len(lengths), batch_size)]
-    keys = [k for k in MODEL_INPUTS if k in enc]
     for idx in groups:
-        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="np")
-        yield idx, {k: np.asarray(batch[k], dtype=np.int64) for k in keys}
+        yield idx, pad_batch(tokenizer, enc, idx)
 
 
 def bilstm_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:

