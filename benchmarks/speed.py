@@ -87,9 +87,11 @@ def graph_variants(folder: Path, work: Path, calibration: tuple[list[str], list[
     write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes, fp32)
     if fp32_other == "onnx-fused":
         fuse(fp32, *exportable.fusion)
-    write_int8(fp32, work / f"{int8_other}.onnx")
+    reduce_range = info["int8"].get("reduce_range", False)  # as the export made its int8 (8 bits before it said)
+    write_int8(fp32, work / f"{int8_other}.onnx", reduce_range=reduce_range)
     write_int8(folder / RUNTIMES["onnx"], work / f"{other_method}.onnx",
-               [f for _, f in exportable.batches(*calibration, 32)] if other_method == "int8-static" else None)
+               [f for _, f in exportable.batches(*calibration, 32)] if other_method == "int8-static" else None,
+               reduce_range)
     return {variant: work / f"{variant}.onnx" for variant in (fp32_other, int8_other, other_method)}
 
 

@@ -35,11 +35,12 @@ from torch import nn
 
 from pipeline.artifacts import atomic_path, remove_path, texts_of
 from pipeline.card import render_card
+from pipeline.data.batches import MODEL_INPUTS
 from pipeline.errors import DataError, ModelError
 from pipeline.graphs import EXPORTER, OPSET, fuse, write_int8, write_onnx
 from pipeline.models import encoders
 from pipeline.models import bilstm
-from pipeline.runtimes import (CARD_FILE, INT8_FILE, MODEL_INPUTS, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
+from pipeline.runtimes import (CARD_FILE, INT8_FILE, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
                                bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
                                run_session)
 from pipeline.tasks import GLUE, Task, compute_metrics, preset_task
@@ -240,12 +241,14 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
                  splits: dict[str, Any] | None = None, tolerance: float = 1e-4, parity_examples: int = 64,
                  max_length: int = 128, order: int = 0, histories: dict[str, str] | None = None,
                  fuse_graph: bool = False, int8_max_drop: float | None = None, int8_failure: str = "drop",
-                 int8_calibration: tuple[Sequence[str], Sequence[str] | None] | None = None) -> dict[str, Any]:
+                 int8_calibration: tuple[Sequence[str], Sequence[str] | None] | None = None,
+                 int8_reduce_range: bool = True) -> dict[str, Any]:
     """Export a teacher/student folder to `out_dir` (see the module docstring); returns the summary
     also written to out_dir/export.json, with the quality of every runtime on `splits` (name -> prepared
     split). Raises ModelError if the ONNX graph's logits differ from PyTorch's by more than `tolerance`
     on the first `parity_examples` dev examples, leaving no out_dir. int8 is static, calibrated on
-    `int8_calibration` (texts, pairs), when that is given; dynamic otherwise."""
+    `int8_calibration` (texts, pairs), when that is given; dynamic otherwise; its weights in 7 bits with
+    `int8_reduce_range`."""
     source, out_dir, task = Path(model_folder), Path(out_dir), _resolve_task(task)
     kind = model_kind(read_config(source))
     texts, pairs = _parity_inputs(task, dev_texts, dev_pairs, parity_examples)
@@ -257,7 +260,7 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
         fused = fuse(tmp / ONNX_FILE, *exportable.fusion) if fuse_graph and exportable.fusion else {}
         calibration = None if int8_calibration is None else [
             feeds for _, feeds in exportable.batches(*int8_calibration, CALIBRATION_BATCH)]
-        write_int8(tmp / ONNX_FILE, tmp / INT8_FILE, calibration)
+        write_int8(tmp / ONNX_FILE, tmp / INT8_FILE, calibration, int8_reduce_range)
         parity = parity_summary(compare_runtimes(exportable, tmp, texts, pairs), out_dir / ONNX_FILE, tolerance)
         summary: dict[str, Any] = {
             "name": name, "order": order, "task": task.to_json(), "labels": list(task.labels), "is_pair": task.is_pair,
@@ -270,6 +273,7 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
         summary["quality"] = {runtime: quality(load_export(tmp, runtime, name=name), task, splits or {})
                               for runtime in RUNTIMES}
         summary["int8"]["method"] = "dynamic" if int8_calibration is None else "static"
+        summary["int8"]["reduce_range"] = int8_reduce_range
         summary["int8"].update(int8_gate(summary["quality"], task, tmp, name, int8_max_drop, int8_failure))
         (tmp / CARD_FILE).write_text(render_card(summary, card_info, _file_sizes(tmp)), encoding="utf-8")
         summary["files"] = _file_sizes(tmp)
@@ -325,7 +329,8 @@ def export_all(models: dict[str, tuple[Path, dict[str, Any], dict[str, str]]], t
                                            dev_pairs=pairs, card_info=card_info, splits=measured,
                                            max_length=max_length, order=order, histories=histories,
                                            fuse_graph=cfg.fuse_graph, int8_max_drop=cfg.int8_max_drop,
-                                           int8_failure=cfg.int8_failure, int8_calibration=calibration)
+                                           int8_failure=cfg.int8_failure, int8_calibration=calibration,
+                                           int8_reduce_range=cfg.int8_reduce_range)
     except BaseException:
         remove_path(exports)
         raise
