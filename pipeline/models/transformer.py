@@ -317,8 +317,8 @@ def load_projection(folder: Path, projection: nn.Module | None) -> None:
     if shapes == {k: tuple(v.shape) for k, v in projection.state_dict().items()}:
         projection.load_state_dict(state)
     elif isinstance(projection, nn.ModuleList) and all(
-            shapes == {k: tuple(v.shape) for k, v in part.state_dict().items()} for part in projection):
-        for part in projection:
-            part.load_state_dict(state)
+            shapes == {k: tuple(v.shape) for k, v in each.state_dict().items()} for each in projection):
+        for each in projection:
+            each.load_state_dict(state)
     else:
         log.warning("%s: projection shapes %s do not fit; it starts from its initialisation", f, shapes)
