@@ -1,12 +1,13 @@
 """Pin the models of a run: every file of every model artifact (teacher, general students, student steps,
 students) by its md5, as DVC recorded it in dvc.lock and the cache.
 
-    python tests/pinned_hashes.py check  [--pins tests/pinned/ci_profile.json]   # in a repo after `dvc repro`
-    python tests/pinned_hashes.py update [--pins ...]                            # after an intended change
+    python tests/pinned_hashes.py check  [--pins FILE]   # in a repo after `dvc repro`
+    python tests/pinned_hashes.py update [--pins FILE]   # after an intended change
 
 `.ci/run` checks the ci profile's run against the pins: a change to the code that moves any weight of a
 model whose recipe did not change fails CI. Bit-exact results hold for one CPU kind and precision, so
-the check is skipped, saying so, on another. With `--outs data/ models/ exports/` it pins every
+each kind has its own file, tests/pinned/ci_profile.<cpu>-<precision>.json (the default --pins); on a
+kind with no file the check is skipped, saying so. With `--outs data/ models/ exports/` it pins every
 artifact of a run (what .ci/run compares a forced rerun with).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-PINS = Path(__file__).resolve().parent / "pinned" / "ci_profile.json"
+PINNED = Path(__file__).resolve().parent / "pinned"
 MODEL_OUTS = ["models/"]
 
 
@@ -29,6 +30,11 @@ def machine() -> dict[str, str]:
     from pipeline.inference import use_bf16
 
     return {"cpu": torch.backends.cpu.get_cpu_capability(), "precision": "bf16" if use_bf16("auto") else "fp32"}
+
+
+def pins_for(here: dict[str, str]) -> Path:
+    """The pins file of a machine kind."""
+    return PINNED / f"ci_profile.{here['cpu']}-{here['precision']}.json"
 
 
 def model_files(repo: Path, outs: list[str] = MODEL_OUTS) -> dict[str, str]:
@@ -58,15 +64,19 @@ def model_files(repo: Path, outs: list[str] = MODEL_OUTS) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("check", "update"))
-    parser.add_argument("--pins", type=Path, default=PINS)
+    parser.add_argument("--pins", type=Path, help="pins file (default: this machine kind's)")
     parser.add_argument("--repo", type=Path, default=Path("."))
     parser.add_argument("--outs", nargs="+", default=MODEL_OUTS, help="which outs (path prefixes) to pin")
     args = parser.parse_args(argv)
     here, files = machine(), model_files(args.repo, args.outs)
+    args.pins = args.pins or pins_for(here)
     if args.command == "update":
         args.pins.parent.mkdir(parents=True, exist_ok=True)
         args.pins.write_text(json.dumps({"machine": here, "files": files}, indent=1) + "\n", encoding="utf-8")
         print(f"{args.pins}: {len(files)} files pinned on {here}")
+        return 0
+    if not args.pins.is_file():
+        print(f"pinned hashes: skipped, no pins for this machine ({here}): {args.pins} does not exist")
         return 0
     pinned = json.loads(args.pins.read_text(encoding="utf-8"))
     if pinned["machine"] != here:

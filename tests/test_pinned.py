@@ -1,0 +1,26 @@
+"""The pinned-hashes check of .ci/run: one pins file per CPU kind and precision."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tests"))
+import pinned_hashes  # noqa: E402
+
+
+def test_each_machine_kind_is_checked_against_its_own_pins(tmp_path, monkeypatch, capsys):
+    files = {"models/teacher/model.safetensors": "a" * 32}
+    monkeypatch.setattr(pinned_hashes, "PINNED", tmp_path)
+    monkeypatch.setattr(pinned_hashes, "model_files", lambda repo, outs: dict(files))
+    for kind in ({"cpu": "AVX2", "precision": "fp32"}, {"cpu": "AVX512", "precision": "bf16"}):
+        monkeypatch.setattr(pinned_hashes, "machine", lambda kind=kind: kind)
+        assert pinned_hashes.main(["check"]) == 0 and "no pins for this machine" in capsys.readouterr().out
+        assert pinned_hashes.main(["update"]) == 0
+        assert json.loads(pinned_hashes.pins_for(kind).read_text())["machine"] == kind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ci_profile.AVX2-fp32.json", "ci_profile.AVX512-bf16.json"]
+    assert pinned_hashes.main(["check"]) == 0 and "all 1 files as pinned" in capsys.readouterr().out
+    files["models/teacher/model.safetensors"] = "b" * 32  # a weight moved: this kind's check fails
+    assert pinned_hashes.main(["check"]) == 1 and "models/teacher/model.safetensors" in capsys.readouterr().out
