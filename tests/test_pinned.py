@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tests"))
-import pinned_hashes  # noqa: E402
+import pinned_hashes  # tests/ is on the path, as for conftest
 
 
 def test_each_machine_kind_is_checked_against_its_own_pins(tmp_path, monkeypatch, capsys):
