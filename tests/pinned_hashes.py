@@ -6,7 +6,7 @@ students) by its md5, as DVC recorded it in dvc.lock and the cache.
 
 `.ci/run` checks the ci profile's run against the pins: a change to the code that moves any weight of a
 model whose recipe did not change fails CI. Bit-exact results hold for one CPU kind and precision, so
-each kind has its own file, tests/pinned/ci_profile.<cpu>-<precision>.json (the default --pins); on a
+each kind has its own file, tests/pinned/ci_profile.<vendor>-<isa>-<precision>.json (the default --pins); on a
 kind with no file the check is skipped, saying so. With `--outs data/ models/ exports/` it pins every
 artifact of a run (what .ci/run compares a forced rerun with).
 """
@@ -25,11 +25,17 @@ MODEL_OUTS = ["models/"]
 
 
 def machine() -> dict[str, str]:
+    """This machine's kind: CPU vendor, vector ISA (+AMX) and precision. Each part picks other kernels, and
+    other kernels round otherwise: an Intel CPU with AMX trains other bits than an AMD one with AVX-512 and
+    bf16, even the fp32 BiLSTMs."""
     import torch
 
     from pipeline.inference import use_bf16
 
-    return {"cpu": torch.backends.cpu.get_cpu_capability(), "precision": "bf16" if use_bf16("auto") else "fp32"}
+    caps = torch.cpu.get_capabilities()
+    vendor = (str(caps.get("cpu_name") or "unknown").split() or ["unknown"])[0]
+    isa = torch.backends.cpu.get_cpu_capability() + ("-AMX" if caps.get("amx_bf16") else "")
+    return {"cpu": f"{vendor}-{isa}", "precision": "bf16" if use_bf16("auto") else "fp32"}
 
 
 def pins_for(here: dict[str, str]) -> Path:

@@ -11,12 +11,28 @@ def test_each_machine_kind_is_checked_against_its_own_pins(tmp_path, monkeypatch
     files = {"models/teacher/model.safetensors": "a" * 32}
     monkeypatch.setattr(pinned_hashes, "PINNED", tmp_path)
     monkeypatch.setattr(pinned_hashes, "model_files", lambda repo, outs: dict(files))
-    for kind in ({"cpu": "AVX2", "precision": "fp32"}, {"cpu": "AVX512", "precision": "bf16"}):
+    for kind in ({"cpu": "AMD-AVX2", "precision": "fp32"}, {"cpu": "Intel-AVX512-AMX", "precision": "bf16"}):
         monkeypatch.setattr(pinned_hashes, "machine", lambda kind=kind: kind)
         assert pinned_hashes.main(["check"]) == 0 and "no pins for this machine" in capsys.readouterr().out
         assert pinned_hashes.main(["update"]) == 0
         assert json.loads(pinned_hashes.pins_for(kind).read_text())["machine"] == kind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ci_profile.AVX2-fp32.json", "ci_profile.AVX512-bf16.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ci_profile.AMD-AVX2-fp32.json",
+                                                         "ci_profile.Intel-AVX512-AMX-bf16.json"]
     assert pinned_hashes.main(["check"]) == 0 and "all 1 files as pinned" in capsys.readouterr().out
     files["models/teacher/model.safetensors"] = "b" * 32  # a weight moved: this kind's check fails
     assert pinned_hashes.main(["check"]) == 1 and "models/teacher/model.safetensors" in capsys.readouterr().out
+
+
+def test_the_machine_kind_names_the_vendor_and_amx(monkeypatch):
+    """Vendors and AMX pick other kernels, which round otherwise: each is a kind of its own."""
+    import torch
+
+    def kind(name, amx):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"cpu_name": name, "amx_bf16": amx})
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+        return pinned_hashes.machine()["cpu"]
+
+    assert kind("Intel Xeon", True) == "Intel-AVX512-AMX"
+    assert kind("Intel Xeon", False) == "Intel-AVX512"
+    assert kind("AMD EPYC 9R14", False) == "AMD-AVX512"
+    assert kind("", False) == "unknown-AVX512"
