@@ -1,7 +1,9 @@
 """Speed like for like, in one run: every exported model in every runtime at batch 1 and 32, its speed-up
 over the teacher in the same runtime beside the FLOP ratio of the two shapes, the graphs each Transformer
-export did not serve (fused or plain, fp32 and int8; static int8), the share of the machine's
-measured GEMM peak that the teacher_logits pass reaches, and a table of the speed goals with a verdict.
+export did not serve (fused or plain, fp32 and int8; static int8) and the plain int8 graph as onnxruntime
+loads it by default (the baseline: the export before any of this, with SkipLayerNormalization), the share
+of the machine's measured GEMM peak that the teacher_logits pass reaches, and a table of the speed goals
+with a verdict.
 
 One process, fixed threads, models interleaved within every repetition, medians. Speeds are of the model
 alone (tokenised beforehand) unless a column says "text" (raw text to logits, tokenisation included).
@@ -64,16 +66,20 @@ def flops_per_example(predictor, texts, pairs) -> float:
 
 
 # ---------------------------------------------------------------- graph variants of a Transformer export
+BASELINE = "int8-baseline"  # the plain int8 graph loaded with all of onnxruntime's fusions: the export before #16
+
+
 def graph_runtimes(folder: Path) -> dict[str, str]:
-    """{"fp32 fused", "fp32 plain", "int8 fused", "int8 plain", "int8 dynamic", "int8 static": runtime name}
-    of a Transformer export: the served graphs ("onnx", "int8") and the variants graph_variants makes."""
+    """{"fp32 fused", "fp32 plain", "int8 fused", "int8 plain", "int8 dynamic", "int8 static", "int8 baseline":
+    runtime name} of a Transformer export: the served graphs ("onnx", "int8"), the variants graph_variants
+    makes, and the plain int8 graph loaded as onnxruntime loads it by default (BASELINE)."""
     info = export_info(folder)
     served, other = ("fused", "plain") if info.get("fused_operators") else ("plain", "fused")
     method = info["int8"].get("method", "dynamic")
     other_method = "dynamic" if method == "static" else "static"
     return {f"fp32 {served}": "onnx", f"int8 {served}": "int8", f"int8 {method}": "int8",
             f"fp32 {other}": f"onnx-{other}", f"int8 {other}": f"int8-{other}",
-            f"int8 {other_method}": f"int8-{other_method}"}
+            f"int8 {other_method}": f"int8-{other_method}", "int8 baseline": BASELINE}
 
 
 def graph_variants(folder: Path, work: Path, calibration: tuple[list[str], list[str] | None]) -> dict[str, Path]:
@@ -81,7 +87,8 @@ def graph_variants(folder: Path, work: Path, calibration: tuple[list[str], list[
     operators saved in it, or the plain graph that onnxruntime fuses when it loads it) in fp32 and dynamic
     int8, and the served fp32 graph in the other int8 method (static: calibrated on train rows)."""
     info, task = export_info(folder), task_of(folder)
-    fp32_other, int8_other, other_method = [r for r in graph_runtimes(folder).values() if r not in ("onnx", "int8")]
+    fp32_other, int8_other, other_method = [r for r in graph_runtimes(folder).values()
+                                            if r not in ("onnx", "int8", BASELINE)]
     exportable = prepare(folder, work / "model", task, int(info.get("max_length", 128)))
     fp32 = work / f"{fp32_other}.onnx"
     write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes, fp32)
@@ -231,9 +238,13 @@ def goal_rounds(exports: Path, models: list[str], predictors: dict[str, Predicto
                 flop_ratio = flops[REFERENCE] / flops[model]
                 values = [x / flop_ratio for x in paired_speedups(teacher, student, texts, pairs, rounds)]
                 out.append(goal_row("int8_flop_share", f"{model}, {graph} graph (FLOP ratio {flop_ratio:.2f})", values))
-        plain, fused = (predictors.get(row_name(model, names[f"int8 {g}"])) for g in ("plain", "fused"))
-        if plain and fused:
-            out.append(goal_row("fused_int8", model, paired_speedups(plain, fused, texts, pairs, rounds)))
+        fused = predictors.get(row_name(model, names["int8 fused"]))
+        for against, subject in (("baseline", "the plain graph as onnxruntime loads it by default"),
+                                 ("plain", "the plain graph as served")):
+            plain = predictors.get(row_name(model, names[f"int8 {against}"]))
+            if plain and fused:
+                out.append(goal_row("fused_int8", f"{model}, against {subject}",
+                                    paired_speedups(plain, fused, texts, pairs, rounds)))
     return out
 
 
@@ -273,8 +284,13 @@ def main(argv: list[str] | None = None) -> None:
             flops[model] = flops_per_example(predictors[-len(served)], texts[: args.latency_samples],
                                              pairs[: args.latency_samples] if pairs else None)
             if export_info(folder)["kind"] == "hf":
-                for variant, path in graph_variants(folder, Path(tmp) / model, calibration).items():
+                variants = graph_variants(folder, Path(tmp) / model, calibration)
+                for variant, path in variants.items():
                     predictors.append(OnnxPredictor(row_name(model, variant), folder, str(path), threads=args.threads))
+                plain_int8 = variants.get("int8-plain", folder / RUNTIMES["int8"])
+                if plain_int8.is_file():  # not where the export left its int8 out
+                    predictors.append(OnnxPredictor(row_name(model, BASELINE), folder, str(plain_int8.resolve()),
+                                                    threads=args.threads, fusions_off=()))
         cfg = EvaluateConfig(threads=args.threads, batch_size=32, warmup=1, repeats=args.repeats,
                              latency_samples=args.latency_samples, runtimes=list(RUNTIMES))
         speed = measure_speed(predictors, texts, pairs, cfg)
@@ -301,8 +317,10 @@ def main(argv: list[str] | None = None) -> None:
         print("| " + " | ".join(cells) + " |")
 
     print("\nGraphs of the same model: fused (onnxruntime's fused operators saved in the graph) against plain "
-          "(fused by onnxruntime when it loads it), and dynamic against static int8; > 1: the first is faster")
-    pairs_of = [("fp32 fused", "fp32 plain"), ("int8 fused", "int8 plain"), ("int8 dynamic", "int8 static")]
+          "(fused by onnxruntime when it loads it), dynamic against static int8, and the plain int8 graph as served "
+          "(no SkipLayerNormalization) against the baseline (onnxruntime's default load); > 1: the first is faster")
+    pairs_of = [("fp32 fused", "fp32 plain"), ("int8 fused", "int8 plain"), ("int8 dynamic", "int8 static"),
+                ("int8 plain", "int8 baseline")]
     print("| model | " + " | ".join(f"{a} / {b} {b_}" for a, b in pairs_of for b_ in ("b1", "b32")) + " |")
     print("|---|" + "---|" * 2 * len(pairs_of))
     for model in models:

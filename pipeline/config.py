@@ -212,11 +212,12 @@ class ExportConfig(Section):
         description="splits whose quality each export measures in every runtime where they have labels (dev "
                     "always: retention is on dev; train shows the fit but costs a pass of every model over it)")
     fuse_graph: bool = Field(
-        False, description="save a Transformer's ONNX graph rewritten with onnxruntime's fused transformer operators "
-                           "(Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu; int8 is then made "
-                           "from it). Off: onnxruntime fuses the plain graph its own way when it loads it, which leaves "
-                           "little to win (fused int8 ran 1.0-1.24x the plain one at batch 1 and 0.82-1.02x at batch "
-                           "32 on the CPU we measured); benchmarks/speed.py times both on yours")
+        True, description="save a Transformer's ONNX graph rewritten with onnxruntime's fused transformer operators "
+                          "(Attention, EmbedLayerNormalization, BiasGelu, LayerNormalization; int8 is then made from "
+                          "it, with the quantised QAttention). False: the plain graph, which onnxruntime fuses its own "
+                          "way when it loads it. Fused int8 ran 1.19-1.29x the plain int8 at batch 1 and 0.96-1.01x at "
+                          "batch 32, fused fp32 0.96-1.10x and 0.92-0.99x, on the CPU we measured; "
+                          "benchmarks/speed.py times both on yours")
     int8_method: Literal["dynamic", "static"] = Field(
         "dynamic", description="int8 quantisation: dynamic (activations quantised on the fly; the faster on the CPUs "
                                "we measured) or static (activation ranges calibrated on train rows); "

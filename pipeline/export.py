@@ -4,7 +4,7 @@ code (stage `export`: every model of the run into exports/<name>/):
 - the model in its own format: Hugging Face `save_pretrained` (teacher, Transformer students) or the
   BiLSTM student folder of pipeline.models.bilstm, with the task's label names in its config;
 - `model.onnx`: fp32, dynamic batch and sequence axes, the same inputs the PyTorch predictors feed; with
-  `fuse_graph`, a Transformer's graph rewritten with onnxruntime's fused operators (pipeline.graphs);
+  `fuse_graph` (the default), a Transformer's graph rewritten with onnxruntime's fused operators (pipeline.graphs);
 - `model.int8.onnx`: int8 quantisation of model.onnx (dynamic by default, or static calibrated on train
   rows), served only if it stays within `int8_max_drop` points of fp32 on dev (`int8_gate`);
 - `README.md` (model card, pipeline.card) and `export.json` (files, sizes, parity, quality per runtime).
@@ -240,7 +240,7 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
                  dev_texts: Sequence[str], dev_pairs: Sequence[str] | None, card_info: dict[str, Any],
                  splits: dict[str, Any] | None = None, tolerance: float = 1e-4, parity_examples: int = 64,
                  max_length: int = 128, order: int = 0, histories: dict[str, str] | None = None,
-                 fuse_graph: bool = False, int8_max_drop: float | None = None, int8_failure: str = "drop",
+                 fuse_graph: bool = True, int8_max_drop: float | None = None, int8_failure: str = "drop",
                  int8_calibration: tuple[Sequence[str], Sequence[str] | None] | None = None,
                  int8_reduce_range: bool = True) -> dict[str, Any]:
     """Export a teacher/student folder to `out_dir` (see the module docstring); returns the summary

@@ -2,12 +2,15 @@
 quantisation.
 
 Fusion (optional, `export.fuse_graph`): onnxruntime's transformer optimizer rewrites the exported
-BERT-style graph with its fused operators (Attention, EmbedLayerNormalization, SkipLayerNormalization,
-BiasGelu). It recognises the attention pattern of the eager implementation, so Transformers are exported
-with eager attention (same weights, same function). Dynamic int8 quantisation of the fused graph uses the
-quantised attention kernel (QAttention). A plain graph is fused too, differently, by onnxruntime itself
-when a session loads it (MatMul + Softmax attention, LayerNormalization, BiasGelu); which of the two runs
-faster depends on the CPU: benchmarks/speed.py times both.
+BERT-style graph with its fused operators (Attention, EmbedLayerNormalization, BiasGelu, LayerNormalization).
+It recognises the attention pattern of the eager implementation, so Transformers are exported with eager
+attention (same weights, same function). Dynamic int8 quantisation of the fused graph uses the quantised
+attention kernel (QAttention). A plain graph is fused too, differently, by onnxruntime itself when a
+session loads it (MatMul + Softmax attention, LayerNormalization, BiasGelu).
+
+Neither fuses a residual Add into its LayerNormalization (SkipLayerNormalization): onnxruntime's CPU kernel
+for it divides element by element in scalar code, and ran 3.5-5x slower than the Add and the
+LayerNormalization it replaces, at batch 1 and 32 alike (pipeline.runtimes.SLOW_FUSIONS).
 """
 
 from __future__ import annotations
@@ -100,11 +103,14 @@ def fuse(path: Path, hidden: int, heads: int) -> dict[str, int]:
     """Rewrite an fp32 BERT-style graph in place with onnxruntime's fused transformer operators; return
     how many of each it fused."""
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False  # see the module docstring
     try:
         with _quiet_root_logger():
             model = optimizer.optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden,
-                                             opt_level=0, use_gpu=False)
+                                             opt_level=0, use_gpu=False, optimization_options=options)
             model.save_model_to_file(str(path))
     except Exception as exc:  # the optimizer raises assorted types
         raise ModelError(f"{path.name}: graph fusion failed ({type(exc).__name__}: {exc})") from exc

@@ -20,7 +20,8 @@ from pipeline import export as export_module
 from pipeline.errors import DataError, ModelError
 from pipeline.export import export_model
 from pipeline.inference import classifier_logits
-from pipeline.runtimes import INT8_FILE, ONNX_FILE, BiLSTMPredictor, HFPredictor, OnnxPredictor, load_export
+from pipeline.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, BiLSTMPredictor, HFPredictor, OnnxPredictor, \
+    load_export
 from pipeline.models.bilstm import BiLSTMClassifier, WordTokenizer, load_bilstm, predict_logits, save_bilstm
 from pipeline.predict import main
 from pipeline.tasks import preset_task
@@ -150,25 +151,60 @@ def op_counts(path: Path) -> dict[str, int]:
     return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
-def test_fuse_graph_saves_onnxruntimes_fused_operators_and_int8_uses_the_fused_kernels(tiny_teacher, sst2_dev,
-                                                                                         tmp_path):
-    out = tmp_path / "fused"  # the tiny teacher: 2 layers
-    summary = export_model(tiny_teacher, out, name="teacher", task="sst2", dev_texts=sst2_dev, dev_pairs=None,
-                           card_info={}, fuse_graph=True)
-    expected = {"EmbedLayerNormalization": 1, "Attention": 2, "SkipLayerNormalization": 4, "BiasGelu": 2}
+def test_the_exported_graph_has_onnxruntimes_fused_operators_and_int8_uses_the_fused_kernels(hf_export):
+    out, summary = hf_export  # the tiny teacher: 2 layers
+    # residual Adds stay beside their LayerNormalization: onnxruntime's SkipLayerNormalization kernel is slower
+    expected = {"EmbedLayerNormalization": 1, "Attention": 2, "LayerNormalization": 4, "BiasGelu": 2}
     assert summary["fused_operators"] == expected
     fp32 = op_counts(out / ONNX_FILE)
     assert all(fp32[op] == n for op, n in expected.items()) and "Softmax" not in fp32  # attention is one kernel
+    assert "SkipLayerNormalization" not in fp32
     int8 = op_counts(out / INT8_FILE)
     assert int8["QAttention"] == 2 and int8["DynamicQuantizeMatMul"] + int8["MatMulInteger"] > 0, int8
     assert summary["onnx"]["max_abs_diff"] <= 1e-4  # the fused graph still gives PyTorch's logits
 
 
-def test_the_default_graph_is_left_for_onnxruntime_to_fuse_when_it_loads_it(hf_export):
-    out, summary = hf_export
-    assert summary["fused_operators"] == {}
-    ops = op_counts(out / ONNX_FILE)
+@pytest.fixture(scope="module")
+def plain_export(tiny_teacher, sst2_dev, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plain") / "teacher"
+    export_model(tiny_teacher, out, name="teacher", task="sst2", dev_texts=sst2_dev, dev_pairs=None, card_info={},
+                 fuse_graph=False)
+    return out
+
+
+def test_fuse_graph_false_leaves_the_graph_for_onnxruntime_to_fuse_when_it_loads_it(plain_export):
+    assert json.loads((plain_export / "export.json").read_text())["fused_operators"] == {}
+    ops = op_counts(plain_export / ONNX_FILE)
     assert ops["Softmax"] == 2 and "Attention" not in ops
+
+
+@pytest.mark.parametrize("graph", ["fused", "plain"])
+def test_sessions_leave_out_the_slow_skip_layer_norm_fusion(graph, hf_export, plain_export, tmp_path, monkeypatch):
+    """onnxruntime fuses an int8 graph's residual Add + LayerNormalization into SkipLayerNormalization when
+    it loads it, unless told not to; every session of the runtimes is told (the name must be one onnxruntime
+    knows: an unknown one is ignored silently)."""
+    import onnxruntime as ort
+
+    out = hf_export[0] if graph == "fused" else plain_export
+    real = ort.InferenceSession
+
+    def loaded_ops(path, **kwargs):
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+        real(str(path), opts, providers=["CPUExecutionProvider"], **kwargs)
+        return op_counts(tmp_path / "loaded.onnx")
+
+    assert loaded_ops(out / INT8_FILE)["SkipLayerNormalization"] > 0  # onnxruntime's default
+    assert loaded_ops(out / INT8_FILE, disabled_optimizers=list(SLOW_FUSIONS))["SkipLayerNormalization"] == 0
+
+    def session(path, opts, **kwargs):
+        opts.optimized_model_filepath = str(tmp_path / "served.onnx")
+        return real(path, opts, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    OnnxPredictor("teacher:int8", out, INT8_FILE)
+    ops = op_counts(tmp_path / "served.onnx")
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] > 0
 
 
 @pytest.mark.parametrize("fuse_graph", [False, True])
@@ -300,6 +336,16 @@ def test_model_card_says_how_to_load(hf_export, bilstm_export):
         assert needle in hf_card, needle
     bilstm_card = (bilstm_export[0] / "README.md").read_text()
     assert "load_bilstm" in bilstm_card and "OnnxPredictor" in bilstm_card and "lengths" in bilstm_card
+
+
+def test_the_model_cards_onnx_snippet_gives_the_served_logits(hf_export):
+    out, _ = hf_export
+    card = (out / "README.md").read_text()
+    (snippet,) = [block for block in card.split("```python")[1:] if "onnxruntime as ort" in block.split("```")[0]]
+    scope: dict = {}
+    exec(snippet.split("```")[0].replace("FOLDER", str(out)), scope)
+    expected = load_export(out, "onnx").logits(["a gorgeous film"], None, 1)
+    assert np.allclose(scope["logits"], expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------- export: BiLSTM
