@@ -1,7 +1,7 @@
 """Speed like for like, in one run: every exported model in every runtime at batch 1 and 32, its speed-up
 over the teacher in the same runtime beside the FLOP ratio of the two shapes, the graphs each Transformer
 export did not serve (fused or plain, fp32 and int8; static int8) and the plain int8 graph as onnxruntime
-loads it by default (the baseline: the export before any of this, with SkipLayerNormalization), the share
+loads it by default (the baseline: the export as served before, with SkipLayerNormalization), the share
 of the machine's measured GEMM peak that the teacher_logits pass reaches, and a table of the speed goals
 with a verdict.
 
@@ -66,7 +66,8 @@ def flops_per_example(predictor, texts, pairs) -> float:
 
 
 # ---------------------------------------------------------------- graph variants of a Transformer export
-BASELINE = "int8-baseline"  # the plain int8 graph loaded with all of onnxruntime's fusions: the export before #16
+BASELINE = "int8-baseline"  # the plain int8 graph with all of onnxruntime's load-time fusions: the export
+# as served before fused graphs were (the fused-int8 goal's baseline)
 
 
 def graph_runtimes(folder: Path) -> dict[str, str]:

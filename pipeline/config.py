@@ -215,9 +215,10 @@ class ExportConfig(Section):
         True, description="save a Transformer's ONNX graph rewritten with onnxruntime's fused transformer operators "
                           "(Attention, EmbedLayerNormalization, BiasGelu, LayerNormalization; int8 is then made from "
                           "it, with the quantised QAttention). False: the plain graph, which onnxruntime fuses its own "
-                          "way when it loads it. Fused int8 ran 1.19-1.29x the plain int8 at batch 1 and 0.96-1.01x at "
-                          "batch 32, fused fp32 0.96-1.10x and 0.92-0.99x, on the CPU we measured; "
-                          "benchmarks/speed.py times both on yours")
+                          "way when it loads it. On the CPU we measured, fused int8 ran 1.19-1.30x the plain int8 at batch "
+                          "1 and 0.96-1.05x at batch 32 (1.32-1.39x and 1.13-1.19x the plain graph with "
+                          "SkipLayerNormalization, as served before), fused fp32 0.96-1.10x and 0.92-0.99x plain "
+                          "fp32; benchmarks/speed.py times both on yours")
     int8_method: Literal["dynamic", "static"] = Field(
         "dynamic", description="int8 quantisation: dynamic (activations quantised on the fly; the faster on the CPUs "
                                "we measured) or static (activation ranges calibrated on train rows); "
