@@ -1,7 +1,7 @@
 """ONNX graphs of exported models: the fp32 export, onnxruntime's fused transformer graph, and int8
 quantisation.
 
-Fusion (optional, `export.fuse_graph`): onnxruntime's transformer optimizer rewrites the exported
+Fusion (`export.fuse_graph`, on by default): onnxruntime's transformer optimizer rewrites the exported
 BERT-style graph with its fused operators (Attention, EmbedLayerNormalization, BiasGelu, LayerNormalization).
 It recognises the attention pattern of the eager implementation, so Transformers are exported with eager
 attention (same weights, same function). Dynamic int8 quantisation of the fused graph uses the quantised
@@ -112,8 +112,8 @@ def fuse(path: Path, hidden: int, heads: int) -> dict[str, int]:
             model = optimizer.optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden,
                                              opt_level=0, use_gpu=False, optimization_options=options)
             model.save_model_to_file(str(path))
+            stats = model.get_fused_operator_statistics()  # it logs them at INFO too
     except Exception as exc:  # the optimizer raises assorted types
         raise ModelError(f"{path.name}: graph fusion failed ({type(exc).__name__}: {exc})") from exc
-    stats = model.get_fused_operator_statistics()
     return {op: stats[op] for op in FUSED_OPERATORS if stats.get(op)}
 
