@@ -45,9 +45,6 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> list[str]:
         if names:
             ax.scatter([rows[n]["latency_ms_b1"] for n in names], [100 * rows[n][main] for n in names], s=40,
                        marker=marker, label=runtime, zorder=3)
-    for name, row in rows.items():
-        ax.annotate(name, (row["latency_ms_b1"], 100 * row[main]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=7, fontweight="bold" if name in front else "normal")
     ax.plot([rows[n]["latency_ms_b1"] for n in front], [100 * rows[n][main] for n in front], "--", color="grey",
             drawstyle="steps-post", zorder=2, label="Pareto front")
     ax.set_xscale("log")
@@ -59,9 +56,57 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> list[str]:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    ordered = front + [n for n in rows if n not in front]  # the front's labels get the first choice of place
+    place_labels(ax, [(n, rows[n]["latency_ms_b1"], 100 * rows[n][main], n in front) for n in ordered])
     fig.savefig(path, format="png")
     plt.close(fig)
     return front
+
+
+# where a point's label may go, in points from the point: right above, right below, left above, left below,
+# above, below
+LABEL_PLACES = ((5, 3, "left", "bottom"), (5, -3, "left", "top"), (-5, 3, "right", "bottom"),
+                (-5, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"))
+
+
+def place_labels(ax, labels: Sequence[tuple[str, float, float, bool]], marker_px: float = 6.0) -> list:
+    """Annotate each (text, x, y, bold) point of `ax` in the first of LABEL_PLACES where its text covers no
+    label placed before it, no point's marker, not the legend and nothing outside the axes (else where it
+    covers least), so that models of about the same speed and quality stay readable. Call it once the
+    layout is final. Returns the text artists."""
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points = ax.transData.transform([(x, y) for _, x, y, _ in labels]) if labels else []
+    taken = [Bbox.from_extents(px - marker_px, py - marker_px, px + marker_px, py + marker_px) for px, py in points]
+    if ax.get_legend() is not None:
+        taken.append(ax.get_legend().get_window_extent(renderer))
+
+    def covered(box) -> float:
+        inside = Bbox.intersection(box, frame)
+        outside = box.width * box.height - (inside.width * inside.height if inside else 0.0)
+        return outside + sum(b.width * b.height for b in (Bbox.intersection(box, t) for t in taken) if b)
+
+    texts = []
+    for text, x, y, bold in labels:
+        best = None
+        for dx, dy, ha, va in LABEL_PLACES:
+            artist = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                                 fontsize=7, fontweight="bold" if bold else "normal")
+            box = artist.get_window_extent(renderer)
+            cost = covered(box)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, artist, box)
+            else:
+                artist.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+        texts.append(best[1])
+    return texts
 
 
 def plot_sizes(report: dict[str, Any], path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline import plots
 from pipeline.plots import pareto_front, plot_accuracy_latency, plot_sizes, plot_training_curves
 from pipeline.tasks import compute_metrics, preset_task
 
@@ -61,6 +62,29 @@ def _image(path):
     import matplotlib.image
 
     return matplotlib.image.imread(str(path))
+
+
+def test_labels_of_crowded_points_do_not_cover_each_other_nor_points_nor_leave_the_axes():
+    """Models of about the same latency and quality (students in one runtime) keep readable labels."""
+    plt = plots._pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    points = [("tinybert4:onnx", 1.81, 84.86), ("bilstm_kd", 1.85, 84.86), ("minilm4:onnx", 1.89, 85.0),
+              ("distil3:onnx", 1.84, 84.7), ("lrc4:onnx", 1.87, 84.95), ("teacher", 8.7, 87.4), ("edge", 0.3, 81.0)]
+    ax.scatter([x for _, x, _ in points], [y for _, _, y in points])
+    ax.set_xscale("log")
+    ax.set_xlim(0.25, 10)
+    fig.tight_layout()
+    texts = plots.place_labels(ax, [(name, x, y, False) for name, x, y in points])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert [t.get_text() for t in texts] == [name for name, _, _ in points]
+    frame = ax.get_window_extent(renderer)
+    markers = ax.transData.transform([(x, y) for _, x, y in points])
+    for i, box in enumerate(boxes):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, points[i]
+        assert not any(box.overlaps(other) for other in boxes[:i]), points[i]
+        assert not any(box.contains(px, py) for px, py in markers), points[i]
+    plt.close(fig)
 
 
 def test_figures_are_written_and_show_their_data(tmp_path):
