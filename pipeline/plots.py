@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,20 +140,45 @@ def read_history(path: Path) -> tuple[list[tuple[float, float]], list[tuple[floa
     return losses, evals
 
 
+def loss_scale(losses: Sequence[float], spread: float = 10.0) -> str:
+    """"log" for a positive loss curve whose peak is over `spread` times its median (a few early spikes
+    would flatten the rest of it on a linear axis), else "linear"."""
+    if not losses or min(losses) <= 0:
+        return "linear"
+    ordered = sorted(losses)
+    return "log" if ordered[-1] > spread * ordered[len(ordered) // 2] else "linear"
+
+
+def log_tick(value: float, _position=None) -> str:
+    """A log axis's tick label: 0.2, 0.5, 1, 2, 5, 10... written plainly (not 2x10^-1), the others blank."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (1, 2, 5)) else ""
+
+
 def plot_training_curves(histories: dict[str, Path], path: Path) -> None:
-    """One panel per training run: train loss by step, and the dev metric at each evaluation."""
+    """One panel per training run: train loss by step (on a log axis where spikes would flatten it), and
+    the dev metric at each evaluation."""
+    import matplotlib.ticker
+
     plt = _pyplot()
     runs = {name: read_history(f) for name, f in histories.items() if f.is_file()}
     cols = 3
     rows_n = max(1, -(-len(runs) // cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 2.8 * rows_n), dpi=100, squeeze=False)
     for ax, (name, (losses, evals)) in zip(axes.flat, runs.items()):
+        scale = loss_scale([loss for _, loss in losses])
         if losses:
             ax.plot(*zip(*losses), color="tab:blue", lw=1)
+            ax.set_yscale(scale)
+        if scale == "log":
+            for set_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                set_formatter(matplotlib.ticker.FuncFormatter(log_tick))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel("train loss", fontsize=8, color="tab:blue")
-        ax.tick_params(labelsize=7)
+        ax.set_ylabel("train loss" + (" (log scale)" if scale == "log" else ""), fontsize=8, color="tab:blue")
+        ax.tick_params(which="both", labelsize=7)
         if evals:
             twin = ax.twinx()
             twin.plot(*zip(*evals), "o-", color="tab:red", ms=3, lw=1)

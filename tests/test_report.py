@@ -87,6 +87,15 @@ def test_labels_of_crowded_points_do_not_cover_each_other_nor_points_nor_leave_t
     plt.close(fig)
 
 
+def test_a_loss_curve_with_spikes_far_above_the_rest_gets_a_log_axis_with_plain_labels():
+    spiky = [4.0, 30.0, 2.5] + [0.4] * 20  # an early spike would flatten the rest on a linear axis
+    assert plots.loss_scale(spiky) == "log"
+    assert plots.loss_scale([0.7, 0.6, 0.45, 0.3, 0.25, 0.2]) == "linear"
+    assert plots.loss_scale([3.0, -1.0, 0.1]) == "linear" and plots.loss_scale([]) == "linear"  # no log of <= 0
+    assert [plots.log_tick(v) for v in (0.2, 0.3, 0.5, 1.0, 2.0, 7.0, 10.0, 0.005)] == \
+        ["0.2", "", "0.5", "1", "2", "", "10", "0.005"]
+
+
 def test_figures_are_written_and_show_their_data(tmp_path):
     report = {"task": "sst2", "main_metric": "dev_accuracy", "threads": 2, "models": {
         "teacher": {"runtime": "torch", "dev_accuracy": 0.86, "latency_ms_b1": 18.0, "size_mb": 87.0},
