@@ -171,8 +171,8 @@ def plot_training_curves(histories: dict[str, Path], path: Path) -> None:
         scale = loss_scale([loss for _, loss in losses])
         if losses:
             ax.plot(*zip(*losses), color="tab:blue", lw=1)
-            ax.set_yscale(scale)
         if scale == "log":
+            ax.set_yscale("log")
             for set_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
                 set_formatter(matplotlib.ticker.FuncFormatter(log_tick))
         ax.set_title(name, fontsize=9)
