@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 
 from pipeline.augment import augmenters
 from pipeline.errors import ConfigError
-from pipeline.methods import Method, methods, objectives
+from pipeline.methods import Method, Objective, methods, objectives
 from pipeline.schema import DROPOUT_HELP, LAYER_MAP_HELP, Dropout, LayerMap, PositiveInt, Section
 
 PARAMS_FILE = "params.yaml"
@@ -169,8 +169,13 @@ class TeacherLogitsConfig(Section):
 class StudentShape(Section):
     layers: PositiveInt = Field(4, description="Transformer layers")
     hidden: PositiveInt = Field(312, description="hidden width")
-    heads: PositiveInt = Field(12, description="attention heads (the teacher's count, for the attention loss)")
+    heads: PositiveInt = Field(
+        12, description="attention heads: the teacher's count for TinyBERT's attention loss; teacher_slice init needs a "
+                        "divisor of it")
     intermediate: PositiveInt = Field(1200, description="feed-forward width")
+
+
+ShapeKey = Literal["layers", "hidden", "heads", "intermediate"]
 
 
 class GeneralDistillBase(Section):
@@ -199,6 +204,20 @@ class GeneralDistillBase(Section):
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         return registered(value, objectives(), "objective", "objectives", "objective")
+
+    def shape(self, init: str) -> StudentShape:
+        """The student shape of general_distill@`init`: `student` with the objective's own `student` keys on top
+        (`student` itself for random or teacher_slice init)."""
+        return self.student.model_copy(update=getattr(getattr(self, init, None), "student", None) or {})
+
+    @model_validator(mode="after")
+    def _shapes(self) -> GeneralDistillBase:
+        for objective in self.objectives:
+            shape = self.shape(objective)
+            if shape.hidden % shape.heads:
+                where = f"{objective}.student" if getattr(self, objective).student else "student"
+                raise ValueError(f"{where}: hidden size {shape.hidden} is not a multiple of its {shape.heads} heads")
+        return self
 
     def settings(self, objective: str) -> dict[str, Any]:
         """What general_distill@objective reads: the shared keys and that objective's own section."""
@@ -288,6 +307,16 @@ class BaseParams(Section):
         return self
 
 
+def _objective_section(objective: Objective) -> type[Section]:
+    """An objective's params section: its own keys, and the keys of its student's shape that differ from
+    general_distill.student."""
+    return create_model(
+        f"{objective.config.__name__}Objective", __base__=objective.config,
+        student=(dict[ShapeKey, PositiveInt],
+                 Field(default_factory=dict, description="this objective's student shape where it differs from "
+                                                         "general_distill.student (e.g. heads: 4; {}: that shape)")))
+
+
 def _student_defaults(method: Method) -> dict[str, Any]:
     return {name: method.student.model_validate(overrides) for name, overrides in method.defaults.items()}
 
@@ -296,8 +325,10 @@ def _student_defaults(method: Method) -> dict[str, Any]:
 def params_model() -> type[BaseParams]:
     """Params: the base sections, general distillation with one section per objective, a section per
     method (student name -> settings), then export and evaluate."""
-    general_fields = {name: (obj.config, Field(default_factory=obj.config, description=f"{name} objective: {obj.summary}"))
-                      for name, obj in objectives().items()}
+    general_fields = {}
+    for name, obj in objectives().items():
+        section = _objective_section(obj)
+        general_fields[name] = (section, Field(default_factory=section, description=f"{name} objective: {obj.summary}"))
     general = create_model("GeneralDistillConfig", __base__=GeneralDistillBase, **general_fields)
     method_fields = {name: (dict[str, m.student], Field(default_factory=lambda m=m: _student_defaults(m),
                                                         description=f"{m.title}; stages {_stage_names(m)}"))

@@ -80,7 +80,7 @@ def general_distill(objective: str, params: Params, out: Path, history: Path, ch
     tokenizer = load_tokenizer(params.teacher.pretrained, key)
     teacher = spec.teacher(source, key)
     t_cfg = encoders.body(teacher).config
-    shape = cfg.student
+    shape = cfg.shape(objective)
     s_config = tfm.student_config(t_cfg, shape)
     lines = read_corpus(Path(cfg.corpus))
     if cfg.task_text:

@@ -300,6 +300,23 @@ def test_slice_from_teacher_is_exact_at_full_width_and_projection_inverts_it():
     assert torch.allclose(back[:, kept], x) and back[:, [i for i in range(32) if i not in kept]].abs().sum() == 0
 
 
+def test_slice_from_teacher_groups_teacher_heads_into_fewer_student_heads():
+    """A student with a divisor of the teacher's heads keeps the same dimensions, consecutive teacher heads
+    making each of its heads; another head count, or a width the teacher's heads do not divide, is refused."""
+    teacher = tiny_bert(layers=2, heads=4, head="base")
+    same_heads = tiny_bert(layers=2, hidden=24, heads=4, intermediate=48, head="base", seed=7)
+    fewer = tiny_bert(layers=2, hidden=24, heads=2, intermediate=48, head="base", seed=7)
+    assert torch.equal(tfm.slice_from_teacher(fewer, teacher, [1, 2]), tfm.slice_from_teacher(same_heads, teacher, [1, 2]))
+    for a, b in zip(fewer.parameters(), same_heads.parameters(), strict=True):
+        assert torch.equal(a, b)  # the same weights; only the split into heads differs
+    rows = [*range(0, 6), *range(8, 14), *range(16, 22), *range(24, 30)]  # the first 6 of each teacher head's 8
+    assert torch.equal(fewer.encoder.layer[0].attention.self.key.bias, teacher.encoder.layer[0].attention.self.key.bias[rows])
+    for heads, hidden in ((3, 24), (2, 18)):
+        with pytest.raises(ConfigError, match="a number of heads that divides the teacher's \\(4\\) and a width"):
+            tfm.slice_from_teacher(tiny_bert(layers=2, hidden=hidden, heads=heads, intermediate=48, head="base"),
+                                   teacher, [1, 2])
+
+
 # ---------------------------------------------------------------- general distillation recipes
 def _params(tmp_path: Path, teacher: Path, objective: str = "tinybert", **general) -> Params:
     corpus = tmp_path / "corpus.txt"
@@ -334,6 +351,23 @@ def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_p
     model = AutoModelForSequenceClassification.from_pretrained(str(out), num_labels=2)
     assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 16
     assert json.loads((tmp_path / "history.json").read_text())[-1]["train_loss"] > 0
+
+
+def test_an_objectives_own_student_keys_shape_its_general_student_only(tmp_path, tiny_mlm_teacher):
+    """general_distill.minilmv2.student: {heads: 1, layers: 2} on top of general_distill.student (1 layer, 16
+    wide, 2 heads): MiniLMv2's student takes them, sliced from the teacher's 2 heads; other inits keep the
+    shared shape."""
+    from transformers import AutoConfig
+
+    from pipeline.general import general_distill
+
+    params = _params(tmp_path, tiny_mlm_teacher, objective="minilmv2",
+                     minilmv2={"relation_heads": 4, "student": {"heads": 1, "layers": 2}})
+    general_distill("minilmv2", params, tmp_path / "general", tmp_path / "history.json", tmp_path / "ckpt")
+    config = AutoConfig.from_pretrained(str(tmp_path / "general"))
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (2, 16, 1)
+    assert params.general_distill.shape("teacher_slice") == params.general_distill.student
+    assert params.general_distill.student.heads == 2
 
 
 def test_distilbert_objective_refuses_a_teacher_without_mlm_head(tmp_path, tiny_teacher):

@@ -192,9 +192,10 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequence[int]) -> torch.Tensor:
     """Initialise a narrower BERT student from teacher weights: keep the teacher's most important hidden
-    dimensions (by the scale of a LayerNorm over the hidden width), the first `head_dim` dimensions of
-    each head, and the feed-forward units with the largest output weights, of the mapped teacher layers
-    (1-based).
+    dimensions (by the scale of a LayerNorm over the hidden width), the first student-width / teacher-heads
+    dimensions of each teacher head, and the feed-forward units with the largest output weights, of the
+    mapped teacher layers (1-based). A student with fewer heads (a divisor of the teacher's) keeps the same
+    dimensions, each of its heads made of as many consecutive teacher heads.
 
     Structured-pruning initialisation: the student starts close to the teacher's function, so a short
     general distillation repairs it instead of learning language from scratch. The teacher may be of any
@@ -204,9 +205,10 @@ def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequen
     s_fam, t_fam = FAMILIES["bert"], encoders.family(teacher)
     s_body, t_body = encoders.body(student), encoders.body(teacher)
     s_dims, t_dims = encoders.dims(student), encoders.dims(teacher)
-    if s_dims.heads != t_dims.heads:
-        raise ConfigError("slicing from the teacher needs the teacher's number of heads "
-                          f"({t_dims.heads}), the student has {s_dims.heads}")
+    if t_dims.heads % s_dims.heads or s_dims.hidden % t_dims.heads:
+        raise ConfigError(f"slicing from the teacher needs a number of heads that divides the teacher's "
+                          f"({t_dims.heads}) and a width that is a multiple of it; the student has {s_dims.heads} "
+                          f"heads and width {s_dims.hidden}")
     if s_dims.hidden > t_dims.hidden or s_dims.intermediate > t_dims.intermediate or len(layer_map) != s_dims.layers:
         raise ConfigError("slicing from the teacher needs a student no wider than the teacher and one "
                           "teacher layer per student layer")
