@@ -122,3 +122,45 @@ def test_fused_int8_is_compared_with_the_plain_graph_as_served_and_as_onnxruntim
         "tinybert4, against the plain graph as onnxruntime loads it by default": 1.4,
         "tinybert4, against the plain graph as served": 1.2,
     }
+
+
+def test_shapes_benchmark_prints_each_shape_against_the_teacher_with_its_flop_ratio(tiny_teacher, capsys):
+    """benchmarks/shapes.py: heads change no FLOPs (ratio 1.00); half the layers and half the width, about 4x
+    fewer; every shape gets a row with its speed-ups and shares."""
+    from benchmarks import shapes
+
+    shapes.main(["--teacher", str(tiny_teacher), "--shapes", "2x32x1x64", "1x16x2x32", "--rounds", "2",
+                 "--examples", "3", "--tokens", "8", "--batch-tokens", "12"])
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "x" in line.split(" | ")[0] and "shape" not in line}
+    assert set(rows) == {"2x32x2x64 (teacher)", "2x32x1x64", "1x16x2x32"}
+    assert rows["2x32x1x64"][3] == "1.00"  # heads split the same products: the same FLOPs
+    assert float(rows["1x16x2x32"][3]) > 3.5
+    assert all(len(cells) == 8 for cells in rows.values())
+
+
+@pytest.mark.parametrize("text, message", [("4x312x12", "expected LAYERSxHIDDENxHEADSxINTERMEDIATE"),
+                                           ("4x312x0x1200", "expected LAYERSxHIDDENxHEADSxINTERMEDIATE"),
+                                           ("4x312x5x1200", "hidden size 312 is not a multiple of its 5 heads")])
+def test_shapes_benchmark_names_a_bad_shape(text, message):
+    from benchmarks import shapes
+
+    with pytest.raises(SystemExit, match=message):
+        shapes.parse_shape(text)
+
+
+def test_shapes_benchmark_names_a_teacher_it_cannot_load(tmp_path):
+    from benchmarks import shapes
+
+    with pytest.raises(SystemExit, match="no/such/model"):
+        shapes.main(["--teacher", str(tmp_path / "no/such/model")])
+
+
+def test_default_shapes_are_the_student_with_fewer_heads_and_the_teacher_width_at_its_depth():
+    from benchmarks.shapes import default_shapes, label
+    from pipeline.config import StudentShape
+
+    student = StudentShape(layers=4, hidden=312, heads=12, intermediate=1200)
+    teacher = StudentShape(layers=6, hidden=384, heads=12, intermediate=1536)
+    assert [label(s) for s in default_shapes(student, teacher)] == ["4x312x12x1200", "4x312x6x1200", "4x312x4x1200",
+                                                                    "4x384x12x1536"]
