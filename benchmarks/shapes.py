@@ -1,9 +1,9 @@
 """Which student shapes keep their FLOP savings on this CPU, before any training: a BERT classifier of the
 teacher's shape and one of each student shape, random weights (speed does not depend on them), exported
-as the pipeline exports a Transformer (fused graph; int8 dynamic, or fp32), timed in onnxruntime at batch
-1 and at batch 32 in paired rounds against the teacher's shape. Each shape's speed-up over the teacher
-stands beside its FLOP ratio, and the share of that ratio it keeps: use it to choose
-`general_distill.student` for the CPU that will serve the students. Usage:
+as the export stage does with the params' export settings (fused graph by default; dynamic int8, or
+fp32), timed in onnxruntime at batch 1 and at batch 32 in paired rounds against the teacher's shape.
+Each shape's speed-up over the teacher stands beside its FLOP ratio, and the share of that ratio it
+keeps: use it to choose `general_distill.student` for the CPU that will serve the students. Usage:
 
     python -m benchmarks.shapes [--teacher <params' teacher.pretrained>] [--shapes 4x312x12x1200 4x312x4x1200]
         [--runtime int8|onnx] [--threads 2] [--rounds 15] [--tokens 25] [--batch-tokens 50]
@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.speed import median_interval, paired_speedups
-from pipeline.config import StudentShape, load_params
+from pipeline.config import ExportConfig, StudentShape, load_params
 from pipeline.errors import ConfigError, ModelError
 from pipeline.export import LogitsOnly
 from pipeline.graphs import fuse, write_int8, write_onnx
@@ -86,17 +86,19 @@ def random_classifier(teacher_config, shape: StudentShape) -> torch.nn.Module:
     return model
 
 
-def export_shape(model: torch.nn.Module, shape: StudentShape, folder: Path, runtime: str) -> Path:
-    """The fused fp32 graph, and its dynamic int8 for runtime int8, as the export stage makes them."""
+def export_shape(model: torch.nn.Module, shape: StudentShape, folder: Path, runtime: str, export: ExportConfig) -> Path:
+    """The fp32 graph, and its dynamic int8 for runtime int8, as the export stage makes them with `export`'s
+    settings (fused or not, 7- or 8-bit weights)."""
     fp32 = folder / f"{label(shape)}.onnx"
-    sample = (torch.randint(1000, 2000, (2, 8)), torch.zeros(2, 8, dtype=torch.long),
+    sample = (torch.randint(1, model.config.vocab_size, (2, 8)), torch.zeros(2, 8, dtype=torch.long),
               torch.tensor([[1] * 8, [1] * 2 + [0] * 6]))
     write_onnx(LogitsOnly(model, INPUTS), sample, INPUTS, {n: {0: "batch", 1: "sequence"} for n in INPUTS}, fp32)
-    fuse(fp32, shape.hidden, shape.heads)
+    if export.fuse_graph:
+        fuse(fp32, shape.hidden, shape.heads)
     if runtime == "onnx":
         return fp32
     int8 = folder / f"{label(shape)}.int8.onnx"
-    write_int8(fp32, int8)
+    write_int8(fp32, int8, reduce_range=export.int8_reduce_range)
     return int8
 
 
@@ -144,7 +146,8 @@ def _cell(values: Sequence[float], scale: float = 1.0) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", help="teacher whose shape is the reference (default: params' teacher.pretrained)")
-    parser.add_argument("--shapes", nargs="+", type=parse_shape, help="student shapes, LAYERSxHIDDENxHEADSxINTERMEDIATE")
+    parser.add_argument("--shapes", nargs="+", type=parse_shape,
+                        help="student shapes, LAYERSxHIDDENxHEADSxINTERMEDIATE")
     parser.add_argument("--runtime", choices=["int8", "onnx"], default="int8", help="int8 (dynamic) or onnx (fp32)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15, help="paired rounds per shape and batch size")
@@ -173,10 +176,11 @@ def main(argv: list[str] | None = None) -> None:
             model = random_classifier(t_config, shape)
             flops[label(shape)] = flops_per_example(model, singles[0])
             params_count[label(shape)] = sum(p.numel() for p in model.parameters())
-            session = onnx_session(export_shape(model, shape, Path(tmp), args.runtime), args.threads)
+            session = onnx_session(export_shape(model, shape, Path(tmp), args.runtime, params.export), args.threads)
             timed[label(shape)] = (Timed(session, singles), Timed(session, batches))
         ref = label(teacher)
-        print(f"\n{args.runtime} graphs (fused), {args.threads} threads, random weights, {args.rounds} paired rounds "
+        graph = "fused" if params.export.fuse_graph else "plain"
+        print(f"\n{args.runtime} graphs ({graph}), {args.threads} threads, random weights, {args.rounds} paired rounds "
               f"against the teacher's shape; batch 1: {args.examples} sequences of {args.tokens} tokens; batch "
               f"{BATCH}: padded to {args.batch_tokens}. x: speed-up over the teacher, median (95% interval); "
               "share: of the FLOP ratio")
