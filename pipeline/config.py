@@ -168,11 +168,11 @@ class TeacherLogitsConfig(Section):
 
 class StudentShape(Section):
     layers: PositiveInt = Field(4, description="Transformer layers")
-    hidden: PositiveInt = Field(312, description="hidden width")
+    hidden: PositiveInt = Field(384, description="hidden width")
     heads: PositiveInt = Field(
         12, description="attention heads: the teacher's count for TinyBERT's attention loss; teacher_slice init "
                         "needs a divisor of it")
-    intermediate: PositiveInt = Field(1200, description="feed-forward width")
+    intermediate: PositiveInt = Field(768, description="feed-forward width")
 
 
 ShapeKey = Literal["layers", "hidden", "heads", "intermediate"]
