@@ -112,10 +112,42 @@ def test_csv_and_jsonl_with_custom_columns(tmp_path):
 def test_csv_and_jsonl_errors(tmp_path):
     write(tmp_path, "train.csv", "sentence,label\nok,1\nbad,1,surplus\n")
     write(tmp_path, "dev.jsonl", '{"sentence": "x", "label": 1}\n{broken\n')
-    with pytest.raises(DataError, match="train.csv:3: more fields than the header has"):
+    with pytest.raises(DataError, match="train.csv:3: expected 2 comma-separated fields, got 3$"):
+        read(cfg(tmp_path))
+    write(tmp_path, "train.csv", "sentence,label\nok,1\nno separator\n")
+    with pytest.raises(DataError, match="train.csv:3: expected 2 comma-separated fields, got 1$"):
         read(cfg(tmp_path))
     write(tmp_path, "train.csv", "sentence,label\nok,1\n")
     with pytest.raises(DataError, match="dev.jsonl:2: not valid JSON"):
+        read(cfg(tmp_path))
+
+
+def test_two_files_for_one_split_are_an_error_not_a_silent_choice(tmp_path):
+    write(tmp_path, "train.tsv", "sentence\tlabel\nok\t1\nbad\t0\n")
+    write(tmp_path, "train.csv", "text,label\nok,1\nbad,0\n")
+    write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
+    with pytest.raises(DataError, match=r"train.tsv and train.csv are both there; keep one, or choose the format "
+                                        r"with data.format"):
+        read(cfg(tmp_path))
+    assert read(cfg(tmp_path, format="glue"))["train"]["text"] == ["ok", "bad"]
+
+
+def test_csv_quoted_fields_span_lines_and_an_unclosed_quote_is_found_where_it_opens(tmp_path):
+    write(tmp_path, "train.csv", 'sentence,label\n"two\nlines, ""quoted""",1\n\nnext,0\n')
+    write(tmp_path, "dev.csv", "sentence,label\nfine,1\n")
+    splits = read(cfg(tmp_path))
+    assert splits["train"]["text"] == ['two\nlines, "quoted"', "next"] and splits["train"]["label"] == [1, 0]
+    # the wrong line of a later error would send the user to the wrong row
+    write(tmp_path, "dev.csv", 'sentence,label\nfine,1\n"two\nlines",1\nbad,1,x\n')
+    with pytest.raises(DataError, match="dev.csv:5: expected 2 comma-separated fields, got 3$"):
+        read(cfg(tmp_path))
+    write(tmp_path, "dev.csv", 'sentence,label\nfine,1\n"unclosed,0\nmore,1\nlast "one",0\nend,1\n')
+    with pytest.raises(DataError, match=r"dev.csv:3: malformed CSV \(',' expected after '\"'\) \(a quoted field "
+                                        r"runs from here to line 5: an unclosed quote\?\)"):
+        read(cfg(tmp_path))
+    write(tmp_path, "dev.csv", 'sentence,label\nfine,1\n"unclosed,0\nmore,1\n')
+    with pytest.raises(DataError, match=r"dev.csv:3: malformed CSV \(unexpected end of data\) \(a quoted field "
+                                        r"runs from here to line 4: an unclosed quote\?\)"):
         read(cfg(tmp_path))
 
 

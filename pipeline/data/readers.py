@@ -46,7 +46,9 @@ def _check_header(path: Path, header: list[str], cols: Columns, split: str) -> b
     return has_label
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, BOM removed; line endings stripped unless `keep_ends` (CSV keeps
+    them, so that a quoted field spanning lines keeps its line breaks)."""
     with open_input(path) as fh:
         for number, raw in enumerate(fh, start=1):
             try:
@@ -55,7 +57,7 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise DataError(f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
-            yield number, line.rstrip("\r\n")
+            yield number, line if keep_ends else line.rstrip("\r\n")
 
 
 def read_tsv(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
@@ -85,18 +87,47 @@ def read_tsv(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
 
 
 def read_csv(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
-    lines = (line for _, line in _decoded_lines(path))
-    reader = csv.DictReader(lines)
-    if not reader.fieldnames:
+    """CSV with a header line (RFC 4180 quoting: a quoted field may hold commas, doubled quotes and line
+    breaks); each record is reported at the line it starts on."""
+    lines = _decoded_lines(path, keep_ends=True)
+    pulled = [0]  # physical lines the csv reader has consumed so far
+
+    def counted() -> Iterator[str]:
+        for number, line in lines:
+            pulled[0] = number
+            yield line
+
+    reader = csv.reader(counted(), strict=True)
+
+    def record() -> tuple[int, list[str] | None]:
+        """(the line the next record starts on, its fields; None at the end)."""
+        first = pulled[0] + 1
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:
+            raise DataError(f"{path}:{first}: malformed CSV ({exc}){spanning(first)}") from None
+        return first, fields
+
+    def spanning(first: int) -> str:
+        return f" (a quoted field runs from here to line {pulled[0]}: an unclosed quote?)" if pulled[0] > first else ""
+
+    header = record()[1]
+    if not header:
         raise DataError(f"{path}: empty file")
     cols = columns(cfg)
-    labelled = _check_header(path, list(reader.fieldnames), cols, split)
+    labelled = _check_header(path, header, cols, split)
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
-        for rec in reader:
-            if None in rec:
-                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
-            yield reader.line_num, rec
+        while True:
+            first, fields = record()
+            if fields is None:
+                return
+            if not fields or (len(fields) == 1 and not fields[0].strip()):  # a blank line
+                continue
+            if len(fields) != len(header):
+                raise DataError(f"{path}:{first}: expected {len(header)} comma-separated fields, got {len(fields)}"
+                                f"{spanning(first)}")
+            yield first, dict(zip(header, fields))
 
     return normalise(records(), str(path), cfg, cols, labelled, counts)
 
@@ -142,12 +173,16 @@ def split_files(cfg: DataConfig) -> dict[str, tuple[str, ...]]:
 
 
 def _find_split_file(folder: Path, names: tuple[str, ...], fmt: str) -> Path | None:
+    """The file of a split: the first of its names that has one; two files under that name (train.tsv
+    and train.csv) are an error rather than a silent choice."""
     exts = [ext for ext, kind in EXTENSIONS.items() if fmt in ("auto", kind)]
     for name in names:
-        for ext in exts:
-            for candidate in (folder / f"{name}{ext}", folder / f"{name}{ext}.gz"):
-                if candidate.is_file():
-                    return candidate
+        found = [c for ext in exts for c in (folder / f"{name}{ext}", folder / f"{name}{ext}.gz") if c.is_file()]
+        if len(found) > 1:
+            raise DataError(f"{folder}: {' and '.join(f.name for f in found)} are both there; keep one, or choose "
+                            "the format with data.format")
+        if found:
+            return found[0]
     return None
 
 
