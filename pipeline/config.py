@@ -108,6 +108,9 @@ class DataConfig(Section):
             raise ValueError("labels: a regression task has a numeric score, not labels (remove data.labels)")
         if self.labels is not None and len(set(self.labels)) < 2:
             raise ValueError(f"labels: a classification task needs two or more distinct labels (got {self.labels})")
+        if self.labels is not None and len(set(self.labels)) < len(self.labels):
+            repeated = sorted({label for label in self.labels if self.labels.count(label) > 1})
+            raise ValueError(f"labels: each label once, in id order ({', '.join(repeated)} repeated)")
         if labels is not None and "f1" in metrics and len(labels) != 2:
             raise ValueError(f"metrics: f1 is binary F1 (label 1 against label 0); with {len(labels)} labels use "
                              "f1_macro")
@@ -369,15 +372,36 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> BaseParams:
         raise ConfigError("\n".join(lines)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (plain YAML keeps the last one, so
+    a second `data:` block would silently drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[str] = set()
+        for key_node, _ in node.value:  # the keys as written (a `<<: *anchor` merge may be overridden)
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} appears twice in one mapping (the second would replace "
+                        "the first)", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A params or profile file's content; bad YAML or a repeated key is a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:  # a stream, so that YAML's messages name the file
+            return yaml.load(fh, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> BaseParams:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    return parse_params(read_yaml(path), str(path))
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
 from pipeline.artifacts import atomic_path
-from pipeline.config import PARAMS_FILE, Params, flatten
+from pipeline.config import PARAMS_FILE, Params, flatten, read_yaml
 from pipeline.profile import edit_params
 from pipeline.errors import ConfigError
 
@@ -102,7 +102,7 @@ def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]
 
 
 def current_params(repo: str | Path) -> dict[str, Any]:
-    return yaml.safe_load((Path(repo) / PARAMS_FILE).read_text(encoding="utf-8")) or {}
+    return read_yaml(Path(repo) / PARAMS_FILE) or {}
 
 
 def merged_params(repo: str | Path, overrides: dict[str, Any]) -> tuple[Params, str]:

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from pipeline.artifacts import atomic_path
-from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params
+from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params, read_yaml
 from pipeline.errors import ConfigError, PipelineError
 
 PROFILES_DIR = Path("profiles")
@@ -44,7 +44,7 @@ def profile_params(name: str, profiles_dir: Path = PROFILES_DIR) -> Params:
     path = profiles_dir / f"{name}.yaml"
     if not path.is_file():
         raise PipelineError(f"unknown profile {name!r}; available: {', '.join(available())}")
-    overlay = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    overlay = read_yaml(path) or {}
     return parse_params(resolve_like(deep_merge(Params().model_dump(), overlay), str(path)), str(path))
 
 

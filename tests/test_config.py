@@ -79,6 +79,8 @@ def test_a_profile_student_like_another_is_that_student_as_the_profile_leaves_it
      "data: labels: a regression task has a numeric score, not labels"),
     ({"data": {"task": "intents", "labels": ["book", "book"]}},
      "data: labels: a classification task needs two or more distinct labels"),
+    ({"data": {"task": "intents", "labels": ["low", "mid", "high", "high", "low"]}},
+     "data: labels: each label once, in id order (high, low repeated)"),
     ({"data": {"task": "mnli", "metrics": ["f1", "accuracy"]}},
      "data: metrics: f1 is binary F1 (label 1 against label 0); with 3 labels use f1_macro"),
     ({"data": {"problem": "ranking"}}, "data.problem: Input should be 'classification' or 'regression'"),
@@ -141,6 +143,16 @@ def test_load_params_errors(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_params(bad)
+    # plain YAML keeps the second block: a smoke run would silently lose its row limits
+    bad.write_text("data:\n  max_train: 100\nseed: 1\ndata:\n  task: sst2\n")
+    with pytest.raises(ConfigError, match=r"(?s)bad.yaml: not valid YAML: key 'data' appears twice.*line 4"):
+        load_params(bad)
+
+
+def test_a_profile_with_a_repeated_section_is_refused(tmp_path):
+    (tmp_path / "mine.yaml").write_text("data:\n  max_train: 100\n  max_dev: 50\ndata:\n  seed: 3\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: not valid YAML: .*key 'data' appears twice"):
+        profile_params("mine", tmp_path)
 
 
 def test_partial_params_fill_in_defaults(tmp_path):
