@@ -159,6 +159,11 @@ def run(args: argparse.Namespace) -> list[str]:
     task = task_of(args.folder)
     labels = list(task.labels)
     texts, pairs = read_examples(args.texts, args.file, task.is_pair or args.pairs)
+    tabbed = sum("\t" in text for text in texts) if pairs is None else 0
+    if tabbed:
+        print(f"warning: as far as {args.folder} says, its task reads single texts, so the tabs in {tabbed} of "
+              f"{len(texts)} inputs are read as part of one text; pass --pairs if each input is two tab-separated "
+              "texts", file=sys.stderr)
     predictor = load_export(args.folder, args.runtime, threads=args.threads)
     logits = np.asarray(predictor.logits(texts, pairs, args.batch_size), dtype=np.float64)
     if logits.shape[-1] != len(labels):

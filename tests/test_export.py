@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -493,6 +494,32 @@ def test_predict_pairs(pair_export, capsys, monkeypatch, tmp_path):
     assert f"error: {pairs}:2:" in err and "tab" in err
     code, _, err = run_cli(capsys, monkeypatch, out, "just one text")
     assert code == 2 and "argument 1" in err
+
+
+def test_predict_a_model_folder_of_a_workspace_knows_its_pair_task(tiny_teacher, capsys, monkeypatch, tmp_path):
+    """models/teacher of a pipeline run has no export.json: the task comes from the run's data/prepared."""
+    from transformers import AutoConfig
+
+    teacher = tmp_path / "ws" / "models" / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    config = AutoConfig.from_pretrained(teacher)
+    config.id2label, config.label2id = {0: "other", 1: "same"}, {"other": 0, "same": 1}
+    config.save_pretrained(teacher)
+    meta = tmp_path / "ws" / "data" / "prepared" / "meta.json"
+    meta.parent.mkdir(parents=True)
+    task = {"name": "para", "problem": "classification", "labels": ["other", "same"], "metrics": ["accuracy"],
+            "is_pair": True, "raw_labels": ["0", "1"]}
+    meta.write_text(json.dumps({"task": task}))
+    code, lines, err = run_cli(capsys, monkeypatch, teacher, "--json", "He left early .\tHe went home .")
+    assert code == 0 and err == "" and json.loads(lines[0])["text_pair"] == "He went home ."
+    # another run's task (other labels) is not this model's: its pairs are not known, and a tab says so
+    task["labels"] = ["no", "yes"]
+    meta.write_text(json.dumps({"task": task}))
+    code, lines, err = run_cli(capsys, monkeypatch, teacher, "--json", "He left early .\tHe went home .", "fine")
+    assert code == 0 and "text_pair" not in json.loads(lines[0])
+    assert err.startswith(f"warning: as far as {teacher} says, its task reads single texts") and "1 of 2 inputs" in err
+    code, lines, err = run_cli(capsys, monkeypatch, teacher, "--pairs", "--json", "He left early .\tHe went home .")
+    assert code == 0 and err == "" and json.loads(lines[0])["text_pair"] == "He went home ."
 
 
 def test_predict_errors_exit_2_with_a_message(bilstm_export, capsys, monkeypatch, tmp_path):
