@@ -122,14 +122,14 @@ SPEEDS = {"speedup_b1": "latency_ms_b1", "model_speedup_b1": "model_latency_ms_b
 
 
 def add_ratios(rows: dict[str, dict[str, Any]], main: str, batch_size: int) -> None:
-    """Each row's ratios to the teacher: retention of its quality (in PyTorch), compression of its
-    parameters, and speed-ups against the teacher in the same runtime (None when the teacher has no row in
-    that runtime)."""
+    """Each row's ratios to the teacher: retention of its quality (in PyTorch; None where the teacher's is
+    0 or below, as a correlation can be, and a ratio means nothing), compression of its parameters, and
+    speed-ups against the teacher in the same runtime (None when the teacher has no row in that runtime)."""
     ref = rows[REFERENCE]
     speeds = {**SPEEDS, "speedup_throughput": f"throughput_b{batch_size}",
               "model_speedup_throughput": f"model_throughput_b{batch_size}"}
     for row in rows.values():
-        row["retention"] = round(row[main] / ref[main], 4) if ref[main] else None
+        row["retention"] = round(row[main] / ref[main], 4) if ref[main] > 0 else None
         row["compression"] = round(ref["parameters"] / row["parameters"], 2)
         same = rows.get(row_name(REFERENCE, row["runtime"]))
         for ratio, key in speeds.items():

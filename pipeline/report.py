@@ -58,7 +58,8 @@ def render_report(report: dict[str, Any]) -> str:
         f"# {report['task']}: teacher vs students",
         "",
         f"The teacher and every student in each runtime that `exports/` serves (PyTorch, ONNX fp32, ONNX int8); "
-        f"{main} on the dev split, retention = model / teacher in PyTorch ({100 * teacher[main]:.2f}). "
+        f"{main} on the dev split, retention = model / teacher in PyTorch ({100 * teacher[main]:.2f}"
+        f"{'' if teacher[main] > 0 else '; n/a: the teacher is no better than chance'}). "
         f"Speed on {report['threads']} CPU threads, medians of repeated runs with the models interleaved: "
         f"from raw text to logits (tokenisation included, as served) and of the model alone (tokenised beforehand). "
         f"Every speed-up (x) is against the teacher in the same runtime and batch size.",

@@ -50,6 +50,10 @@ def test_ratios_to_the_teacher_compare_the_same_runtime():
     assert rows["s:int8"]["speedup_throughput"] == 3.6
     # no teacher row in ONNX: no speed-up rather than a cross-runtime one
     assert rows["s:onnx"]["speedup_b1"] is None and rows["s:onnx"]["model_speedup_throughput"] is None
+    # a teacher no better than chance (a correlation of 0 or below): no retention, not -250%
+    rows = {"teacher": row("torch", -0.17, 22_000_000, 12.0, 200.0), "s": row("torch", 0.43, 5_500_000, 3.0, 900.0)}
+    add_ratios(rows, "dev_accuracy", 32)
+    assert rows["teacher"]["retention"] is None and rows["s"]["retention"] is None and rows["s"]["speedup_b1"] == 4.0
 
 
 def test_pareto_front_keeps_only_undominated_models():
