@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,19 @@ def _environment(repo: Path) -> dict[str, str]:
                 DVC_NO_ANALYTICS="1")
 
 
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # cursor moves and colours of nested progress bars
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|")  # tqdm's "67%|██████▋   | 4/6 [...]"
+
+
+def log_line(line: str) -> str | None:
+    """A line of a stage's output as a run log shows it: progress bars (redrawn with carriage returns,
+    or their last state) left out, terminal codes taken off; None for nothing to log."""
+    if "\r" in line:
+        return None
+    line = _TERMINAL_CODES.sub("", line).strip()
+    return line if line and not _PROGRESS_BAR.search(line) else None
+
+
 def run_dvc(repo: str | Path, *args: str, log=None) -> str:
     """Run a dvc command in `repo`, streaming its output to `log`; classify failures."""
     proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=repo, env=_environment(Path(repo)),
@@ -60,15 +74,16 @@ def run_dvc(repo: str | Path, *args: str, log=None) -> str:
     for line in proc.stdout:
         line = line.rstrip("\n")
         lines.append(line)
-        if log is not None and line.strip() and "\r" not in line:
-            log.info(line)
+        shown = log_line(line)
+        if log is not None and shown is not None:
+            log.info(shown)
     code = proc.wait()
     output = "\n".join(lines)
     if code != 0:
         errors = [ln for ln in lines if ln.startswith(("error:", "ERROR:"))]
         if f"exited with {VALIDATION_EXIT}" in output or any(ln.startswith("error:") for ln in lines):
             raise InvalidInput("\n".join(errors[-3:]) or output[-2000:])
-        last_words = [ln for ln in lines if ln.strip() and "\r" not in ln and ln not in errors][-5:]
+        last_words = [shown for ln in lines if ln not in errors and (shown := log_line(ln)) is not None][-5:]
         raise StageFailed(f"dvc {' '.join(args)} failed (exit {code}):\n" + "\n".join(last_words + errors[-3:]))
     return output
 

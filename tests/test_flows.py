@@ -162,6 +162,17 @@ def test_stages_import_without_prefect():
     subprocess.run([sys.executable, "-c", code], check=True, env=tool_env())
 
 
+def test_run_logs_leave_out_progress_bars_and_terminal_codes():
+    from pipeline.flows import log_line
+
+    assert log_line("Running stage 'prepare':") == "Running stage 'prepare':"
+    assert log_line("\x1b[A{'eval_loss': 0.41, 'epoch': 1.0}\x1b[0m") == "{'eval_loss': 0.41, 'epoch': 1.0}"
+    assert log_line(" 67%|██████▋   | 4/6 [00:01<00:00,  3.10it/s]") is None
+    assert log_line("\x1b[A\x1b[A100%|██████████| 6/6 [00:02<00:00]") is None
+    assert log_line("train:  10%|█         | 1/10\rtrain:  20%|██        | 2/10") is None
+    assert log_line("   ") is None
+
+
 def test_bad_params_override_fails_before_any_stage(server, fresh):
     result = run_deployment_once(server, fresh, {"repo": str(fresh), "params": {"augment": {"tang": {"p_mask": 1.5}}}})
     assert result["state"] == "Failed" and "augment.tang.p_mask" in result["message"]
