@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pipeline.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, SUMMARY_FILE
@@ -93,7 +94,15 @@ python -m pipeline.predict FOLDER --file texts.txt --json --runtime onnx   # or 
 ```"""
     if summary["is_pair"]:
         cli += "\n\nPair task: every argument or line holds two tab-separated texts."
-    return (f"### PyTorch\n\n{torch_part}\n\n### ONNX (onnxruntime)\n\n{onnx_part}\n\n"
+    needs = ("`transformers` and `onnxruntime` for the Python snippets; this repository's `pipeline` package "
+             "(`pip install -e .` in a checkout) for the command line" if summary["kind"] == "hf" else
+             "this repository's `pipeline` package (`pip install -e .` in a checkout)")
+    folder = Path(summary["folder"])
+    where = "" if folder.is_absolute() else (
+        f"Paths are as seen from the folder that holds `{folder.parent}/` (the pipeline's repository root); from "
+        "anywhere else, put this folder's own path in their place. ")
+    where += f"Needs {needs}."
+    return (f"{where}\n\n### PyTorch\n\n{torch_part}\n\n### ONNX (onnxruntime)\n\n{onnx_part}\n\n"
             f"### Command line\n\n{cli}\n").replace("FOLDER", summary["folder"])
 
 

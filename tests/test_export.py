@@ -339,6 +339,17 @@ def test_model_card_says_how_to_load(hf_export, bilstm_export):
     assert "load_bilstm" in bilstm_card and "OnnxPredictor" in bilstm_card and "lengths" in bilstm_card
 
 
+def test_a_model_card_says_where_its_relative_paths_start():
+    from pipeline.card import _usage
+
+    hf = _usage({"kind": "hf", "is_pair": False, "max_length": 128, "folder": "exports/tinybert4"})
+    assert hf.startswith("Paths are as seen from the folder that holds `exports/` (the pipeline's repository root)")
+    assert 'from_pretrained("exports/tinybert4")' in hf
+    bilstm = _usage({"kind": "bilstm", "is_pair": True, "max_length": 128, "folder": "/abs/exports/bilstm_kd",
+                     "name": "bilstm_kd", "onnx_inputs": ["input_ids", "lengths"]})
+    assert bilstm.startswith("Needs this repository's `pipeline` package") and 'load_bilstm("/abs/exports/bilstm_kd")' in bilstm
+
+
 def test_the_model_cards_onnx_snippet_gives_the_served_logits(hf_export):
     out, _ = hf_export
     card = (out / "README.md").read_text()
