@@ -209,10 +209,11 @@ def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float
 
 def verdict(values: Sequence[float], target: float) -> str:
     """`met` when the whole 95% interval of the median reaches the target, `missed` when none of it does,
-    else `too close to call`."""
+    else `too close to call`; `undetermined` with too few rounds for such an interval (at least 6)."""
     low, high, reached = median_interval(values)
-    side = "met" if low >= target else "missed" if high < target else "too close to call"
-    return side if reached else f"{side} (too few rounds for a 95% interval)"
+    if not reached:
+        return "undetermined (too few rounds for a 95% interval)"
+    return "met" if low >= target else "missed" if high < target else "too close to call"
 
 
 def goal_row(goal: str, subject: str, values: Sequence[float]) -> str:

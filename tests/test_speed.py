@@ -70,7 +70,7 @@ def test_median_interval_takes_the_order_statistics_of_a_95_percent_interval():
     ([0.7] * 10 + [0.9] * 10, "too close to call"),
     ([0.7] * 6 + [0.9] * 14, "too close to call"),  # of 20 rounds, the interval's low end is the 6th value
     ([0.7] * 5 + [0.9] * 15, "met"),
-    ([0.9, 0.9, 0.9], "met (too few rounds for a 95% interval)"),
+    ([0.9, 0.9, 0.9], "undetermined (too few rounds for a 95% interval)"),
 ])
 def test_verdict_against_the_target(values, verdict):
     assert speed.verdict(values, 0.8) == verdict
