@@ -70,29 +70,31 @@ def export_info(folder: str | Path) -> dict[str, Any]:
 
 
 def task_of(folder: str | Path) -> Task:
-    """The task a model or export folder serves: the one export.json (or a BiLSTM's config) records; for a
-    model folder of a pipeline workspace (models/teacher, models/students/NAME), the task its prepare stage
-    resolved, if the labels agree; else what a Hugging Face config says (labels, regression or not; a GLUE
-    preset's pairs by the config's finetuning_task)."""
+    """The task a model or export folder serves: the one export.json records; for a model folder of a
+    pipeline workspace (models/teacher, models/students/NAME), the task its prepare stage resolved, if the
+    model's outputs are that task's; else what the model's config says (labels, regression or not; pairs
+    as a BiLSTM's config records them, or as the GLUE preset of a Hugging Face config's finetuning_task)."""
     config = read_config(folder)
     recorded = export_info(folder).get("task") or config.get("task")
     if isinstance(recorded, dict):
         return Task.from_json(recorded)
-    workspace = _workspace_task(Path(folder))
-    if workspace is not None and _config_fits(config, workspace):
-        return workspace
     if model_kind(config) == "bilstm":
         n = int(config.get("model", {}).get("num_labels", 2))
         labels = tuple(str(x) for x in config.get("labels") or range(n))
-        return Task(str(recorded or "unknown"), REGRESSION if n == 1 else CLASSIFICATION, labels, (),
-                    bool(config.get("model", {}).get("is_pair", False)))
-    regression = config.get("problem_type") == "regression"
-    id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
-    n = 1 if regression else len(id2label) or int(config.get("num_labels", 2))
-    labels = ("score",) if regression else tuple(id2label.get(i, f"LABEL_{i}") for i in range(n))
-    name = str(config.get("finetuning_task") or "unknown")
-    preset = GLUE.get(name)
-    return Task(name, REGRESSION if regression else CLASSIFICATION, labels, (), bool(preset and preset.pair))
+        own = Task(str(recorded or "unknown"), REGRESSION if n == 1 else CLASSIFICATION, labels, (),
+                   bool(config.get("model", {}).get("is_pair", False)))
+    else:
+        regression = config.get("problem_type") == "regression"
+        id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
+        n = 1 if regression else len(id2label) or int(config.get("num_labels", 2))
+        labels = ("score",) if regression else tuple(id2label.get(i, f"LABEL_{i}") for i in range(n))
+        name = str(config.get("finetuning_task") or "unknown")
+        preset = GLUE.get(name)
+        own = Task(name, REGRESSION if regression else CLASSIFICATION, labels, (), bool(preset and preset.pair))
+    workspace = _workspace_task(Path(folder))
+    if workspace is not None and (workspace.problem, workspace.labels) == (own.problem, own.labels):
+        return workspace
+    return own
 
 
 def _workspace_task(folder: Path) -> Task | None:
@@ -104,16 +106,6 @@ def _workspace_task(folder: Path) -> Task | None:
         if parent.name == "models" and (parent.parent / PREPARED / "meta.json").is_file():
             return prepared_task(parent.parent / PREPARED)
     return None
-
-
-def _config_fits(config: dict[str, Any], task: Task) -> bool:
-    """Whether a Hugging Face config's outputs are `task`'s: a regression head, or its labels in id order."""
-    if model_kind(config) == "bilstm":
-        return False
-    if task.regression:
-        return config.get("problem_type") == "regression"
-    id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
-    return [id2label.get(i) for i in range(len(id2label))] == list(task.labels)
 
 
 def bilstm_tokenizer(folder: Path, config: dict[str, Any]):

@@ -152,9 +152,11 @@ def test_the_teacher_stage_refuses_an_unsupported_model_before_loading_it(tmp_pa
     params = parse_params(deep_merge(Params().model_dump(), {
         "data": {"source": str(SST2), "max_train": 40, "max_dev": 10}, "teacher": {"pretrained": str(albert)}}))
     (tmp_path / "params.yaml").write_text(render_params(params))
-    for name in ("prepare", "teacher_finetune"):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+    procs = [subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+             for name in ("prepare", "teacher_finetune")]
+    assert procs[0].returncode == 0, procs[0].stderr[-2000:]
+    proc = procs[1]
     assert proc.returncode != 0 and not (tmp_path / "models" / "teacher").exists()
     assert proc.stderr.strip() == ("error: teacher.pretrained: model type 'albert' (AlbertForSequenceClassification) "
                                    "is not supported; supported families: bert, roberta, electra, distilbert")

@@ -22,7 +22,7 @@ from pipeline.errors import DataError, ModelError
 from pipeline.export import export_model
 from pipeline.inference import classifier_logits
 from pipeline.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, BiLSTMPredictor, HFPredictor, OnnxPredictor, \
-    load_export
+    load_export, task_of
 from pipeline.models.bilstm import BiLSTMClassifier, WordTokenizer, load_bilstm, predict_logits, save_bilstm
 from pipeline.predict import main
 from pipeline.tasks import preset_task
@@ -531,6 +531,12 @@ def test_predict_a_model_folder_of_a_workspace_knows_its_pair_task(tiny_teacher,
     assert err.startswith(f"warning: as far as {teacher} says, its task reads single texts") and "1 of 2 inputs" in err
     code, lines, err = run_cli(capsys, monkeypatch, teacher, "--pairs", "--json", "He left early .\tHe went home .")
     assert code == 0 and err == "" and json.loads(lines[0])["text_pair"] == "He went home ."
+    # a regression model of a pair task of one's own (its config alone cannot say it has pairs)
+    config.problem_type, config.num_labels = "regression", 1
+    config.save_pretrained(teacher)
+    task.update(problem="regression", labels=["score"], metrics=["pearson"], raw_labels=[])
+    meta.write_text(json.dumps({"task": task}))
+    assert task_of(teacher).is_pair and task_of(teacher).name == "para"
 
 
 def test_predict_errors_exit_2_with_a_message(bilstm_export, capsys, monkeypatch, tmp_path):
