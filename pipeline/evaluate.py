@@ -118,6 +118,45 @@ def ablation_costs(summaries: dict[str, dict[str, Any]], rows: dict[str, dict[st
     return found
 
 
+def add_baseline(report: dict[str, Any], base: dict[str, Any]) -> None:
+    """The baseline (tasks.baseline: what train's labels alone predict) beside the rows, and each row's gain
+    over it as a share of the teacher's gain (None where the teacher gains nothing: a share means nothing)."""
+    main = report["main_metric"]
+    report["baseline"] = base
+    span = report["models"][REFERENCE][main] - base[main]
+    for row in report["models"].values():
+        row["gain_share"] = round((row[main] - base[main]) / span, 4) if span > 0 else None
+
+
+def warnings(report: dict[str, Any], students: dict[str, str], near: float, seed_spread: float) -> list[str]:
+    """One line per thing a user can act on, each naming the key to change: a teacher within `near` points of
+    the baseline (nothing to inherit), a student below the baseline, a student above the teacher by more than
+    `seed_spread` points (an undertrained teacher). `students`: name -> its params key (PyTorch rows read)."""
+    main, base = report["main_metric"], report["baseline"]
+    teacher, floor = report["models"][REFERENCE][main], base[main]
+    said = f"always {base['predicts']!r}" if isinstance(base["predicts"], str) else f"always {base['predicts']}"
+    found = []
+    if teacher - floor < near / 100:
+        found.append(f"teacher: {main} {100 * teacher:.2f} is within {near:g} points of the baseline "
+                     f"({100 * floor:.2f}, {said}): the students can inherit nothing; give the teacher more steps "
+                     "(teacher.epochs), more data (teacher.max_rows, data.max_train), or a stronger pretrained model "
+                     "(teacher.pretrained)")
+    for name, key in students.items():
+        value = report["models"].get(name, {}).get(main)
+        if value is None:
+            continue
+        if value < floor:
+            found.append(f"{name}: {main} {100 * value:.2f} is below the baseline ({100 * floor:.2f}, {said}): it "
+                         f"learnt less than train's labels alone tell; give it more steps (the epochs and max_rows "
+                         f"of {key}) or a better teacher")
+        elif (value - teacher) * 100 > seed_spread:
+            found.append(f"{name}: {main} {100 * value:.2f} beats the teacher's {100 * teacher:.2f} by "
+                         f"{100 * (value - teacher):.2f} points, more than evaluate.seed_spread ({seed_spread:g}): "
+                         "the teacher is undertrained; give it more steps (teacher.epochs, teacher.max_rows) or more "
+                         "data (data.max_train)")
+    return found
+
+
 SPEEDS = {"speedup_b1": "latency_ms_b1", "model_speedup_b1": "model_latency_ms_b1"}  # lower is faster
 
 
@@ -140,7 +179,8 @@ def add_ratios(rows: dict[str, dict[str, Any]], main: str, batch_size: int) -> N
 
 
 COLUMNS = [
-    ("model", "model"), ("runtime", "runtime"), ("main", "metric"), ("retention", "retention"), ("parameters", "params"),
+    ("model", "model"), ("runtime", "runtime"), ("main", "metric"), ("retention", "retention"),
+    ("gain_share", "gain share"), ("parameters", "params"),
     ("compression", "smaller"), ("size_mb", "MB"), ("latency_ms_b1", "ms @b1"), ("speedup_b1", "x @b1"),
     ("throughput", "ex/s"), ("speedup_throughput", "x ex/s"), ("model_throughput", "model ex/s"),
     ("model_speedup_throughput", "x model"),
@@ -157,10 +197,27 @@ def markdown_table(report: dict[str, Any]) -> str:
         for key, _ in COLUMNS:
             value = {"model": row.get("model", name), "main": row[main], "throughput": row[f"throughput_b{b}"],
                      "model_throughput": row[f"model_throughput_b{b}"]}.get(key, row.get(key))
-            if key in ("main", "retention") and value is not None:
-                value = f"{100 * value:.2f}" + ("%" if key == "retention" else "")
+            if key in ("main", "retention", "gain_share") and value is not None:
+                value = f"{100 * value:.2f}" + ("" if key == "main" else "%")
             elif key == "parameters":
                 value = f"{value / 1e6:.2f}M"
             cells.append("n/a" if value is None else str(value))
         lines.append("| " + " | ".join(cells) + " |")
+    base = report.get("baseline")
+    if base is not None:
+        cells = [f"baseline (always {base['predicts']})", "-", f"{100 * base[main]:.2f}"] + ["-"] * (len(COLUMNS) - 3)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def recall_table(report: dict[str, Any]) -> str | None:
+    """Each model's (PyTorch) recall of every class, where the export measured it (imbalanced classes)."""
+    recalls = {name: {k.removeprefix("dev_recall_"): v for k, v in row.items() if k.startswith("dev_recall_")}
+               for name, row in report["models"].items() if row["runtime"] == "torch"}
+    labels = next((list(r) for r in recalls.values() if r), None)
+    if not labels:
+        return None
+    lines = ["| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {name} | " + " | ".join(f"{100 * r[label]:.2f}" for label in labels) + " |"
+              for name, r in recalls.items() if r]
     return "\n".join(lines)

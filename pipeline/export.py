@@ -43,7 +43,7 @@ from pipeline.models import bilstm
 from pipeline.runtimes import (CARD_FILE, INT8_FILE, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
                                bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
                                run_session)
-from pipeline.tasks import GLUE, Task, compute_metrics, preset_task
+from pipeline.tasks import GLUE, Task, compute_metrics, imbalanced, preset_task, recall_by_class
 
 PARITY_BATCH = 16
 CALIBRATION_BATCH = 32
@@ -108,7 +108,7 @@ class Exportable:
     dynamic_axes: dict[str, dict[int, str]]
     batches: Callable[[Sequence[str], Sequence[str] | None, int], Batches]  # input order
     reference: Callable[[Feeds], np.ndarray]  # the PyTorch logits the graph must reproduce
-    fusion: tuple[int, int] | None = None  # (hidden, heads) of a Transformer, whose graph onnxruntime can fuse
+    fusion: tuple[int, int] | None = None  # (hidden, heads) of a Transformer whose graph onnxruntime's BERT fusion knows
 
     def sample(self, task: Task) -> tuple[torch.Tensor, ...]:
         """Two rows of different lengths, so the traced graph includes padding and masking."""
@@ -144,7 +144,8 @@ def _prepare_hf(source: Path, dst: Path, task: Task, max_length: int) -> Exporta
         kind="hf", parameters=sum(p.numel() for p in model.parameters()), traced=wrapped, input_names=names,
         dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
         batches=lambda t, p, b: hf_batches(tokenizer, t, p, b, max_length, by_length=False),
-        reference=reference, fusion=(encoders.dims(model).hidden, encoders.dims(model).heads))
+        reference=reference,
+        fusion=(encoders.dims(model).hidden, encoders.dims(model).heads) if encoders.family(model).fusion else None)
 
 
 def _prepare_bilstm(source: Path, dst: Path, task: Task) -> Exportable:
@@ -223,8 +224,9 @@ def _parity_inputs(task: Task, dev_texts: Sequence[str], dev_pairs: Sequence[str
 
 
 
-def quality(predictor, task: Task, splits: dict[str, Any]) -> dict[str, float]:
-    """A predictor's task metrics on each split that has labels ({"dev_accuracy": ..., ...})."""
+def quality(predictor, task: Task, splits: dict[str, Any], per_class: bool = False) -> dict[str, float]:
+    """A predictor's task metrics on each split that has labels ({"dev_accuracy": ..., ...}); with
+    `per_class`, each class's recall too ({"dev_recall_<label>": ...})."""
     row: dict[str, float] = {}
     for split_name, split in splits.items():
         labels = np.asarray(split["label"])
@@ -233,6 +235,9 @@ def quality(predictor, task: Task, splits: dict[str, Any]) -> dict[str, float]:
         logits = predictor.logits(*texts_of(split, task.is_pair), QUALITY_BATCH)
         row.update({f"{split_name}_{metric}": round(value, 4)
                     for metric, value in compute_metrics(task, logits, labels).items()})
+        if per_class:
+            row.update({f"{split_name}_recall_{label}": round(value, 4)
+                        for label, value in recall_by_class(task, logits, labels).items()})
     return row
 
 
@@ -242,13 +247,13 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
                  max_length: int = 128, order: int = 0, histories: dict[str, str] | None = None,
                  fuse_graph: bool = True, int8_max_drop: float | None = None, int8_failure: str = "drop",
                  int8_calibration: tuple[Sequence[str], Sequence[str] | None] | None = None,
-                 int8_reduce_range: bool = True) -> dict[str, Any]:
+                 int8_reduce_range: bool = True, per_class: bool = False) -> dict[str, Any]:
     """Export a teacher/student folder to `out_dir` (see the module docstring); returns the summary
     also written to out_dir/export.json, with the quality of every runtime on `splits` (name -> prepared
     split). Raises ModelError if the ONNX graph's logits differ from PyTorch's by more than `tolerance`
     on the first `parity_examples` dev examples, leaving no out_dir. int8 is static, calibrated on
     `int8_calibration` (texts, pairs), when that is given; dynamic otherwise; its weights in 7 bits with
-    `int8_reduce_range`."""
+    `int8_reduce_range`. With `per_class`, quality includes each class's recall."""
     source, out_dir, task = Path(model_folder), Path(out_dir), _resolve_task(task)
     kind = model_kind(read_config(source))
     texts, pairs = _parity_inputs(task, dev_texts, dev_pairs, parity_examples)
@@ -270,7 +275,7 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
             "histories": histories or {},
         }
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")  # read by the predictors
-        summary["quality"] = {runtime: quality(load_export(tmp, runtime, name=name), task, splits or {})
+        summary["quality"] = {runtime: quality(load_export(tmp, runtime, name=name), task, splits or {}, per_class)
                               for runtime in RUNTIMES}
         summary["int8"]["method"] = "dynamic" if int8_calibration is None else "static"
         summary["int8"]["reduce_range"] = int8_reduce_range
@@ -317,6 +322,8 @@ def export_all(models: dict[str, tuple[Path, dict[str, Any], dict[str, str]]], t
     failure remove every export (no partial set)."""
     texts, pairs = texts_of(prepared["dev"], task.is_pair)
     measured = quality_splits(prepared, cfg.splits)
+    # a rare class that a model ignores shows in its recall, not in its accuracy
+    per_class = "train" in prepared and imbalanced(task, prepared["train"]["label"])
     calibration = None
     if cfg.int8_method == "static":
         train = prepared["train"]
@@ -330,7 +337,7 @@ def export_all(models: dict[str, tuple[Path, dict[str, Any], dict[str, str]]], t
                                            max_length=max_length, order=order, histories=histories,
                                            fuse_graph=cfg.fuse_graph, int8_max_drop=cfg.int8_max_drop,
                                            int8_failure=cfg.int8_failure, int8_calibration=calibration,
-                                           int8_reduce_range=cfg.int8_reduce_range)
+                                           int8_reduce_range=cfg.int8_reduce_range, per_class=per_class)
     except BaseException:
         remove_path(exports)
         raise

@@ -216,7 +216,8 @@ def _yaml(value: Any) -> str:
 # Params that name files: DVC runs experiments in temporary copies of the repository under .dvc/tmp, where
 # a relative path that leaves the repository (../data/...) no longer points at the same place. Paths inside
 # it (the defaults, data/embedded/...) are copied along and stay as they are.
-PATH_PARAMS = ("data.source", "augment.tang.nltk_data", "augment.tinybert.vectors_file", "general_distill.corpus")
+PATH_PARAMS = ("data.source", "data.unlabelled", "teacher.pretrained", "augment.tang.nltk_data",
+               "augment.tinybert.vectors_file", "general_distill.corpus")
 
 
 def experiment_args(repo: str | Path, name: str, overrides: dict[str, Any]) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import training
-from pipeline.artifacts import PREPARED, load_dataset_dir, open_input, plain_suffix, texts_of
+from pipeline.artifacts import PREPARED, UNLABELLED, load_dataset_dir, open_input, plain_suffix, texts_of
 from pipeline.data.batches import token_collator
 from pipeline.errors import ConfigError, DataError
 from pipeline.methods import objectives
@@ -81,15 +81,18 @@ def general_distill(objective: str, params: Params, out: Path, history: Path, ch
     teacher = spec.teacher(source, key)
     t_cfg = encoders.body(teacher).config
     shape = cfg.shape(objective)
-    s_config = tfm.student_config(t_cfg, shape)
+    s_config = tfm.student_config(t_cfg, shape, max(cfg.seq_length, params.data.max_length))
     lines = read_corpus(Path(cfg.corpus))
     if cfg.task_text:
-        texts, pairs = texts_of(load_dataset_dir(PREPARED)["train"], prepared_task().is_pair)
-        lines += texts + (pairs or [])
+        prepared = load_dataset_dir(PREPARED)
+        for split in ("train", UNLABELLED):
+            if split in prepared:
+                texts, pairs = texts_of(prepared[split], prepared_task().is_pair)
+                lines += texts + (pairs or [])
     train, n_tokens = corpus_sequences(tokenizer, lines, min(cfg.seq_length, t_cfg.max_position_embeddings),
                                        cfg.max_sequences, params.seed)
     set_seed(params.seed)
-    layer_map = tfm.resolve_layer_map(cfg.layer_map, shape.layers, t_cfg.num_hidden_layers,
+    layer_map = tfm.resolve_layer_map(cfg.layer_map, shape.layers, encoders.dims(teacher).layers,
                                       "general_distill.layer_map")
     student, recipe = spec.build(s_config, teacher, getattr(cfg, objective), layer_map, tokenizer)
     projection = getattr(recipe, "projection", None)

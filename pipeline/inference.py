@@ -34,7 +34,10 @@ def use_attention_for(model: torch.nn.Module, dev: torch.device | None = None) -
     impl = attention_for(dev or device())
     for module in model.modules():
         if isinstance(module, PreTrainedModel) and module.config._attn_implementation != impl:
-            module.set_attn_implementation(impl)
+            try:
+                module.set_attn_implementation(impl)
+            except (ValueError, ImportError):  # a family without SDPA (DeBERTa) keeps its own attention
+                pass
 
 
 def bf16_linears(model: torch.nn.Module) -> None:

@@ -1,14 +1,15 @@
-"""Stage `teacher_logits`: one pass of the fine-tuned teacher over the train rows and the rows of every
-augmentation in augment.methods; every student that learns from the teacher's logits reads them from here
-(the rows of its own augmentation, by `origin`) instead of running the teacher again."""
+"""Stage `teacher_logits`: one pass of the fine-tuned teacher over the train rows, the unlabelled rows
+(data.unlabelled) and the rows of every augmentation in augment.methods; every student that learns from the
+teacher's logits reads them from here (the rows it learns from, by `origin`) instead of running the teacher
+again."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifacts import CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, augmented_dir, load_dataset_dir, \
-    save_dataset, texts_of
+from pipeline.artifacts import CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, UNLABELLED, augmented_dir, \
+    load_dataset_dir, save_dataset, texts_of
 from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.inference import CHUNK_ROWS, bf16_linears, content_key, device, resumable_logits, use_attention_for, \
     use_bf16
@@ -36,16 +37,22 @@ def build_logits(params: Params) -> dict[str, Any]:
     import datasets
 
     task = prepared_task()
-    train = load_dataset_dir(PREPARED)["train"]
+    prepared = load_dataset_dir(PREPARED)
+    train = prepared["train"]
+    unlabelled = prepared[UNLABELLED] if UNLABELLED in prepared else None
     methods = params.augment.methods
     augmented = {m: load_dataset_dir(augmented_dir(m)) for m in methods}
     texts, pairs = texts_of(train, task.is_pair)
     origin, source_idx = ["train"] * len(train), list(range(len(train)))
-    for method, rows in augmented.items():
+    # unlabelled rows follow the train rows, numbered after them (as augmentation numbers its sources)
+    more = ([(UNLABELLED, unlabelled, range(len(train), len(train) + len(unlabelled)))]
+            if unlabelled is not None else []) + \
+        [(method, rows, rows["source_idx"]) for method, rows in augmented.items()]
+    for name, rows, sources in more:
         more_texts, more_pairs = texts_of(rows, task.is_pair)
         texts, pairs = texts + more_texts, (pairs + more_pairs if task.is_pair else None)
-        origin += [method] * len(rows)
-        source_idx += list(rows["source_idx"])
+        origin += [name] * len(rows)
+        source_idx += list(sources)
     bf16 = use_bf16(params.precision)
     model, tokenizer = pass_teacher(bf16)
     checkpoints = CheckpointDir(CHECKPOINTS / "teacher_logits", fingerprint(
@@ -71,7 +78,8 @@ def build_logits(params: Params) -> dict[str, Any]:
         "source_idx": datasets.Value("int64"), "key": datasets.Value("string"),
         "logits": datasets.Sequence(datasets.Value("float32")),
     })
-    meta = {"rows": len(texts), "train_rows": n_train, "augmented_rows": {m: len(r) for m, r in augmented.items()}}
+    meta = {"rows": len(texts), "train_rows": n_train, "unlabelled_rows": 0 if unlabelled is None else len(unlabelled),
+            "augmented_rows": {m: len(r) for m, r in augmented.items()}}
     save_dataset(datasets.Dataset.from_dict(rows, features=features), TEACHER_LOGITS, meta=meta)
     checkpoints.complete()
     # Timing goes to the report, not into the artifact: same inputs must give the same artifact.

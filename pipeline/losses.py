@@ -106,15 +106,21 @@ def pair_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 @fp32
-def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+                  seen: torch.Tensor | None = None) -> torch.Tensor:
     """TinyBERT's attention loss: MSE between pre-softmax attention scores, heads averaged.
 
     Positions whose query or key is padding are zeroed in both (TinyBERT zeroes the -inf-masked
-    entries), and the mean is taken over the real query-key pairs only, so padding never counts."""
+    entries), and the mean is taken over the real query-key pairs only, so padding never counts; so are
+    the pairs outside `seen` (boolean, (batch, 1, seq, seq), the same for every head), those the teacher's layer
+    does not attend over (a local layer's window)."""
     if student.shape != teacher.shape:
         raise ValueError(f"attention_mse: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}; "
                          "student and teacher need the same number of heads")
-    keep = pair_mask(mask).to(student.dtype)
+    keep = pair_mask(mask)
+    if seen is not None:
+        keep = keep & seen.to(torch.bool).reshape(seen.shape[0], 1, *seen.shape[-2:])
+    keep = keep.to(student.dtype)
     squared = (student * keep - teacher.to(student.dtype) * keep).pow(2)
     return squared.sum() / (keep.sum() * student.shape[1]).clamp_min(1.0)
 

@@ -159,11 +159,11 @@ def log_tick(value: float, _position=None) -> str:
 
 def plot_training_curves(histories: dict[str, Path], path: Path) -> None:
     """One panel per training run: train loss by step (on a log axis where spikes would flatten it), and
-    the dev metric at each evaluation."""
+    the dev metric at each evaluation; a run that trained nothing (a teacher taken as given) has none."""
     import matplotlib.ticker
 
     plt = _pyplot()
-    runs = {name: read_history(f) for name, f in histories.items() if f.is_file()}
+    runs = {name: points for name, f in histories.items() if f.is_file() and any(points := read_history(f))}
     cols = 3
     rows_n = max(1, -(-len(runs) // cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 2.8 * rows_n), dpi=100, squeeze=False)

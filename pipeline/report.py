@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import atomic_path, write_json
-from pipeline.evaluate import markdown_table
+from pipeline.evaluate import markdown_table, recall_table
 from pipeline.plots import plot_accuracy_latency, plot_sizes, plot_training_curves
 
 
@@ -50,16 +50,34 @@ def ablation_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def warnings_section(report: dict[str, Any]) -> list[str]:
+    found = report.get("warnings") or []
+    return ["**Warnings**", "", *(f"- {line}" for line in found), ""] if found else []
+
+
+def recall_section(report: dict[str, Any]) -> list[str]:
+    table = recall_table(report)
+    return ["", "## Recall of each class", "",
+            "The classes are imbalanced (one has at least twice the train rows of another): how many of each "
+            "class's dev rows each model finds (PyTorch). A rare class a model never predicts shows here as 0, "
+            "where accuracy hardly moves.", "", table] if table else []
+
+
 def render_report(report: dict[str, Any]) -> str:
     main = report["main_metric"]
     teacher = report["models"][report["reference"]]
     front = ", ".join(report.get("pareto_front", []))
+    base = report.get("baseline")
     return "\n".join([
         f"# {report['task']}: teacher vs students",
         "",
+        *warnings_section(report),
         f"The teacher and every student in each runtime that `exports/` serves (PyTorch, ONNX fp32, ONNX int8); "
         f"{main} on the dev split, retention = model / teacher in PyTorch ({100 * teacher[main]:.2f}"
         f"{'' if teacher[main] > 0 else '; n/a: the teacher is no better than chance'}). "
+        + (f"The baseline learns nothing but train's labels (always {base['predicts']}: {100 * base[main]:.2f}); "
+           "gain share = the model's gain over it / the teacher's gain over it, so a teacher near the baseline "
+           "shows as one. " if base else "") +
         f"Speed on {report['threads']} CPU threads, medians of repeated runs with the models interleaved: "
         f"from raw text to logits (tokenisation included, as served) and of the model alone (tokenised beforehand). "
         f"Every speed-up (x) is against the teacher in the same runtime and batch size.",
@@ -67,6 +85,7 @@ def render_report(report: dict[str, Any]) -> str:
         markdown_table(report),
         "",
         f"Pareto front (no model is both faster at batch 1 and better): {front}.",
+        *recall_section(report),
         *ablation_section(report),
         *(["", f"Left out of serving (int8 lost too much against ONNX fp32): "
                f"{'; '.join(report['int8_left_out'].values())}."]

@@ -44,8 +44,19 @@ AugmentedRows = Literal["top_up", "uniform"]
 
 def augmented_rows_field():
     """How a student's `max_rows` sample takes augmented rows beside the train rows."""
-    return Field(TOP_UP, description="top_up: train rows first, augmented rows only to fill the rest of max_rows; "
-                                     "uniform: a uniform sample of train + augmented rows (null max_rows: every row either way)")
+    return Field(TOP_UP, description="top_up: train rows first, then unlabelled rows, augmented rows only to fill "
+                                     "the rest of max_rows; uniform: a uniform sample of them all (null max_rows: "
+                                     "every row either way)")
+
+
+GOLD_TERMS = ("hard",)  # loss terms that need a gold label; every other term learns from the teacher's outputs
+
+
+def unlabelled_field(default: bool = True):
+    """Whether a student learns from the unlabelled rows of data.unlabelled (checked when params load: it
+    needs a term other than a gold-label one in every step)."""
+    return Field(default, description="learn on the unlabelled rows (data.unlabelled) too, when there are any: "
+                                      "the teacher-output terms on every row, gold-label terms on labelled rows only")
 
 
 class Section(BaseModel):

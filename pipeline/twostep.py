@@ -10,29 +10,34 @@ and schemas; these runners do the rest.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import Field, field_validator
 
 from pipeline import losses, training
-from pipeline.artifacts import GENERAL, PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir
-from pipeline.data.batches import encode_rows, model_inputs, task_rows, token_collator
-from pipeline.errors import ModelError
+from pipeline.artifacts import (PREPARED, TEACHER, TEACHER_LOGITS, atomic_path, general_dir, load_dataset_dir,
+                                write_json)
+from pipeline.data.batches import encode_rows, model_inputs, row_origins, task_rows, token_collator
+from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Step, StepRun, objectives
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
-from pipeline.models.hf import load_base_model, load_teacher, load_tokenizer, resolve_pretrained
+from pipeline.models.hf import (PRETRAINED_PREFIX, load_base_model, load_classifier, load_teacher, load_tokenizer,
+                                local_model_type, pretrained_spec, resolve_pretrained, same_tokenizer)
 from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import (AugmentedRows, Budget, Positive, PositiveInt, Section, Weights, augmentation_field,
-                             augmented_rows_field, weights, weights_field)
+from pipeline.schema import (AugmentedRows, Budget, NonNegative, Positive, PositiveInt, Section, Weights,
+                             augmentation_field, augmented_rows_field, unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
 RANDOM, SLICE = "random", "teacher_slice"
 NO_GENERAL = (RANDOM, SLICE)  # inits that need no general_distill student
 INIT_HELP = ("the general_distill student of this objective (listed in general_distill.objectives); "
              f"{SLICE}: where general distillation starts (the pretrained teacher's mapped layers cut to the "
-             f"student's width), without it; or {RANDOM} weights")
+             f"student's width), without it; {RANDOM} weights; or {PRETRAINED_PREFIX}<Hub id | folder | "
+             "package:NAME>, a small pretrained model of any supported family (with another tokenizer than the "
+             "teacher's, set intermediate.epochs: 0)")
 
 
 class TwoStepStudent(Section):
@@ -41,18 +46,22 @@ class TwoStepStudent(Section):
     init: str = Field("tinybert", description=INIT_HELP)
     augmentation: str | None = augmentation_field()
     augmented_rows: AugmentedRows = augmented_rows_field()
+    unlabelled: bool = unlabelled_field()
 
     @field_validator("init")
     @classmethod
     def _known_init(cls, value: str) -> str:
         known = sorted(objectives())
-        if value not in NO_GENERAL and value not in known:
-            raise ValueError(f"must be one of {', '.join(known)} (a general_distill objective), {SLICE} or {RANDOM}")
+        if value not in NO_GENERAL and value not in known and not pretrained_spec(value):
+            raise ValueError(f"must be one of {', '.join(known)} (a general_distill objective), {SLICE}, {RANDOM} or "
+                             f"{PRETRAINED_PREFIX}<Hub id | folder | package:NAME>")
         return value
 
 
 class Step1(Budget):
     max_rows: PositiveInt | None = Field(2000, description="random sample of this many training rows (null: all)")
+    epochs: NonNegative = Field(1.0, description="training epochs (0: step 1 trains nothing, the student goes to "
+                                                 "step 2 as it starts)")
 
 
 class Step2(Budget):
@@ -78,11 +87,45 @@ SHIPPED_PREDICTION = {"prediction": {"max_rows": STEP2_ROWS, "batch_size": STEP2
                                      "learning_rate": 4e-4, "weights": {"hard": 1.0}}}
 
 
-def check_init(method: str, name: str, cfg: TwoStepStudent, params) -> None:
-    """A student's `init` must name a general-distillation stage that runs."""
-    if cfg.init not in NO_GENERAL and cfg.init not in params.general_distill.objectives:
-        raise ValueError(f"{method}.{name}.init: {cfg.init!r} is not in general_distill.objectives "
-                          f"{params.general_distill.objectives} (add it there, or use init: {SLICE} or {RANDOM})")
+def general_student(init: str) -> Path | None:
+    """The general_distill student an `init` starts from (models/general/<objective>), or None."""
+    return None if init in NO_GENERAL or pretrained_spec(init) else general_dir(init)
+
+
+def check_init(method: str, name: str, cfg: TwoStepStudent, params, token_terms: tuple[str, ...] = ()) -> None:
+    """A student's `init` must name a general-distillation stage that runs, or a pretrained model of a supported
+    family; a pretrained student with a tokenizer of its own can only learn per text (`token_terms`: the
+    prediction step's terms that compare the teacher and the student token by token)."""
+    spec = pretrained_spec(cfg.init)
+    if spec is None:
+        if cfg.init not in NO_GENERAL and cfg.init not in params.general_distill.objectives:
+            raise ValueError(f"{method}.{name}.init: {cfg.init!r} is not in general_distill.objectives "
+                             f"{params.general_distill.objectives} (add it there, or use init: {SLICE} or {RANDOM})")
+        return
+    key = f"{method}.{name}.init"
+    try:
+        local_model_type(spec, key)
+        same = same_tokenizer(spec, params.teacher.pretrained, local_only=True)
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None
+    if same is False:
+        check_token_steps(method, name, cfg, token_terms)
+
+
+def check_token_steps(method: str, name: str, cfg: TwoStepStudent, token_terms: tuple[str, ...]) -> None:
+    """ValueError when a student whose tokenizer is not the teacher's would run a step that matches the two
+    token by token (step 1; `token_terms` of step 2)."""
+    why = (f"{method}.{name}.init: {cfg.init} has a tokenizer of its own (not teacher.pretrained's), and")
+    if cfg.intermediate.epochs:
+        raise ValueError(f"{why} step 1 ({method}_intermediate) matches the teacher token by token and layer by "
+                         f"layer, which needs the teacher's tokenizer: set {method}.{name}.intermediate.epochs: 0 to "
+                         "skip it; step 2, prediction-layer distillation on the cached teacher outputs (per text), "
+                         "works with any tokenizer")
+    wrong = [t for t in token_terms if cfg.prediction.weights.active().get(t)]
+    if wrong:
+        raise ValueError(f"{why} step 2's {', '.join(wrong)} compares the teacher token by token: set "
+                         f"{method}.{name}.prediction.weights.{wrong[0]}: 0 (its per-text terms work with any "
+                         "tokenizer)")
 
 
 class PredictionRecipe(Recipe):
@@ -105,16 +148,22 @@ class PredictionRecipe(Recipe):
         return self.output(terms, logits)
 
 
-def task_student(params, task: Task, init: str, teacher_config) -> tuple[Any, torch.Tensor | None]:
-    """The step-1 student with a classification head: the general_distill student of `init`; or, of the
-    same shape, the pretrained teacher sliced as general distillation starts (`teacher_slice`, then also
-    the teacher's hidden dimensions it kept) or random weights (the no-general-distillation ablations)."""
+def task_student(params, task: Task, init: str, teacher_config, key: str) -> tuple[Any, torch.Tensor | None]:
+    """The step-1 student with a classification head: the general_distill student of `init`; a pretrained
+    model of its own (`pretrained:<spec>`, a fresh head); or, of general_distill's shape, the pretrained
+    teacher sliced as general distillation starts (`teacher_slice`, then also the teacher's hidden dimensions
+    it kept) or random weights (the no-general-distillation ablations)."""
     from transformers import BertForSequenceClassification
 
     labels = task.model_labels()
+    spec = pretrained_spec(init)
+    if spec is not None:
+        student = load_classifier(spec, task, key=key)
+        encoders.family(student, key=key)
+        return student, None
     if init in NO_GENERAL:
         shape = params.general_distill.student
-        config = tfm.student_config(teacher_config, shape)
+        config = tfm.student_config(teacher_config, shape, params.data.max_length)
         for k, v in labels.items():
             setattr(config, k, v)
         student = BertForSequenceClassification(config)
@@ -125,7 +174,7 @@ def task_student(params, task: Task, init: str, teacher_config) -> tuple[Any, to
         layer_map = tfm.resolve_layer_map(params.general_distill.layer_map, shape.layers,
                                           encoders.dims(pretrained).layers, "general_distill.layer_map")
         return student, tfm.slice_from_teacher(student, pretrained, layer_map)
-    folder = GENERAL / init
+    folder = general_student(init)
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder}: no general_distill student (run `dvc repro general_distill@{init}`)")
     return BertForSequenceClassification.from_pretrained(str(folder), **labels), None
@@ -139,7 +188,18 @@ def layer_map(step_map, student, teacher, key: str) -> list[int]:
 Step1Recipe = Callable[[Any, Any, Any, str, StepRun], tuple[Recipe, dict[str, Any]]]
 
 
-def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str, Any]:
+def refuse_token_steps(method: str, run: StepRun, student: str, token_terms: tuple[str, ...]) -> None:
+    """At run time, what validation checks where both models are on disk (a Hub id is not): a student with a
+    tokenizer of its own runs no step that matches the teacher token by token."""
+    if not same_tokenizer(student, str(TEACHER)):
+        try:
+            check_token_steps(method, run.name, run.cfg, token_terms)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def run_intermediate(method: str, build: Step1Recipe, run: StepRun, token_terms: tuple[str, ...] = ()
+                     ) -> dict[str, Any]:
     """Step 1: the intermediate layers learn the fine-tuned teacher (run on the fly) on train (+ augmented)
     rows with the method's recipe; the student is saved with its projection for step 2."""
     from transformers import set_seed
@@ -148,25 +208,38 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun) -> dict[str,
     step = cfg.intermediate
     task = prepared_task()
     teacher, tokenizer = load_teacher()
+    spec = pretrained_spec(cfg.init)
+    own = tokenizer if spec is None else load_tokenizer(spec, key=f"{method}.{run.name}.init")
+    if spec is not None:
+        refuse_token_steps(method, run, spec, token_terms)
     set_seed(params.seed)
-    student, kept = task_student(params, task, cfg.init, teacher.config)
+    student, kept = task_student(params, task, cfg.init, teacher.config, f"{method}.{run.name}.init")
+    if not step.epochs:  # nothing to learn here: the student goes to step 2 as it starts
+        with atomic_path(run.out) as tmp:
+            tmp.mkdir()
+            tfm.save_student(student, own, tmp)
+        write_json(run.history, [])  # an empty training log
+        return {"student": run.name, "method": method, "step": "intermediate", "init": cfg.init, "trained": False}
     recipe, details = build(student, teacher, step, f"{method}.{run.name}.intermediate", run)
     projection = getattr(recipe, "projection", None)
     if kept is not None and projection is not None:
         tfm.scatter_projection(projection, kept)
-    elif cfg.init not in NO_GENERAL:
-        tfm.load_projection(GENERAL / cfg.init, projection)
-    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows)
+    elif general_student(cfg.init) is not None:
+        tfm.load_projection(general_student(cfg.init), projection)
+    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows,
+                     cfg.unlabelled)
     return training.run(training.Job(
         model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length),
         collate=token_collator(tokenizer), budget=step,
         fingerprint=[params.seed, params.data.task, params.data.max_length,
-                     params.general_distill.shape(cfg.init).model_dump(), method, cfg.init, cfg.augmentation, cfg.augmented_rows, step.model_dump()],
-        inputs=[TEACHER, TEACHER_LOGITS] + ([GENERAL / cfg.init] if cfg.init not in NO_GENERAL else []),
-        save=lambda folder: tfm.save_student(student, tokenizer, folder, projection),
+                     params.general_distill.shape(cfg.init).model_dump(), method, cfg.init, cfg.augmentation,
+                     cfg.augmented_rows, cfg.unlabelled, step.model_dump()],
+        inputs=[TEACHER, TEACHER_LOGITS] + [p for p in [general_student(cfg.init)] if p is not None],
+        save=lambda folder: tfm.save_student(student, own, folder, projection),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
         summary={"student": run.name, "method": method, "step": "intermediate", "init": cfg.init,
-                 "augmentation": cfg.augmentation, "augmented_rows": cfg.augmented_rows, **details}), params)
+                 "augmentation": cfg.augmentation, "augmented_rows": cfg.augmented_rows, "rows": row_origins(rows),
+                 **details}), params)
 
 
 # A step-2 recipe factory: (student, step config, params key of the step, the run) -> (recipe, summary details)
@@ -178,10 +251,10 @@ def prediction_recipe(student, step: PredictionStep, key: str, run: StepRun) -> 
 
 
 def run_prediction(method: str, run: StepRun, build: Step2Recipe = prediction_recipe,
-                   needs_teacher: bool = False) -> dict[str, Any]:
+                   needs_teacher: bool = False, token_terms: tuple[str, ...] = ()) -> dict[str, Any]:
     """Step 2, from the step-1 student: its recipe on train (+ augmented) rows with their cached teacher
     logits, evaluated on dev; saves a Hugging Face classifier."""
-    from transformers import BertForSequenceClassification, set_seed
+    from transformers import AutoModelForSequenceClassification, set_seed
 
     params, cfg = run.params, run.cfg
     step = cfg.prediction
@@ -189,34 +262,42 @@ def run_prediction(method: str, run: StepRun, build: Step2Recipe = prediction_re
     if not (run.previous / "config.json").is_file():
         raise ModelError(f"{run.previous}: no step-1 student (run `dvc repro {method}_intermediate@{run.name}`)")
     tokenizer = load_tokenizer(str(run.previous), key=str(run.previous))
+    if pretrained_spec(cfg.init) is not None:
+        refuse_token_steps(method, run, str(run.previous), token_terms)
     set_seed(params.seed)
-    student = BertForSequenceClassification.from_pretrained(str(run.previous))
+    student = AutoModelForSequenceClassification.from_pretrained(str(run.previous))
     recipe, details = build(student, step, f"{method}.{run.name}.prediction", run)
-    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows)
+    rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows,
+                     cfg.unlabelled)
     return training.run(training.Job(
         model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=True),
         dev=encode_rows(tokenizer, load_dataset_dir(PREPARED)["dev"], task, params.data.max_length), task=task,
         collate=token_collator(tokenizer), budget=step,
-        fingerprint=[params.seed, params.data.task, params.data.max_length, method, cfg.augmentation, cfg.augmented_rows, step.model_dump()],
+        fingerprint=[params.seed, params.data.task, params.data.max_length, method, cfg.augmentation,
+                     cfg.augmented_rows, cfg.unlabelled, step.model_dump()],
         inputs=[run.previous, TEACHER_LOGITS, PREPARED] + ([TEACHER] if needs_teacher else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=step.weights.terms(),
         summary={"student": run.name, "method": method, "step": "prediction", "init": cfg.init,
-                 "augmentation": cfg.augmentation, "augmented_rows": cfg.augmented_rows, **details}), params)
+                 "augmentation": cfg.augmentation, "augmented_rows": cfg.augmented_rows, "rows": row_origins(rows),
+                 **details}), params)
 
 
 def steps(method: str, step1: Step1Recipe, summary1: str, weights1: type[Weights],
           step2: Step2Recipe = prediction_recipe, summary2: str = "soft CE on the cached teacher logits",
-          weights2: type[Weights] = PredictionWeights, needs_teacher: bool = False) -> tuple[Step, Step]:
+          weights2: type[Weights] = PredictionWeights, needs_teacher: bool = False,
+          token_terms: tuple[str, ...] = ()) -> tuple[Step, Step]:
     """A two-step method's stages: `<method>_intermediate@NAME` (against the fine-tuned teacher, from the
-    general student of `init`) then `<method>_prediction@NAME` (from step 1, on the cached logits)."""
+    general student of `init`) then `<method>_prediction@NAME` (from step 1, on the cached logits);
+    `token_terms`: step 2's terms that compare the teacher and the student token by token."""
     return (
-        Step("intermediate", summary1, weights1, lambda run: run_intermediate(method, step1, run),
+        Step("intermediate", summary1, weights1, lambda run: run_intermediate(method, step1, run, token_terms),
              deps=("models/general", "models/teacher", "data/teacher_logits", "data/prepared"),
-             keys=("init", "augmentation", "intermediate"),
+             keys=("init", "augmentation", "augmented_rows", "unlabelled", "intermediate"),
              shared=("precision", "seed", "data.max_length", "general_distill.student")),
-        Step("prediction", summary2, weights2, lambda run: run_prediction(method, run, step2, needs_teacher),
+        Step("prediction", summary2, weights2,
+             lambda run: run_prediction(method, run, step2, needs_teacher, token_terms),
              deps=("${previous}", *(("models/teacher",) if needs_teacher else ()), "data/teacher_logits",
                    "data/prepared"),
-             keys=("augmentation", "prediction")),
+             keys=("augmentation", "augmented_rows", "unlabelled", "prediction")),
     )

@@ -11,8 +11,8 @@ from pipeline.tasks import prepared_task
 
 def training_logs(name: str, params: Params) -> dict[str, str]:
     """The training histories behind a model, labelled for the training-curves figure."""
-    if name == "teacher":
-        return {"teacher": str(HISTORY / "teacher.json")}
+    if name == "teacher":  # a teacher taken as given was not trained here
+        return {"teacher": str(HISTORY / "teacher.json")} if params.teacher.finetune else {}
     method, cfg = params.students()[name]
     logs = {label: str(path) for label, path in method.histories(name).items()}
     init = getattr(cfg, "init", None)

@@ -1,14 +1,15 @@
-"""Fine-tune the pretrained teacher on the task -> models/teacher (save_pretrained + tokenizer)."""
+"""The teacher -> models/teacher (save_pretrained + tokenizer): the pretrained teacher fine-tuned on the task,
+or the user's fine-tuned classifier taken as given (teacher.finetune: false)."""
 
 from pipeline.artifacts import REPORTS, write_json
 from pipeline.config import Params
 from pipeline.stage import stage
-from pipeline.teacher import finetune
+from pipeline.teacher import teacher
 
 
 @stage
 def main(params: Params, args: list[str]) -> None:
-    write_json(REPORTS / "teacher.json", finetune(params))
+    write_json(REPORTS / "teacher.json", teacher(params))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,14 @@ def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
     return repo
 
 
+def readme_block(heading: str, language: str) -> str:
+    """The first code block of that language under a README heading."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    start = section.index(f"```{language}\n") + len(language) + 4
+    return section[start:section.index("```\n", start)]
+
+
 def git(repo: Path, *args: str) -> str:
     env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@t")

@@ -30,7 +30,7 @@ def test_rendered_params_round_trip_with_each_comment_once_and_variants_as_merge
     tang = text[text.index("\ntang:"):text.index("\ntinybert:")]
     assert "  bilstm_kd: &bilstm_kd\n" in tang
     assert tang.endswith("  bilstm_nokd:\n    <<: *bilstm_kd\n    train_on: prepared\n    augmentation: null\n"
-                         "    weights:\n      hard: 1.0\n      logit_mse: 0.0")
+                         "    unlabelled: false\n    weights:\n      hard: 1.0\n      logit_mse: 0.0")
 
 
 def test_a_change_to_a_base_reaches_its_variants():
@@ -99,7 +99,7 @@ def test_a_profile_student_like_another_is_that_student_as_the_profile_leaves_it
     ({"distilbert": {"bilstm_kd": {}}}, "student 'bilstm_kd' is in both distilbert and tang; names must be unique"),
     ({"tinybert": {"tinybert4": {"init": "pretrained"}}},
      "tinybert.tinybert4.init: must be one of distilbert, minilmv2, tinybert (a general_distill objective), "
-     "teacher_slice or random"),
+     "teacher_slice, random or pretrained:<Hub id | folder | package:NAME> (got 'pretrained')"),
     ({"tinybert": {"tinybert4": {"init": "distilbert"}}},
      "tinybert.tinybert4.init: 'distilbert' is not in general_distill.objectives ['tinybert', 'minilmv2']"),
     ({"lrc": {"x": {"intermediate": {"cos_nce": {"negatives": "memory_bank"}}}}},

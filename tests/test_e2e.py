@@ -19,7 +19,8 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import ALL_STAGES, REPORT_ROWS, ROOT, STUDENTS, TINY, TWOSTEP, dvc, git, make_repo, tool_env, write_params
+from conftest import (ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, git, make_repo, readme_block, tool_env,
+                      write_params)
 
 pytestmark = pytest.mark.e2e
 
@@ -197,14 +198,6 @@ def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
 
 
 # ---------------------------------------------------------------- extending it, as the README says
-def readme_block(heading: str, language: str) -> str:
-    """The first code block of that language under a README heading."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index(heading):]
-    start = section.index(f"```{language}\n") + len(language) + 4
-    return section[start:section.index("```\n", start)]
-
-
 def changed_files(repo: Path) -> set[str]:
     return {line[3:] for line in git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()}
 

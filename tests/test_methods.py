@@ -174,6 +174,30 @@ def test_distilbert_task_terms_are_soft_hard_and_cosine():
     assert same["cosine"].item() == pytest.approx(0.0, abs=1e-6)  # student == teacher
 
 
+def test_a_distilbert_student_of_its_own_learns_cached_logits_without_the_teacher_and_a_narrower_one_projects():
+    """A pretrained student with another tokenizer: no cosine, so the teacher never runs and the soft term reads
+    the batch's cached logits; a narrower student's cosine goes through a learned projection to the teacher."""
+    from pipeline.methods.distilbert import TaskRecipe
+
+    class Unreadable(torch.nn.Module):  # a teacher that must not be run on the student's token ids
+        config = tiny_bert().config
+
+        def forward(self, **_):
+            raise AssertionError("the teacher ran")
+
+    student, inputs, labels = tiny_bert(hidden=16, heads=2, seed=4), batch(), torch.tensor([0, -1, 1])
+    cached = torch.tensor([[1.0, -1.0], [0.5, 0.2], [-2.0, 2.0]])
+    recipe = TaskRecipe(student, tiny_bert(), 2.0, {"soft": 1.0, "hard": 1.0}).train()
+    object.__setattr__(recipe, "_teacher", Unreadable())
+    out = recipe(**inputs, labels=labels, teacher_logits=cached)
+    assert torch.allclose(out["soft"], losses.soft_ce(student(**inputs).logits, cached, 2.0))
+    narrow = TaskRecipe(student, tiny_bert(), 2.0, {"cosine": 1.0}).train()
+    assert narrow.projection.in_features == 16 and narrow.projection.out_features == 32
+    out = narrow(**inputs, labels=labels)
+    out["loss"].backward()
+    assert narrow.projection.weight.grad is not None and out["cosine"].item() > 0
+
+
 # ---------------------------------------------------------------- model internals
 def test_captured_scores_are_the_pre_softmax_attention():
     model = tiny_bert(head="base")
@@ -664,10 +688,10 @@ def test_random_and_slice_init_students_have_the_general_shape_and_need_no_gener
         "teacher": {"pretrained": str(tmp_path / "pretrained")},
         "general_distill": {"student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
     teacher = tiny_bert(layers=4, hidden=32)  # the fine-tuned one: its shape, not its weights
-    student, kept = task_student(params, preset_task("sst2"), "random", teacher.config)
+    student, kept = task_student(params, preset_task("sst2"), "random", teacher.config, "tinybert.s.init")
     assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_labels) == (2, 16, 2)
     assert kept is None
-    sliced, kept = task_student(params, preset_task("sst2"), "teacher_slice", teacher.config)
+    sliced, kept = task_student(params, preset_task("sst2"), "teacher_slice", teacher.config, "tinybert.s.init")
     assert sliced.config.hidden_size == 16 and len(kept) == 16
     # the pretrained teacher's layers 2 and 4 (the uniform map), cut to the kept hidden dimensions and
     # the first 8 of each head's 16
@@ -680,4 +704,4 @@ def test_random_and_slice_init_students_have_the_general_shape_and_need_no_gener
     assert not torch.equal(student.bert.embeddings.word_embeddings.weight,
                            sliced.bert.embeddings.word_embeddings.weight)
     with pytest.raises(ModelError, match="no general_distill student.*general_distill@tinybert"):
-        task_student(params, preset_task("sst2"), "tinybert", teacher.config)
+        task_student(params, preset_task("sst2"), "tinybert", teacher.config, "tinybert.s.init")

@@ -157,8 +157,8 @@ def test_an_int8_left_out_by_its_export_is_not_served_and_the_report_says_why(tm
 
     measured = export_module.quality
 
-    def student_int8_worse(predictor, task, splits):  # the student's int8 loses 50 points against its fp32
-        row = measured(predictor, task, splits)
+    def student_int8_worse(predictor, task, splits, per_class=False):  # the student's int8 loses 50 points
+        row = measured(predictor, task, splits, per_class)
         hit = getattr(predictor, "path", None) is not None and predictor.path.name == INT8_FILE
         return {k: v - 0.5 for k, v in row.items()} if hit and predictor.name == "s" else row
 

@@ -32,14 +32,13 @@ from pydantic import Field, model_validator
 
 from pipeline.artifacts import open_input
 from pipeline.augment.base import AugmentBase, Augmenter, Collector
-from pipeline.data.text import split_words
+from pipeline.data.text import MASK, split_words
 from pipeline.errors import ConfigError
 from pipeline.schema import PositiveInt, Probability
 
 if TYPE_CHECKING:
     from pipeline.config import Params
 
-MASK = "[MASK]"
 
 
 class TangConfig(AugmentBase):

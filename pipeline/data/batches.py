@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.artifacts import load_dataset_dir, texts_of
+from pipeline.artifacts import UNLABELLED, load_dataset_dir, texts_of
+from pipeline.data.text import MASK
 from pipeline.schema import TOP_UP, UNIFORM
 from pipeline.tasks import Task
 
@@ -18,7 +19,12 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> dict[str, list]:
-    """Tokenise without padding (padding happens per batch)."""
+    """Tokenise without padding (padding happens per batch); a masked word of augmented text ([MASK]) becomes
+    the tokenizer's own mask token (XLM-RoBERTa's <mask>)."""
+    mask = getattr(tokenizer, "mask_token", None)
+    if mask and mask != MASK:
+        texts = [t.replace(MASK, mask) for t in texts]
+        pairs = None if pairs is None else [p.replace(MASK, mask) for p in pairs]
     return dict(tokenizer(list(texts), list(pairs) if pairs is not None else None,
                           truncation=True, max_length=max_length))
 
@@ -78,7 +84,7 @@ def encode_rows(tokenizer, split, task: Task, max_length: int, with_logits: bool
     import datasets
 
     texts, pairs = texts_of(split, task.is_pair)
-    rows = dict(tokenizer(texts, pairs, truncation=True, max_length=max_length))
+    rows = encode(tokenizer, texts, pairs, max_length)
     rows["labels"] = list(split["label"])
     rows["length"] = [len(ids) for ids in rows["input_ids"]]
     if "source_idx" in split.column_names:
@@ -96,21 +102,35 @@ def sample_rows(split, limit: int | None, seed: int):
 
 
 def task_rows(logits_dir: Path, augmentation: str | None, limit: int | None, seed: int,
-              augmented_rows: str = TOP_UP):
-    """Train rows (+ the rows of one augmentation) with their cached teacher logits, optionally a seeded
-    sample of `limit` rows: top_up takes train rows first and augmented rows only for the rest of the
-    sample, uniform samples train and augmented rows alike."""
+              augmented_rows: str = TOP_UP, unlabelled: bool = False):
+    """Train rows (+ the unlabelled rows, + the rows of one augmentation) with their cached teacher logits,
+    optionally a seeded sample of `limit` rows: top_up takes train rows first, then unlabelled rows, and
+    augmented rows only for the rest of the sample; uniform samples every row alike."""
     from datasets import concatenate_datasets
 
     rows = load_dataset_dir(logits_dir)
     origin = np.asarray(rows["origin"])
-    keep = (origin == "train") | (origin == augmentation)
+    keep = (origin == "train") | (origin == augmentation) | (unlabelled & (origin == UNLABELLED))
     if not keep.all():
         rows, origin = rows.select(np.flatnonzero(keep)), origin[keep]
-    is_train = origin == "train"
-    if augmented_rows == UNIFORM or limit is None or limit >= len(rows) or is_train.all():
+    groups = [g for g in (origin == "train", origin == UNLABELLED, (origin != "train") & (origin != UNLABELLED))
+              if g.any()]
+    if augmented_rows == UNIFORM or limit is None or limit >= len(rows) or len(groups) == 1:
         return sample_rows(rows, limit, seed)
-    train = rows.select(np.flatnonzero(is_train))
-    if limit <= len(train):
-        return sample_rows(train, limit, seed)
-    return concatenate_datasets([train, sample_rows(rows.select(np.flatnonzero(~is_train)), limit - len(train), seed)])
+    parts, left = [], limit
+    for group in groups:
+        if left <= 0:
+            break
+        part = rows.select(np.flatnonzero(group))
+        parts.append(sample_rows(part, left, seed))
+        left -= len(parts[-1])
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def row_origins(rows) -> dict[str, int]:
+    """How many training rows come from where: train, unlabelled, an augmentation (a stage report's `rows`)."""
+    from collections import Counter
+
+    if "origin" in rows.column_names:
+        return dict(sorted(Counter(rows["origin"]).items()))
+    return {"train": len(rows)}

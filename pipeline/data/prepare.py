@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.artifacts import UNLABELLED
 from pipeline.config import DataConfig
 from pipeline.data.policies import Rows, label_ids
-from pipeline.data.readers import columns, read_raw
+from pipeline.data.readers import columns, read_raw, read_unlabelled
+from pipeline.data.text import normalised
 from pipeline.errors import DataError
 from pipeline.tasks import GLUE, REGRESSION, Task
 
@@ -71,21 +73,60 @@ def resolve_task(cfg: DataConfig, train: Rows) -> Task:
 
 
 def prepare(cfg: DataConfig, seed: int) -> tuple[Any, dict]:
-    """Read, validate and subsample raw data; return (DatasetDict, summary with the resolved task)."""
+    """Read, validate and subsample raw data; return (DatasetDict, summary with the resolved task). The
+    texts of data.unlabelled, if any, become the `unlabelled` split (no labels)."""
     counts: dict[str, Counter] = {}
     raw = read_raw(cfg, counts)
+    extra = read_unlabelled(cfg, counts.setdefault(UNLABELLED, Counter()))
+    if not counts[UNLABELLED]:
+        del counts[UNLABELLED]
     task = resolve_task(cfg, raw["train"])
     splits = {name: label_ids(rows, task) for name, rows in raw.items()}
+    held_out = {name: rows for name, rows in splits.items() if name != "train"}  # every row, before max_dev
     splits["train"] = subsample(splits["train"], cfg.max_train, seed)
     splits["dev"] = subsample(splits["dev"], cfg.max_dev, seed)
+    unlabelled = None
+    if extra is not None:
+        splits[UNLABELLED], unlabelled = transfer_rows(label_ids(extra, task), splits["train"], held_out,
+                                                       cfg.max_unlabelled, seed)
+        if not splits[UNLABELLED]["text"]:
+            del splits[UNLABELLED]
     summary = {
         "task": task.to_json(),
         "source": cfg.source,
         "rows": {name: len(rows["text"]) for name, rows in splits.items()},
         "policies": {name: dict(sorted(c.items())) for name, c in counts.items()},
-        "label_counts": {name: label_counts(task, rows["label"]) for name, rows in splits.items()},
+        "label_counts": {name: label_counts(task, rows["label"]) for name, rows in splits.items()
+                         if name != UNLABELLED},
+        **({UNLABELLED: {"source": cfg.unlabelled, **unlabelled}} if unlabelled is not None else {}),
     }
     return build_dataset_dict(splits, task), summary
+
+
+def transfer_rows(rows: Rows, train: Rows, held_out: dict[str, Rows], limit: int | None,
+                  seed: int) -> tuple[Rows, dict[str, int]]:
+    """Unlabelled rows fit to learn from: without those that are also in dev or test (or another held-out
+    split: they would leak), in the labelled train rows (they add nothing) or earlier in the file, compared
+    in normalised form (case, spacing and punctuation aside; both texts of a pair); then a seeded sample of
+    `limit`. Returns the rows and what was removed."""
+    def keys(split: Rows) -> set[tuple[str, str]]:
+        return {(normalised(t), normalised(p)) for t, p in zip(split["text"], split["text_pair"])}
+
+    leaked, labelled, seen = set().union(*map(keys, held_out.values())), keys(train), set()
+    removed = Counter()
+    keep = []
+    for i, key in enumerate(zip(map(normalised, rows["text"]), map(normalised, rows["text_pair"]))):
+        why = "in_dev_or_test" if key in leaked else "in_train" if key in labelled else "repeated" if key in seen \
+            else None
+        seen.add(key)
+        if why:
+            removed[why] += 1
+        else:
+            keep.append(i)
+    kept = {col: [values[i] for i in keep] for col, values in rows.items()}
+    sampled = subsample(kept, limit, seed)
+    return sampled, {"read": len(rows["text"]), **{k: removed[k] for k in ("in_dev_or_test", "in_train", "repeated")},
+                     "kept": len(kept["text"]), "sampled": len(sampled["text"])}
 
 
 def label_counts(task: Task, labels: list) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import open_input, plain_suffix
-from pipeline.config import DataConfig
+from pipeline.artifacts import UNLABELLED, open_input, plain_suffix
+from pipeline.config import DEFAULT_UNLABELLED, DataConfig
 from pipeline.data.policies import Columns, Rows, normalise
 from pipeline.errors import DataError
 from pipeline.tasks import GLUE, Preset
@@ -40,7 +40,7 @@ def _check_header(path: Path, header: list[str], cols: Columns, split: str) -> b
     for col in cols[:2]:
         if col is not None and col not in header:
             raise DataError(f"{path}:1: missing column {col!r} (header has: {', '.join(header)})")
-    has_label = cols[2] in header
+    has_label = cols[2] in header and split != UNLABELLED  # an unlabelled file's label column is ignored
     if not has_label and split in REQUIRED_SPLITS:
         raise DataError(f"{path}:1: missing label column {cols[2]!r} (header has: {', '.join(header)})")
     return has_label
@@ -162,7 +162,47 @@ def read_jsonl(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows
     return normalise(chained(), str(path), cfg, cols, bool(state["labelled"]), counts)
 
 
+def read_txt(path: Path, cfg: DataConfig, split: str, counts: Counter) -> Rows:
+    """One text per line (blank lines skipped): unlabelled text of a single-text task."""
+    cols = columns(cfg)
+    if cols[1] is not None:
+        raise DataError(f"{path}: a pair task's unlabelled rows need both texts; give a .tsv, .csv or .jsonl file "
+                        f"with columns {cols[0]!r} and {cols[1]!r} (data.unlabelled)")
+
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        for number, line in _decoded_lines(path):
+            if line.strip():
+                yield number, {cols[0]: line}
+
+    return normalise(records(), str(path), cfg, cols, False, counts)
+
+
 READERS = {"glue": read_tsv, "csv": read_csv, "jsonl": read_jsonl}
+UNLABELLED_READERS = {".txt": read_txt, **{ext: READERS[kind] for ext, kind in EXTENSIONS.items()}}
+
+
+def read_unlabelled(cfg: DataConfig, counts: Counter) -> Rows | None:
+    """The texts of data.unlabelled: a .txt (one text per line), .tsv, .csv or .jsonl file (the task's text
+    column(s)), gzip-compressed or not, or every such file in a folder (others, a README, are left alone);
+    None when there are none. Each row passes the data.* policies, repeats aside (prepare drops those)."""
+    path = Path(cfg.unlabelled)
+    if not path.exists():
+        if cfg.unlabelled == DEFAULT_UNLABELLED:  # the repository's empty folder, left out of a copy
+            return None
+        raise DataError(f"{path}: not found (data.unlabelled)")
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and plain_suffix(f) in UNLABELLED_READERS)
+    elif plain_suffix(path) in UNLABELLED_READERS:
+        files = [path]
+    else:
+        raise DataError(f"{path}: data.unlabelled reads {', '.join(UNLABELLED_READERS)} files (or .gz of them), or a "
+                        "folder of them")
+    every_row = cfg.model_copy(update={"duplicates": "keep"})
+    rows: Rows = {"text": [], "text_pair": [], "label": [], "where": []}
+    for f in files:
+        for key, values in UNLABELLED_READERS[plain_suffix(f)](f, every_row, UNLABELLED, counts).items():
+            rows[key] += values
+    return rows if rows["text"] else None
 
 
 def split_files(cfg: DataConfig) -> dict[str, tuple[str, ...]]:

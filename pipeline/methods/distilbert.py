@@ -15,16 +15,17 @@ import torch
 from pydantic import Field, model_validator
 
 from pipeline import losses, training
-from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir
-from pipeline.data.batches import encode_rows, model_inputs, sample_rows, task_rows, token_collator
-from pipeline.errors import ConfigError
+from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, UNLABELLED, load_dataset_dir
+from pipeline.data.batches import encode_rows, model_inputs, row_origins, sample_rows, task_rows, token_collator
+from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Method, Objective, Step, StepRun
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
-from pipeline.models.hf import load_teacher
+from pipeline.models.hf import (PRETRAINED_PREFIX, load_classifier, load_teacher, load_tokenizer, local_model_type,
+                                pretrained_spec, same_tokenizer)
 from pipeline.recipes import WithTeacher, evaluation
 from pipeline.schema import (AugmentedRows, Budget, Positive, Probability, Section, augmentation_field,
-                             augmented_rows_field, check_train_on, weights, weights_field)
+                             augmented_rows_field, check_train_on, unlabelled_field, weights, weights_field)
 from pipeline.tasks import prepared_task
 
 Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
@@ -33,11 +34,20 @@ MLMWeights = weights("DistilBERTMLMWeights", soft=(5.0, "soft CE between MLM dis
                      mlm=(2.0, "masked-LM loss"), cosine=(1.0, "cosine loss between the last hidden states"))
 
 
+TEACHER_LAYERS = "teacher_layers"
+
+
 class DistilBERTStudent(Budget):
+    init: str = Field(
+        TEACHER_LAYERS, description=f"{TEACHER_LAYERS}: the fine-tuned teacher's `layers` copied into a student of "
+                                    f"its family and width; or {PRETRAINED_PREFIX}<Hub id | folder | package:NAME>, a "
+                                    "small pretrained model of any supported family (with another tokenizer than "
+                                    "the teacher's: train_on: teacher_logits and weights.cosine: 0)")
     train_on: Literal["prepared", "teacher_logits"] = Field(
         "prepared", description="prepared: the gold-labelled train split; teacher_logits: train (+ augmented) rows")
     augmentation: str | None = augmentation_field(None)
     augmented_rows: AugmentedRows = augmented_rows_field()
+    unlabelled: bool = unlabelled_field()
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="0-based fine-tuned teacher layers copied into the student (null: half of them, evenly "
                           "spaced, the top one included: 6 layers -> [1, 3, 5])")
@@ -48,34 +58,71 @@ class DistilBERTStudent(Budget):
     @model_validator(mode="after")
     def _rows(self) -> DistilBERTStudent:
         check_train_on(self.train_on, self.augmentation)
+        if self.init != TEACHER_LAYERS and not pretrained_spec(self.init):
+            raise ValueError(f"init: {TEACHER_LAYERS} or {PRETRAINED_PREFIX}<Hub id | folder | package:NAME> (got "
+                             f"{self.init!r})")
+        if pretrained_spec(self.init) and self.layers is not None:
+            raise ValueError(f"layers: the teacher layers a student copies; a student with init {self.init} starts "
+                             "from its own (remove layers)")
         return self
+
+
+def check_student(name: str, cfg: DistilBERTStudent, params) -> None:
+    """A pretrained student must be of a supported family; with a tokenizer of its own it can only learn per
+    text: the teacher's cached logits (train_on: teacher_logits), no hidden-state cosine."""
+    spec = pretrained_spec(cfg.init)
+    if spec is None:
+        return
+    try:
+        local_model_type(spec, f"distilbert.{name}.init")
+        same = same_tokenizer(spec, params.teacher.pretrained, local_only=True)
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None
+    if same is False:
+        check_per_text(name, cfg)
+
+
+def check_per_text(name: str, cfg: DistilBERTStudent) -> None:
+    why = (f"distilbert.{name}.init: {cfg.init} has a tokenizer of its own (not teacher.pretrained's), so the "
+           "teacher cannot read its token ids:")
+    if cfg.train_on != "teacher_logits":
+        raise ValueError(f"{why} set distilbert.{name}.train_on: teacher_logits (the teacher's outputs cached per "
+                         "text)")
+    if cfg.weights.cosine:
+        raise ValueError(f"{why} set distilbert.{name}.weights.cosine: 0 (it compares hidden states token by token)")
 
 
 class TaskRecipe(WithTeacher):
     """The triple loss at task level; the fine-tuned teacher runs on the fly for its logits and last
-    hidden states."""
+    hidden states, unless the batch brings its cached logits and no hidden state is compared. A student
+    narrower than the teacher (a pretrained one) reaches the teacher's width for the cosine through a
+    learned projection."""
 
     def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, temperature: float,
                  weights: dict[str, float]):
         super().__init__(teacher, weights)
         self.student = student
         self.temperature = temperature
+        self.projection = tfm.projection(encoders.dims(student).hidden, encoders.dims(teacher).hidden)
 
     def forward(self, labels=None, teacher_logits=None, num_items_in_batch=None, **batch) -> dict[str, torch.Tensor]:
         inputs = model_inputs(batch)
         s_out = self.student(**inputs, output_hidden_states=True)
         if not self.training:
             return evaluation(s_out.logits, labels)
-        t_out = self.run_teacher(inputs, output_hidden_states=True)
+        t_out = self.run_teacher(inputs, output_hidden_states=True) \
+            if self.active("cosine") or teacher_logits is None else None
+        t_logits = teacher_logits if t_out is None else t_out.logits
         logits = s_out.logits.float()  # one fp32 copy feeds every term, so their gradients add up in fp32
         terms = {}
         if self.active("soft"):
-            terms["soft"] = losses.soft_loss(logits, t_out.logits, self.temperature)
+            terms["soft"] = losses.soft_loss(logits, t_logits, self.temperature)
         if self.active("hard"):
             terms["hard"] = losses.hard_loss(logits, labels)
         if self.active("cosine"):
-            terms["cosine"] = losses.cosine_hidden(s_out.hidden_states[-1], t_out.hidden_states[-1],
-                                                   inputs["attention_mask"])
+            last = s_out.hidden_states[-1]
+            terms["cosine"] = losses.cosine_hidden(last if self.projection is None else self.projection(last),
+                                                   t_out.hidden_states[-1], inputs["attention_mask"])
         return self.output(terms, s_out.logits)
 
 
@@ -86,35 +133,55 @@ def default_layers(teacher_layers: int) -> list[int]:
 
 
 def train(run: StepRun) -> dict:
+    from datasets import concatenate_datasets
     from transformers import set_seed
 
     params, cfg = run.params, run.cfg
     task = prepared_task()
     teacher, tokenizer = load_teacher()
-    n_teacher = encoders.dims(teacher).layers
-    layers = list(cfg.layers) if cfg.layers is not None else default_layers(n_teacher)
-    bad = [i for i in layers if i >= n_teacher]
-    if bad or not layers:
-        raise ConfigError(f"distilbert.{run.name}.layers: teacher layers are 0..{n_teacher - 1}, got {layers}")
-    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
-    config.num_hidden_layers = len(layers)  # the teacher's family and width, fewer layers
-    set_seed(params.seed)
-    student = type(teacher)(config)
-    tfm.init_from_teacher(student, teacher, layers)
-    if cfg.train_on == "teacher_logits":
-        rows = task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed, cfg.augmented_rows)
+    spec, key = pretrained_spec(cfg.init), f"distilbert.{run.name}.init"
+    if spec is not None:  # a pretrained student of its own, with its own tokenizer
+        if not same_tokenizer(spec, str(TEACHER)):
+            try:
+                check_per_text(run.name, cfg)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        tokenizer, layers = load_tokenizer(spec, key=key), None
+        set_seed(params.seed)
+        student = load_classifier(spec, task, key=key)
+        encoders.family(student, key=key)
     else:
-        rows = sample_rows(load_dataset_dir(PREPARED)["train"], cfg.max_rows, params.seed)
+        n_teacher = encoders.dims(teacher).layers
+        layers = list(cfg.layers) if cfg.layers is not None else default_layers(n_teacher)
+        bad = [i for i in layers if i >= n_teacher]
+        if bad or not layers:
+            raise ConfigError(f"distilbert.{run.name}.layers: teacher layers are 0..{n_teacher - 1}, got {layers}")
+        set_seed(params.seed)
+        student = type(teacher)(tfm.fewer_layers_config(teacher.config, layers))  # the teacher's family and width
+        tfm.init_from_teacher(student, teacher, layers)
+    prepared = load_dataset_dir(PREPARED)
+    if cfg.train_on == "teacher_logits":
+        rows = task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed, cfg.augmented_rows,
+                         cfg.unlabelled)
+        origins = row_origins(rows)
+    else:  # the teacher runs on the fly: its soft targets reach the unlabelled rows too
+        rows = sample_rows(prepared["train"], cfg.max_rows, params.seed)
+        origins = row_origins(rows)
+        if cfg.unlabelled and UNLABELLED in prepared and (cfg.max_rows is None or cfg.max_rows > len(rows)):
+            more = sample_rows(prepared[UNLABELLED], None if cfg.max_rows is None else cfg.max_rows - len(rows),
+                               params.seed)
+            rows, origins = concatenate_datasets([rows, more]), {**origins, UNLABELLED: len(more)}
     return training.run(training.Job(
         model=TaskRecipe(student, teacher, cfg.temperature, cfg.weights.active()),
-        train=encode_rows(tokenizer, rows, task, params.data.max_length),
-        dev=encode_rows(tokenizer, load_dataset_dir(PREPARED)["dev"], task, params.data.max_length), task=task,
+        train=encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=cfg.train_on == "teacher_logits"),
+        dev=encode_rows(tokenizer, prepared["dev"], task, params.data.max_length), task=task,
         collate=token_collator(tokenizer), budget=cfg,
         fingerprint=[params.seed, params.data.task, params.data.max_length, cfg.model_dump()],
         inputs=[TEACHER, PREPARED] + ([TEACHER_LOGITS] if cfg.train_on == "teacher_logits" else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=Weights.terms(),
-        summary={"student": run.name, "method": "distilbert", "train_on": cfg.train_on, "teacher_layers": layers}),
+        summary={"student": run.name, "method": "distilbert", "init": cfg.init, "train_on": cfg.train_on,
+                 "rows": origins, "teacher_layers": layers}),
         params)
 
 
@@ -181,6 +248,7 @@ METHOD = Method(
     # 1e-4, not 5e-5: on the default budget (10,000 rows, one epoch) the 3-layer student gained 2.3 points
     # from it on seed 42 (README, "distil3's learning rate"; 1.5e-4 and 2e-4 gave about the same)
     defaults={"distil3": {"max_rows": 10000, "learning_rate": 1e-4}},
+    validate=check_student,
     objective=Objective(summary="masked-LM soft CE + MLM + cosine (needs a teacher with an MLM head)",
                         config=GeneralConfig, build=general_recipe, teacher=tfm.load_mlm_teacher, weights=MLMWeights),
 )

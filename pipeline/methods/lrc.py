@@ -33,6 +33,7 @@ from pipeline.schema import LAYER_MAP_HELP, LayerMap, NonNegative, Positive, Pos
     weights_field
 
 COS_NCE = (1.0, "COS-NCE on the mapped layers, averaged over them")
+TOKEN_TERMS = ("cos_nce",)  # step 2's term that runs the teacher on the student's tokens
 Stage1Weights = weights("LRCStage1Weights", cos_nce=COS_NCE)
 Stage2Weights = weights("LRCStage2Weights", cos_nce=COS_NCE,
                         soft=(1.0, "soft CE at T on the cached teacher logits"),
@@ -133,7 +134,7 @@ class ContrastiveRecipe(WithTeacher):
             self.bank_ids.copy_(torch.cat([ids[:n], self.bank_ids[:-n]]))
         self.bank_filled.fill_(min(int(self.bank_filled) + n, self.cos.k))
 
-    def _terms(self, inputs, contrast, labels, teacher_logits, offset=None):
+    def _terms(self, inputs, contrast: Contrast | None, labels, teacher_logits, offset=None):
         mask, c = inputs["attention_mask"], contrast
         with tfm.embedding_output(self.student, offset) as seen:
             out = self.student(**inputs, output_hidden_states=True)
@@ -155,14 +156,16 @@ class ContrastiveRecipe(WithTeacher):
         inputs = model_inputs(batch)
         if not self.training:  # evaluation batches: gold labels only
             return evaluation(self.student(**inputs).logits, labels)
-        teacher = self.run_teacher(inputs, output_hidden_states=True)
-        contrast = self._contrast_set(teacher, inputs["attention_mask"], example_ids)
+        contrast = None
+        if self.active("cos_nce"):  # the only term that runs the teacher (on the student's tokens: its tokenizer)
+            teacher = self.run_teacher(inputs, output_hidden_states=True)
+            contrast = self._contrast_set(teacher, inputs["attention_mask"], example_ids)
         terms, embedded, logits = self._terms(inputs, contrast, labels, teacher_logits)
         if self.epsilon:  # train on the perturbed pass; the clean one only gives the gradient direction
             grad, = torch.autograd.grad(self.total(terms), embedded)
             offset = losses.perturbation(grad, inputs["attention_mask"], self.epsilon)
             terms, _, logits = self._terms(inputs, contrast, labels, teacher_logits, offset)
-        if self.cos.negatives == "memory_bank":
+        if contrast is not None and self.cos.negatives == "memory_bank":
             self._enqueue(contrast.positives, example_ids)
         return self.output(terms, logits)
 
@@ -189,10 +192,11 @@ METHOD = Method(
             "alone, then soft CE + hard CE + COS-NCE, with gradient perturbation of the embeddings",
     student=LRCStudent,
     steps=twostep.steps("lrc", stage1_recipe, "stage 1: COS-NCE against the fine-tuned teacher", Stage1Weights,
-                        stage2_recipe, "stage 2: soft CE + hard CE + COS-NCE", Stage2Weights, needs_teacher=True),
+                        stage2_recipe, "stage 2: soft CE + hard CE + COS-NCE", Stage2Weights, needs_teacher=True,
+                        token_terms=TOKEN_TERMS),
     # like the other shipped two-step students (its step 2 has CE on gold labels already: the paper's), on a third
     # of their step-2 rows: a step runs the teacher and the student twice, 2.8x the cost of theirs (README)
     defaults={"lrc4": {"prediction": {"dropout": 0.0, "learning_rate": 4e-4, "batch_size": twostep.STEP2_BATCH,
                                       "max_rows": twostep.STEP2_ROWS // 3}}},
-    validate=lambda name, cfg, params: twostep.check_init("lrc", name, cfg, params),
+    validate=lambda name, cfg, params: twostep.check_init("lrc", name, cfg, params, TOKEN_TERMS),
 )

@@ -19,12 +19,12 @@ from pydantic import Field, model_validator
 
 from pipeline import losses, training
 from pipeline.artifacts import PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.data.batches import sample_rows, task_rows
+from pipeline.data.batches import row_origins, sample_rows, task_rows
 from pipeline.methods import Ablation, Method, Step, StepRun
 from pipeline.models import bilstm
 from pipeline.recipes import Recipe, evaluation
 from pipeline.schema import (AugmentedRows, Budget, Positive, PositiveInt, WarmupRatio, augmentation_field,
-                             augmented_rows_field, check_train_on, weights, weights_field)
+                             augmented_rows_field, check_train_on, unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class TangStudent(Budget):
         description="prepared: the gold-labelled train split; teacher_logits: train (+ augmented) rows with teacher logits")
     augmentation: str | None = augmentation_field()
     augmented_rows: AugmentedRows = augmented_rows_field()
+    unlabelled: bool = unlabelled_field()
     weights: Weights = weights_field(Weights)
     embedding: Literal["glove", "teacher"] = Field(
         "glove", description="glove: word vectors (GloVe 6B 50-d, or vectors_file); teacher: the teacher's WordPiece embeddings")
@@ -128,8 +129,8 @@ def train(run: StepRun) -> dict:
     task = prepared_task()
     prepared = load_dataset_dir(PREPARED)
     distil = cfg.train_on == "teacher_logits"
-    source = (task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed, cfg.augmented_rows) if distil
-              else sample_rows(prepared["train"], cfg.max_rows, params.seed))
+    source = (task_rows(TEACHER_LOGITS, cfg.augmentation, cfg.max_rows, params.seed, cfg.augmented_rows,
+                        cfg.unlabelled) if distil else sample_rows(prepared["train"], cfg.max_rows, params.seed))
     texts, pairs = texts_of(source, task.is_pair)
     set_seed(params.seed)
     model, tokenizer = build_bilstm(cfg, params, task, texts + (pairs or []))
@@ -143,7 +144,8 @@ def train(run: StepRun) -> dict:
         save=lambda folder: bilstm.save_bilstm(model, tokenizer, folder, {
             "task": task.to_json(), "labels": list(task.labels), "student": run.name}),
         out=run.out, history=run.history, checkpoints=run.checkpoints, mixed_precision=False,
-        terms=Weights.terms(), summary={"student": run.name, "method": "tang", "train_on": cfg.train_on}), params)
+        terms=Weights.terms(), summary={"student": run.name, "method": "tang", "train_on": cfg.train_on,
+                                        "rows": row_origins(source)}), params)
 
 
 def budget(cfg: TangStudent, params) -> str:
@@ -166,7 +168,7 @@ METHOD = Method(
     steps=(Step("train", "CE on gold labels + MSE to the cached teacher logits", Weights, train,
                 deps=("data/${item.train_on}", "data/prepared"),
                 shared=("seed", "teacher.pretrained")),),
-    defaults={"bilstm_kd": {}, "bilstm_nokd": {"train_on": "prepared", "augmentation": None,
+    defaults={"bilstm_kd": {}, "bilstm_nokd": {"train_on": "prepared", "augmentation": None, "unlabelled": False,
                                                 "weights": {"hard": 1.0, "logit_mse": 0.0}}},
     ablations=ABLATIONS,
 )

@@ -58,7 +58,7 @@ class IntermediateRecipe(WithTeacher):
             terms["hidden"] = sum(losses.hidden_mse(s.hidden[m], t.hidden[k], mask, self.projection)
                                   for m, k in pairs) / len(pairs)
         if self.active("attention"):
-            terms["attention"] = sum(losses.attention_mse(s.scores(m - 1), t.scores(k - 1), mask)
+            terms["attention"] = sum(losses.attention_mse(s.scores(m - 1), t.scores(k - 1), mask, t.seen(k - 1))
                                      for m, k in pairs) / len(pairs)
         return self.output(terms)
 

@@ -3,7 +3,10 @@ model, a local folder, or a Hub model id), the fine-tuned teacher, and the stude
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -43,6 +46,23 @@ def resolve_pretrained(spec: str, key: str = "teacher.pretrained") -> str:
     return spec
 
 
+def local_model_type(spec: str, key: str = "teacher.pretrained") -> str | None:
+    """The `model_type` of a params value's config.json, read from disk without loading anything, and
+    checked against the supported families; None for a Hub id (its config is not at hand until loaded)."""
+    from pipeline.models.encoders import family_of_type
+
+    source = Path(resolve_pretrained(spec, key))
+    if not source.is_dir():
+        return None
+    try:
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{key}: {source / 'config.json'} is not readable JSON ({exc})") from None
+    kind = config.get("model_type")
+    family_of_type(kind, ", ".join(config.get("architectures") or [str(kind)]), key)
+    return kind
+
+
 def _auto_load(auto_class: str, what: str, spec: str, key: str):
     """transformers' `auto_class`.from_pretrained on a params value; ModelError naming `key` if it fails."""
     import transformers
@@ -74,6 +94,32 @@ def load_classifier(spec: str, task: Task | None = None, key: str = "teacher.pre
         return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{key}: cannot load a model from {source!r}: {exc}") from None
+
+
+PRETRAINED_PREFIX = "pretrained:"  # a student's init: a pretrained model of its own (Hub id, folder, package:NAME)
+
+
+def pretrained_spec(init: str | None) -> str | None:
+    """The model a student's `init: pretrained:<spec>` names, or None for any other init."""
+    return init[len(PRETRAINED_PREFIX):] if init and init.startswith(PRETRAINED_PREFIX) else None
+
+
+@functools.cache
+def _tokenizer_identity(spec: str) -> str:
+    """What tells two tokenizers apart: their vocabulary, special tokens and how they cut a probe text."""
+    tokenizer = load_tokenizer(spec, key=spec)
+    probe = tokenizer("Hello, World! A naïve café, 1234 tokens.", "second text")
+    special = {k: getattr(tokenizer, k, None) for k in ("cls_token", "sep_token", "pad_token", "mask_token")}
+    text = json.dumps([sorted(tokenizer.get_vocab().items()), special, probe["input_ids"]], ensure_ascii=False)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def same_tokenizer(a: str, b: str, local_only: bool = False) -> bool | None:
+    """Whether two models (params values) tokenise alike, so that one batch of token ids feeds both; None
+    when `local_only` and either is a Hub id (its tokenizer is not at hand without loading it)."""
+    if local_only and not all(Path(resolve_pretrained(s, key=s)).is_dir() for s in (a, b)):
+        return None
+    return _tokenizer_identity(resolve_pretrained(a, key=a)) == _tokenizer_identity(resolve_pretrained(b, key=b))
 
 
 def load_teacher():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,22 +24,29 @@ from pipeline.models.encoders import FAMILIES, part
 log = logging.getLogger(__name__)
 
 
-def student_config(teacher_config, shape):
+# the position table of a student whose teacher has more (ModernBERT: 8,192), unless its inputs are longer
+STUDENT_POSITIONS = 512
+
+
+def student_config(teacher_config, shape, max_length: int = 0):
     """A BertConfig of `shape` (layers, hidden, heads, intermediate: params' general_distill.student)
-    with the teacher's vocabulary, positions and token types."""
+    with the teacher's vocabulary, padding id, activation, token types (at least one) and positions (at
+    most STUDENT_POSITIONS, or `max_length` where longer, and never more than the teacher has)."""
     from transformers import BertConfig
 
     if shape.hidden % shape.heads:
         raise ConfigError(f"general_distill.student: hidden size {shape.hidden} is not a multiple of its "
                           f"{shape.heads} heads")
     t = teacher_config
+    positions = t.max_position_embeddings - encoders.position_offset(t)
     return BertConfig(
         vocab_size=t.vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
-        max_position_embeddings=t.max_position_embeddings - encoders.position_offset(t),
-        type_vocab_size=getattr(t, "type_vocab_size", 2), pad_token_id=t.pad_token_id,
-        hidden_act=getattr(t, "hidden_act", None) or getattr(t, "activation", "gelu"),
-        layer_norm_eps=getattr(t, "layer_norm_eps", 1e-12),
+        max_position_embeddings=min(positions, max(STUDENT_POSITIONS, max_length)),
+        type_vocab_size=max(1, getattr(t, "type_vocab_size", 2)), pad_token_id=t.pad_token_id,
+        hidden_act=next((a for a in (getattr(t, k, None) for k in ("hidden_act", "hidden_activation", "activation"))
+                         if a), "gelu"),
+        layer_norm_eps=getattr(t, "layer_norm_eps", None) or getattr(t, "norm_eps", None) or 1e-12,
     )
 
 
@@ -76,29 +83,35 @@ def check_layer_map(layer_map: Sequence[int], student_layers: int, teacher_layer
 def init_from_teacher(student: nn.Module, teacher: nn.Module, layers: Sequence[int]) -> None:
     """DistilBERT's initialisation: a student of the teacher's own family and width gets everything the
     teacher has (embeddings, head) and the chosen teacher layers (0-based), in order."""
-    fam = encoders.family(teacher)
     if encoders.dims(student).hidden != encoders.dims(teacher).hidden:
         raise ConfigError(f"initialising from teacher layers needs the teacher's width "
                           f"({encoders.dims(teacher).hidden}), the student has {encoders.dims(student).hidden}")
     if len(layers) != encoders.dims(student).layers:
         raise ConfigError(f"{len(layers)} teacher layers given for {encoders.dims(student).layers} student layers")
-    prefix = f"{fam.body}.{fam.layers}." if hasattr(teacher, fam.body) else f"{fam.layers}."
-    teacher_state = teacher.state_dict()
-    state = {k: v for k, v in teacher_state.items() if not k.startswith(prefix)}
-    for j, t in enumerate(layers):
-        src = f"{prefix}{t}."
-        state.update({f"{prefix}{j}.{k[len(src):]}": v for k, v in teacher_state.items() if k.startswith(src)})
-    student.load_state_dict(state)
+    encoders.family(teacher).copy_layers(student, teacher, list(layers))
+
+
+def fewer_layers_config(teacher_config, layers: Sequence[int]):
+    """The teacher's config with only the chosen layers (0-based): its family and width, `len(layers)` deep,
+    per-layer settings (ModernBERT's local or global attention) those of the chosen layers."""
+    config = teacher_config.__class__.from_dict(teacher_config.to_dict())
+    config.num_hidden_layers = len(layers)
+    for key in encoders.family(teacher_config).per_layer:
+        setattr(config, key, [getattr(teacher_config, key)[i] for i in layers])
+    return config
 
 
 @dataclass
 class Internals:
-    """What distillation reads from one forward pass of a BERT."""
+    """What distillation reads from one forward pass of an encoder (pipeline.models.encoders captures it)."""
 
     hidden: tuple[torch.Tensor, ...]  # embedding output, then each layer's output
-    query: list[torch.Tensor]  # per layer, (batch, heads, seq, head_dim)
+    query: list[torch.Tensor]  # per layer, (batch, heads, seq, head_dim), as the attention uses them
     key: list[torch.Tensor]
     value: list[torch.Tensor]
+    bias: list[torch.Tensor] = field(default_factory=list)  # per layer: relative-position terms of the scores (DeBERTa)
+    terms: list[int] = field(default_factory=list)  # per layer: how many terms the scores are scaled for (DeBERTa)
+    visible: list[torch.Tensor | None] = field(default_factory=list)  # per layer: the pairs it sees (local layers)
 
     def vectors(self, layer: int) -> dict[str, torch.Tensor]:
         """A layer's (0-based) queries, keys and values with the heads concatenated: (batch, seq, width)."""
@@ -107,42 +120,24 @@ class Internals:
         return {"query": joined(self.query[layer]), "key": joined(self.key[layer]), "value": joined(self.value[layer])}
 
     def scores(self, layer: int) -> torch.Tensor:
-        """Pre-softmax attention scores Q K^T / sqrt(d) of a layer (0-based), without the mask added."""
+        """Pre-softmax attention scores of a layer (0-based), without the mask added: Q K^T / sqrt(d), and for
+        DeBERTa its relative-position terms, everything over sqrt(d x the number of terms)."""
         q, k = self.query[layer], self.key[layer]
-        return q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        if not self.terms:
+            return q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        scores = q @ k.transpose(-1, -2) / (q.shape[-1] * self.terms[layer]) ** 0.5
+        return scores + self.bias[layer] if self.bias else scores
 
-
-@contextlib.contextmanager
-def capture_qkv(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Record each layer's query, key and value projections during forward passes inside the block.
-
-    Read from the projections (forward hooks), not from the attention function, so it works with any
-    attention implementation (eager, SDPA) and gives the scores before the mask and softmax."""
-    fam, heads = encoders.family(model), encoders.dims(model).heads
-    store: dict[str, list[torch.Tensor]] = {"query": [], "key": [], "value": []}
-    handles = []
-
-    def hook(kind: str):
-        def record(_module, _inputs, output):
-            b, s, width = output.shape
-            store[kind].append(output.view(b, s, heads, width // heads).transpose(1, 2))
-        return record
-
-    for layer in encoders.layers(model):
-        for kind in store:
-            handles.append(part(layer, getattr(fam, kind)).register_forward_hook(hook(kind)))
-    try:
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
+    def seen(self, layer: int) -> torch.Tensor | None:
+        """The query-key pairs a layer (0-based) attends over beyond padding (a local layer's window), or None."""
+        return self.visible[layer] if self.visible else None
 
 
 def forward_internals(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[object, Internals]:
     """model(**batch) with hidden states and Q/K/V of every layer; returns (model output, internals)."""
-    with capture_qkv(model) as store:
+    with encoders.family(model).capture(model) as store:
         output = model(**encoders.accepted(model, batch), output_hidden_states=True)
-    return output, Internals(tuple(output.hidden_states), store["query"], store["key"], store["value"])
+    return output, Internals(tuple(output.hidden_states), **store)
 
 
 @contextlib.contextmanager
@@ -177,7 +172,8 @@ def load_mlm_teacher(source: str, key: str):
         model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{key}: cannot load a masked-LM model from {source!r}: {exc}") from None
-    missing = [k for k in info.get("missing_keys", []) if "cls." in k or "predictions" in k or "lm_head" in k]
+    body = f"{encoders.family(model).body}."
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(body)]  # the head's, not the encoder's
     if missing:
         raise ModelError(f"{key}: {source!r} has no masked-LM head (missing {', '.join(sorted(missing)[:3])}...); "
                          "the distilbert objective needs a teacher pretrained with MLM (e.g. bert-base-uncased) — "
@@ -199,22 +195,30 @@ def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequen
 
     Structured-pruning initialisation: the student starts close to the teacher's function, so a short
     general distillation repairs it instead of learning language from scratch. The teacher may be of any
-    supported family; factorised embeddings (ELECTRA) are projected to the hidden width first, which
-    makes the embedding start approximate. Returns the kept hidden indices (the student-to-teacher
-    projection starts as their scatter back to the teacher width)."""
+    family whose layers are BERT's post-norm kind (not ModernBERT's); factorised embeddings (ELECTRA, ALBERT)
+    are projected to the hidden width first, which makes the embedding start approximate; a table the
+    teacher has not (DeBERTa-v3's absolute positions and token types) keeps the student's initialisation
+    (token types: zeros). Returns the kept hidden indices (the student-to-teacher projection starts as
+    their scatter back to the teacher width)."""
     s_fam, t_fam = FAMILIES["bert"], encoders.family(teacher)
+    if t_fam.cannot(encoders.SLICE):
+        raise ConfigError(f"init teacher_slice: {t_fam.cannot(encoders.SLICE)}")
     s_body, t_body = encoders.body(student), encoders.body(teacher)
     s_dims, t_dims = encoders.dims(student), encoders.dims(teacher)
     if t_dims.heads % s_dims.heads or s_dims.hidden % t_dims.heads:
         raise ConfigError(f"slicing from the teacher needs a number of heads that divides the teacher's "
                           f"({t_dims.heads}) and a width that is a multiple of it; the student has {s_dims.heads} "
                           f"heads and width {s_dims.hidden}")
-    if s_dims.hidden > t_dims.hidden or s_dims.intermediate > t_dims.intermediate or len(layer_map) != s_dims.layers:
-        raise ConfigError("slicing from the teacher needs a student no wider than the teacher and one "
-                          "teacher layer per student layer")
+    too_wide = [f"{what} {s} > the teacher's {t}" for what, s, t in (
+        ("width", s_dims.hidden, t_dims.hidden), ("feed-forward width", s_dims.intermediate, t_dims.intermediate)) if s > t]
+    if too_wide or len(layer_map) != s_dims.layers:
+        raise ConfigError("slicing from the teacher needs a student no wider than the teacher and one teacher layer per "
+                          f"student layer; the student has {'; '.join(too_wide) or f'{len(layer_map)} mapped layers'} "
+                          "(general_distill.student)")
     t_layers, s_layers = encoders.layers(teacher), encoders.layers(student)
-    project = getattr(t_body, t_fam.project) if t_fam.project and hasattr(t_body, t_fam.project) else None
-    norm = part(t_layers[0], t_fam.attention_norm) if project is not None else t_body.embeddings.LayerNorm
+    project = encoders.maybe_part(t_body, t_fam.project)
+    plain_norm = project is not None and t_fam.project_after_norm  # the embeddings' LayerNorm is narrower
+    norm = part(t_layers[0], t_fam.attention_norm) if plain_norm else part(t_body, t_fam.embedding_norm)
     hidden = _top(norm.weight.abs(), s_dims.hidden)
     heads, t_hd = t_dims.heads, t_dims.hidden // t_dims.heads
     s_hd = s_dims.hidden // heads
@@ -231,19 +235,22 @@ def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequen
     with torch.no_grad():
         for name in s_fam.tables:
             dst = getattr(s_body.embeddings, name).weight
-            if name not in t_fam.tables:  # DistilBERT has no token types: they start at zero
-                dst.zero_()
+            table = encoders.maybe_part(t_body.embeddings, name) if name in t_fam.tables else None
+            if table is None:
+                if name == "token_type_embeddings":  # DistilBERT, DeBERTa-v3: no token types, they start at zero
+                    dst.zero_()
                 continue
-            table = getattr(t_body.embeddings, name).weight
+            table = table.weight
             if name == "position_embeddings":
                 table = table[offset:offset + dst.shape[0]]
             copy(dst, table @ project.weight.T if project is not None else table, cols=hidden)
-        if project is not None:  # the LayerNorm sits before the projection in the teacher: start plain
-            s_body.embeddings.LayerNorm.weight.fill_(1.0)
-            copy(s_body.embeddings.LayerNorm.bias, project.bias, rows=hidden)
+        s_norm, t_norm = s_body.embeddings.LayerNorm, part(t_body, t_fam.embedding_norm)
+        if plain_norm:  # the LayerNorm sits before the projection in the teacher: start plain
+            s_norm.weight.fill_(1.0)
+            copy(s_norm.bias, project.bias, rows=hidden)
         else:
-            copy(s_body.embeddings.LayerNorm.weight, t_body.embeddings.LayerNorm.weight, rows=hidden)
-            copy(s_body.embeddings.LayerNorm.bias, t_body.embeddings.LayerNorm.bias, rows=hidden)
+            copy(s_norm.weight, t_norm.weight, rows=hidden)
+            copy(s_norm.bias, t_norm.bias, rows=hidden)
         for s_layer, t_index in zip(s_layers, layer_map, strict=True):
             t_layer = t_layers[t_index - 1]
 
