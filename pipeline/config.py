@@ -21,7 +21,8 @@ from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Method, Objective, methods, objectives
 from pipeline.models.encoders import FAMILIES, SLICE
 from pipeline.models.hf import local_model_type
-from pipeline.schema import DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, Dropout, LayerMap, PositiveInt, Section
+from pipeline.schema import (DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, Dropout, LayerMap, NonNegativeInt,
+                             PositiveInt, Section, check_steps, max_steps_field, min_steps_field)
 
 PARAMS_FILE = "params.yaml"
 DEFAULT_UNLABELLED = "data/unlabelled"  # a folder of the repository that holds no text unless the user adds some
@@ -166,6 +167,12 @@ class TeacherConfig(Section):
         20000, description="fine-tune on a random sample of this many train rows (null: all); the teacher's logits "
                            "still cover every train row")
     epochs: float = Field(1.0, gt=0, description="fine-tuning epochs")
+    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
+    max_steps: PositiveInt | None = max_steps_field()
+    eval_steps: PositiveInt | None = Field(None, description="evaluate on dev every this many optimizer steps (null: "
+                                                             "after each epoch)")
+    keep_best: bool = Field(True, description="keep the weights of the dev evaluation with the best main metric, "
+                                              "not those of the last step")
     learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate")
     batch_size: PositiveInt = Field(64, description="training batch size")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
@@ -183,6 +190,7 @@ class TeacherConfig(Section):
 
     @model_validator(mode="after")
     def _labels_given(self) -> TeacherConfig:
+        check_steps(self)
         if self.labels is not None and self.finetune:
             raise ValueError("labels: maps the labels of a teacher taken as given; with finetune: true the head is "
                              "trained here for the task's labels (remove teacher.labels, or set finetune: false)")
@@ -223,6 +231,8 @@ class GeneralDistillBase(Section):
         "teacher_slice", description="random, or the mapped teacher layers cut to the student's width (structured-pruning init)")
     layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
     epochs: float = Field(1.0, gt=0, description="passes over the corpus")
+    min_steps: NonNegativeInt = min_steps_field()
+    max_steps: PositiveInt | None = max_steps_field()
     learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="sequences per batch")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
@@ -232,6 +242,11 @@ class GeneralDistillBase(Section):
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         return registered(value, objectives(), "objective", "objectives", "objective")
+
+    @model_validator(mode="after")
+    def _steps(self) -> GeneralDistillBase:
+        check_steps(self)
+        return self
 
     def shape(self, init: str) -> StudentShape:
         """The student shape of general_distill@`init`: `student` with the objective's own `student` keys on top

@@ -139,7 +139,7 @@ def warnings(report: dict[str, Any], students: dict[str, str], near: float, seed
     if teacher - floor < near / 100:
         found.append(f"teacher: {main} {100 * teacher:.2f} is within {near:g} points of the baseline "
                      f"({100 * floor:.2f}, {said}): the students can inherit nothing; give the teacher more steps "
-                     "(teacher.epochs), more data (teacher.max_rows, data.max_train), or a stronger pretrained model "
+                     "(teacher.min_steps, teacher.epochs), more data (teacher.max_rows, data.max_train), or a stronger pretrained model "
                      "(teacher.pretrained)")
     for name, key in students.items():
         value = report["models"].get(name, {}).get(main)
@@ -147,12 +147,13 @@ def warnings(report: dict[str, Any], students: dict[str, str], near: float, seed
             continue
         if value < floor:
             found.append(f"{name}: {main} {100 * value:.2f} is below the baseline ({100 * floor:.2f}, {said}): it "
-                         f"learnt less than train's labels alone tell; give it more steps (the epochs and max_rows "
-                         f"of {key}) or a better teacher")
+                         f"learnt less than train's labels alone tell; give it more steps (the min_steps, epochs and "
+                         f"max_rows of {key}) or a better teacher")
         elif (value - teacher) * 100 > seed_spread:
             found.append(f"{name}: {main} {100 * value:.2f} beats the teacher's {100 * teacher:.2f} by "
                          f"{100 * (value - teacher):.2f} points, more than evaluate.seed_spread ({seed_spread:g}): "
-                         "the teacher is undertrained; give it more steps (teacher.epochs, teacher.max_rows) or more "
+                         "the teacher is undertrained; give it more steps (teacher.min_steps, teacher.epochs, "
+                         "teacher.max_rows) or more "
                          "data (data.max_train)")
     return found
 

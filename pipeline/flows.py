@@ -247,10 +247,10 @@ def distill_experiment(repo: str, name: str, overrides: dict[str, Any]) -> str:
     return run_experiment(str(Path(repo).resolve()), name, overrides)
 
 
-def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) -> list[dict[str, Any]]:
-    """`dvc exp show --json` reduced to one row per named experiment: the values of the params `keys`
-    (dotted) it ran with, and its main metrics. Experiments of every commit count (a commit made while
-    they ran moves HEAD away from their baseline); a name run more than once counts once, its latest run."""
+def experiments(repo: str | Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """{name: its `dvc exp show --json` entry (params and metrics files under "data")} for each named
+    experiment found. Experiments of every commit count (a commit made while they ran moves HEAD away from
+    their baseline); a name run more than once counts once, its latest run."""
     data = json.loads(run_dvc(repo, "exp", "show", "--json", "--all-commits"))
     latest: dict[str, dict[str, Any]] = {}
     for baseline in data:
@@ -260,8 +260,14 @@ def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) ->
                 if name in names and (name not in latest or str(rev.get("data", {}).get("timestamp") or "")
                                       > str(latest[name].get("data", {}).get("timestamp") or "")):
                     latest[name] = rev
+    return latest
+
+
+def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) -> list[dict[str, Any]]:
+    """The named experiments (`experiments`), one row each: the values of the params `keys` (dotted) it ran
+    with, and its main metrics."""
     rows = []
-    for rev in latest.values():
+    for rev in experiments(repo, names).values():
         row: dict[str, Any] = {"experiment": rev["name"]}
         ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
         row.update({key: ran_with.get(key) for key in keys})

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 WarmupRatio = Annotated[float, Field(ge=0, lt=1)]
@@ -59,6 +60,27 @@ def unlabelled_field(default: bool = True):
                                       "the teacher-output terms on every row, gold-label terms on labelled rows only")
 
 
+MIN_TASK_STEPS = 250  # the default floor of the teacher's and every student's task step: a small task's few rows
+# still get the updates a fine-tuning run needs (250 steps at batch 64: 16,000 rows, four epochs of a 4,000-row task)
+
+
+def min_steps_field(default: int = 0):
+    """A budget's floor on optimizer steps."""
+    return Field(default, ge=0, description="at least this many optimizer steps: more epochs over the same rows "
+                                            "where `epochs` gives fewer (0: `epochs` alone)")
+
+
+def max_steps_field():
+    """A budget's ceiling on optimizer steps."""
+    return Field(None, gt=0, description="at most this many optimizer steps: training stops there where `epochs` "
+                                         "gives more (null: `epochs` alone)")
+
+
+def check_steps(budget) -> None:
+    if budget.max_steps is not None and budget.min_steps > budget.max_steps:
+        raise ValueError(f"min_steps ({budget.min_steps}) is above max_steps ({budget.max_steps})")
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,10 +90,17 @@ class Budget(Section):
 
     max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
     epochs: Positive = Field(1.0, description="training epochs")
+    min_steps: NonNegativeInt = min_steps_field()
+    max_steps: PositiveInt | None = max_steps_field()
     learning_rate: Positive = Field(1e-4, description="AdamW learning rate")
     batch_size: PositiveInt = Field(32, description="training batch size")
     warmup_ratio: WarmupRatio = Field(0.1, description="share of steps with linear warm-up")
     dropout: Dropout = Field(None, description=DROPOUT_HELP)
+
+    @model_validator(mode="after")
+    def _steps(self):
+        check_steps(self)
+        return self
 
 
 class Weights(Section):

@@ -34,7 +34,8 @@ def teacher(params: Params) -> dict[str, Any]:
 
 def finetune(params: Params) -> dict[str, Any]:
     """Fine-tune the pretrained teacher on the task's train split, or a sample of `teacher.max_rows` of it
-    (cross-entropy on gold labels, dev evaluation per epoch); save it with save_pretrained + its tokenizer."""
+    (cross-entropy on gold labels for the steps its budget gives, dev evaluation per epoch or every
+    `eval_steps`, the best evaluation's weights kept with `keep_best`); save it with save_pretrained + its tokenizer."""
     from transformers import set_seed
 
     task = prepared_task()
@@ -53,7 +54,8 @@ def finetune(params: Params) -> dict[str, Any]:
         model=model, train=encode_rows(tokenizer, sample_rows(prepared["train"], cfg.max_rows, params.seed), task,
                                        params.data.max_length),
         dev=encode_rows(tokenizer, prepared["dev"], task, params.data.max_length), task=task,
-        collate=token_collator(tokenizer), budget=cfg, weight_decay=cfg.weight_decay,
+        collate=token_collator(tokenizer), budget=cfg, weight_decay=cfg.weight_decay, eval_steps=cfg.eval_steps,
+        keep_best=cfg.keep_best,
         fingerprint=[params.seed, params.data.task, params.data.max_length, cfg.model_dump()], inputs=[PREPARED],
         save=save, out=TEACHER, history=HISTORY_FILE, checkpoints=CHECKPOINTS / "teacher_finetune",
         summary={"pretrained": cfg.pretrained}), params)

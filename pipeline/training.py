@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +41,17 @@ class Job:
     model: nn.Module  # what the Trainer trains: a recipe around a student, or an HF model
     train: Any  # datasets.Dataset of model inputs (+ labels, teacher logits, length), read into memory by run
     collate: Callable[[list[dict]], dict[str, torch.Tensor]]
-    budget: Any  # epochs, learning_rate, batch_size, warmup_ratio, dropout (schema.Budget or alike)
+    budget: Any  # epochs, min_steps, max_steps, learning_rate, batch_size, warmup_ratio, dropout (schema.Budget or alike)
     fingerprint: Sequence[Any]  # the params that define the result: a checkpoint resumes only if they match
     inputs: Sequence[Path]  # input artifacts, hashed into the checkpoint fingerprint
     save: Callable[[Path], None]  # writes the trained artifact into a folder
     out: Path  # the artifact folder (written atomically)
     history: Path  # the Trainer's log history, as JSON
     checkpoints: Path  # scratch folder for resumable checkpoints
-    dev: Any = None  # evaluated per epoch and at the end when given (needs `task`)
+    dev: Any = None  # evaluated per epoch (or every eval_steps) and at the end when given (needs `task`)
     task: Task | None = None
+    eval_steps: int | None = None
+    keep_best: bool = False  # end with the weights of the best dev evaluation (main metric), not the last step's
     weight_decay: float = 0.0
     group_by_length: bool = True  # batches of similar length (needs a `length` column)
     mixed_precision: bool = True  # bf16 autocast where params `precision` allows it
@@ -115,10 +118,10 @@ def make_trainer(terms: Sequence[str], **kwargs):
 
 
 def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, batch_size: int, seed: int,
-                       checkpoint_steps: int, warmup: float = 0.0, weight_decay: float = 0.0,
-                       eval_batch_size: int = 128, evaluate: bool = True, group_by_length: bool = True,
-                       bf16: bool = False):
-    """Trainer settings shared by every job: dev evaluation per epoch (when `evaluate`), resumable
+                       checkpoint_steps: int, max_steps: int = -1, warmup: float = 0.0, weight_decay: float = 0.0,
+                       eval_batch_size: int = 128, evaluate: bool = True, eval_steps: int | None = None,
+                       group_by_length: bool = True, bf16: bool = False):
+    """Trainer settings shared by every job: dev evaluation per epoch or every `eval_steps` (when `evaluate`), resumable
     checkpoints, length-grouped batches (padding waste matters on CPU), fused AdamW (its optimizer
     step is several times faster on CPU than the per-tensor loop, which dominates small models),
     bf16 autocast when `bf16` (see pipeline.inference.use_bf16)."""
@@ -127,12 +130,14 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=epochs,
+        max_steps=max_steps,
         learning_rate=learning_rate,
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size,
         warmup_steps=warmup,
         weight_decay=weight_decay,
-        eval_strategy="epoch" if evaluate else "no",
+        eval_strategy=("steps" if eval_steps else "epoch") if evaluate else "no",
+        eval_steps=eval_steps,
         save_strategy="steps",
         save_steps=checkpoint_steps,
         save_total_limit=1,
@@ -150,6 +155,58 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
         dataloader_drop_last=False,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+
+
+def planned_steps(rows: int, budget) -> tuple[int, str]:
+    """The optimizer steps a budget gives `rows` training rows, and why: `epochs` over them (the last batch
+    of an epoch may be short), raised to `min_steps` or cut to `max_steps`."""
+    by_epochs = math.ceil(budget.epochs * math.ceil(rows / budget.batch_size))
+    said = f"{budget.epochs:g} epoch(s) of {rows} rows at batch {budget.batch_size} are {by_epochs} steps"
+    floor, ceiling = getattr(budget, "min_steps", 0), getattr(budget, "max_steps", None)
+    if floor and by_epochs < floor:
+        return floor, f"min_steps {floor}: {said}"
+    if ceiling and by_epochs > ceiling:
+        return ceiling, f"max_steps {ceiling}: {said}"
+    return by_epochs, f"epochs: {said}"
+
+
+class BestWeights:
+    """The weights of the best dev evaluation so far by the task's main metric, kept in the run's checkpoint
+    folder (so that a resumed run still knows them); NaN counts as worst."""
+
+    def __init__(self, folder: Path, metric: str):
+        self.weights, self.record, self.key = folder / "best.pt", folder / "best.json", f"eval_{metric}"
+
+    def best(self) -> dict[str, Any] | None:
+        return json.loads(self.record.read_text(encoding="utf-8")) if self.record.is_file() else None
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        keeper = self
+
+        class KeepBest(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+                value = metrics.get(keeper.key, math.nan)
+                best = keeper.best()
+                if not math.isnan(value) and (best is None or value > best["value"]):
+                    with atomic_path(keeper.weights) as tmp:
+                        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+                    with atomic_path(keeper.record) as tmp:
+                        tmp.write_text(json.dumps({"step": state.global_step, "value": value, "metrics": metrics}),
+                                       encoding="utf-8")
+
+        return KeepBest()
+
+    def restore(self, model: nn.Module, final: dict[str, float], step: int) -> tuple[dict[str, float], int]:
+        """The best evaluation's metrics and step, its weights loaded into `model` where it beat the last step."""
+        best = self.best()
+        if best is None or best["step"] == step or not best["value"] > final.get(self.key, math.nan):
+            return final, step
+        model.load_state_dict(torch.load(self.weights, map_location="cpu"))
+        log.info("kept the weights of step %d (dev %s %.4f) over the last step's", best["step"], self.key,
+                 best["value"])
+        return best["metrics"], best["step"]
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
@@ -183,23 +240,34 @@ def run(job: Job, params: Params) -> dict[str, Any]:
     checkpoints = CheckpointDir(job.checkpoints, fingerprint([*job.fingerprint, bf16], job.inputs))
     b = job.budget
     evaluate = job.dev is not None
+    steps, steps_why = planned_steps(len(job.train), b)
     args = training_arguments(str(checkpoints.folder), epochs=b.epochs, learning_rate=b.learning_rate,
                               batch_size=b.batch_size, seed=params.seed, checkpoint_steps=params.checkpoint_steps,
-                              warmup=b.warmup_ratio, weight_decay=job.weight_decay,
-                              evaluate=evaluate, group_by_length=job.group_by_length, bf16=bf16)
+                              max_steps=-1 if steps_why.startswith("epochs") else steps,
+                              warmup=b.warmup_ratio, weight_decay=job.weight_decay, evaluate=evaluate,
+                              eval_steps=job.eval_steps, group_by_length=job.group_by_length, bf16=bf16)
     use_attention_for(job.model)
     if getattr(b, "dropout", None) is not None:
         set_dropout(job.model, b.dropout)
+    can_resume = checkpoints.start()
+    best = BestWeights(checkpoints.folder, job.task.main_metric) if evaluate and job.keep_best else None
     trainer = make_trainer(job.terms, model=job.model, args=args, train_dataset=Rows(job.train),
                            eval_dataset=job.dev, data_collator=job.collate,
-                           compute_metrics=metrics_fn(job.task) if evaluate else None)
-    resume = checkpoints.latest_trainer_checkpoint() if checkpoints.start() else None
+                           compute_metrics=metrics_fn(job.task) if evaluate else None,
+                           callbacks=[best.callback()] if best else None)
+    resume = checkpoints.latest_trainer_checkpoint() if can_resume else None
     if resume:
         log.info("resuming from %s", resume)
+    log.info("%s: %d optimizer steps (%s)", job.out, steps, steps_why)
     result = trainer.train(resume_from_checkpoint=resume)
     summary = dict(job.summary)
+    summary.update(steps=trainer.state.global_step, steps_why=steps_why, epochs_run=round(trainer.state.epoch, 2))
     if evaluate:
         final = final_evaluation(trainer)
+        if best:
+            final, kept = best.restore(job.model, final, trainer.state.global_step)
+            if kept != trainer.state.global_step:
+                summary["kept_step"] = kept
         summary.update({f"dev_{m}": round(final[f"eval_{m}"], 4) for m in job.task.metrics})
     with atomic_path(job.out) as tmp:
         tmp.mkdir()

@@ -27,8 +27,9 @@ from pipeline.models import transformer as tfm
 from pipeline.models.hf import (PRETRAINED_PREFIX, load_base_model, load_classifier, load_teacher, load_tokenizer,
                                 local_model_type, pretrained_spec, resolve_pretrained, same_tokenizer)
 from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import (AugmentedRows, Budget, NonNegative, Positive, PositiveInt, Section, Weights,
-                             augmentation_field, augmented_rows_field, unlabelled_field, weights, weights_field)
+from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegative, NonNegativeInt, Positive, PositiveInt,
+                             Section, Weights, augmentation_field, augmented_rows_field, min_steps_field,
+                             unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
 RANDOM, SLICE = "random", "teacher_slice"
@@ -66,6 +67,7 @@ class Step1(Budget):
 
 class Step2(Budget):
     max_rows: PositiveInt | None = Field(12000, description="random sample of this many training rows (null: all)")
+    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
     learning_rate: Positive = Field(2e-4, description="AdamW learning rate")
     temperature: Positive = Field(1.0, description="softmax temperature of the soft CE")
 

@@ -60,7 +60,7 @@ def test_warnings_name_what_to_change():
     add_baseline(report, {"predicts": "positive", "dev_accuracy": 0.509})
     found = warnings(report, {"below": "tinybert.below", "fine": "tang.fine"}, near=5.0, seed_spread=1.0)
     assert found[0].startswith("teacher: dev_accuracy 52.00 is within 5 points of the baseline (50.90, always "
-                               "'positive'): the students can inherit nothing") and "(teacher.epochs)" in found[0]
+                               "'positive'): the students can inherit nothing") and "(teacher.min_steps, teacher.epochs)" in found[0]
     assert found[1].startswith("below: dev_accuracy 45.00 is below the baseline (50.90, always 'positive')")
     assert "tinybert.below" in found[1] and len(found) == 2
     strong = report_of(0.906, student=0.934, close=0.912)

@@ -149,6 +149,6 @@ def test_a_teacher_that_cannot_learn_is_reported_as_near_the_baseline(tmp_path, 
     assert set(re.findall(r"Running stage '([^']+)'", proc.stdout)) == BILSTM_STAGES
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     near = [w for w in metrics["warnings"] if w.startswith("teacher: dev_accuracy")]
-    assert near and "the students can inherit nothing" in near[0] and "teacher.epochs" in near[0]
+    assert near and "the students can inherit nothing" in near[0] and "teacher.min_steps" in near[0]
     assert metrics["baseline"]["predicts"] in ("a", "b") and "**Warnings**" in (repo / "reports/report.md").read_text()
     assert near[0] in proc.stdout + proc.stderr  # the stage log says it too

@@ -24,8 +24,9 @@ from pipeline.models import transformer as tfm
 from pipeline.models.hf import (PRETRAINED_PREFIX, load_classifier, load_teacher, load_tokenizer, local_model_type,
                                 pretrained_spec, same_tokenizer)
 from pipeline.recipes import WithTeacher, evaluation
-from pipeline.schema import (AugmentedRows, Budget, Positive, Probability, Section, augmentation_field,
-                             augmented_rows_field, check_train_on, unlabelled_field, weights, weights_field)
+from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, Probability, Section,
+                             augmentation_field, augmented_rows_field, check_train_on, min_steps_field,
+                             unlabelled_field, weights, weights_field)
 from pipeline.tasks import prepared_task
 
 Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
@@ -53,6 +54,7 @@ class DistilBERTStudent(Budget):
                           "spaced, the top one included: 6 layers -> [1, 3, 5])")
     temperature: Positive = Field(2.0, description="softmax temperature of the soft-label term")
     weights: Weights = weights_field(Weights)
+    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
     learning_rate: Positive = Field(5e-5, description="AdamW learning rate")
 
     @model_validator(mode="after")

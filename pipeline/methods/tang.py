@@ -23,8 +23,9 @@ from pipeline.data.batches import row_origins, sample_rows, task_rows
 from pipeline.methods import Ablation, Method, Step, StepRun
 from pipeline.models import bilstm
 from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import (AugmentedRows, Budget, Positive, PositiveInt, WarmupRatio, augmentation_field,
-                             augmented_rows_field, check_train_on, unlabelled_field, weights, weights_field)
+from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, PositiveInt, WarmupRatio,
+                             augmentation_field, augmented_rows_field, check_train_on, min_steps_field,
+                             unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TangStudent(Budget):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on embeddings and features")
     max_words: PositiveInt = Field(64, description="truncate inputs to this many tokens")
     epochs: Positive = Field(3.0, description="training epochs")
+    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
     learning_rate: Positive = Field(2e-3, description="Adam learning rate")
     batch_size: PositiveInt = Field(128, description="training batch size")
     warmup_ratio: WarmupRatio = Field(0.0, description="share of steps with linear warm-up")
