@@ -14,7 +14,6 @@ restores what both conditions share. The table is printed and written to reports
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -72,33 +71,21 @@ def markdown(results: dict[tuple[str, str], dict[str, Any]], seed: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.artifacts import atomic_path
+    from benchmarks import experiments
     from pipeline.config import deep_merge
-    from pipeline.flows import current_params, experiment_args, experiments, run_dvc
+    from pipeline.flows import current_params
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = experiments.parser(__doc__.splitlines()[0], "reports/budgets.md")
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS), help="tasks (default: all)")
     parser.add_argument("--seed", type=int, default=42, help="seed (default 42)")
-    parser.add_argument("--repo", default=".", help="the repository (default: here)")
-    parser.add_argument("--out", type=Path, default=Path("reports/budgets.md"),
-                        help="also write the table here, relative to the repository (default reports/budgets.md)")
-    parser.add_argument("--existing", action="store_true", help="run nothing: summarise the experiments that ran")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     off = epochs_alone(current_params(repo))
     names = {(task, condition): f"budgets-{task}-{condition}-{args.seed}" for task in args.tasks for condition in CONDITIONS}
-    for (task, condition), name in names.items() if not args.existing else ():
-        print(name, flush=True)
-        overrides = deep_merge(TASKS[task], {"seed": args.seed})
-        run_dvc(repo, *experiment_args(repo, name, {**overrides, **(off if condition == "epochs" else {})}))
-    found = experiments(repo, list(names.values()))
-    missing = sorted(set(names.values()) - set(found))
-    if missing:
-        raise SystemExit(f"error: no experiment named {', '.join(missing)} in {repo} (`dvc exp list --all-commits`)")
-    text = markdown({key: result(found[name]) for key, name in names.items()}, args.seed) + "\n"
-    print(text)
-    with atomic_path(repo / args.out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    found = experiments.run(repo, {name: {**deep_merge(TASKS[task], {"seed": args.seed}),
+                                          **(off if condition == "epochs" else {})}
+                                   for (task, condition), name in names.items()}, args.existing)
+    experiments.write(repo, args.out, markdown({key: result(found[name]) for key, name in names.items()}, args.seed) + "\n")
 
 
 if __name__ == "__main__":

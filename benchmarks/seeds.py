@@ -16,7 +16,6 @@ or an earlier call), with whatever params they ran with beside their seed.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 from typing import Any
@@ -72,35 +71,18 @@ def differences_markdown(pairs: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.artifacts import atomic_path
-    from pipeline.flows import experiment_args, experiment_rows, run_dvc
+    from benchmarks import experiments
+    from pipeline.flows import experiment_row
 
-    def write_text(path: Path, text: str) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = experiments.parser(__doc__.splitlines()[0], "reports/seeds.md")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    parser.add_argument("--repo", default=".", help="the repository (default: here)")
     parser.add_argument("--prefix", default="seed", help="experiment names: PREFIX-SEED")
-    parser.add_argument("--out", type=Path, default=Path("reports/seeds.md"),
-                        help="also write the tables here, relative to the repository (default reports/seeds.md)")
-    parser.add_argument("--existing", action="store_true",
-                        help="run nothing: summarise the experiments PREFIX-SEED that already ran")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
-    names = [f"{args.prefix}-{seed}" for seed in args.seeds]
-    for name, seed in zip(names, args.seeds) if not args.existing else ():
-        print(f"{name}: dvc exp run --temp -S seed={seed}", flush=True)
-        run_dvc(repo, *experiment_args(repo, name, {"seed": seed}))
-    rows = experiment_rows(repo, names, ["seed"])
-    missing = sorted(set(names) - {row["experiment"] for row in rows})
-    if missing:
-        raise SystemExit(f"error: no experiment named {', '.join(missing)} in {repo} (`dvc exp list --all-commits`)")
-    table = summarize(rows)
-    text = f"{markdown(table, args.seeds)}\n\n{differences_markdown(differences(table))}\n"
-    print(text)
-    write_text(repo / args.out, text)
+    runs = {f"{args.prefix}-{seed}": {"seed": seed} for seed in args.seeds}
+    found = experiments.run(repo, runs, args.existing)
+    table = summarize([experiment_row(found[name], ["seed"]) for name in runs])
+    experiments.write(repo, args.out, f"{markdown(table, args.seeds)}\n\n{differences_markdown(differences(table))}\n")
 
 
 if __name__ == "__main__":

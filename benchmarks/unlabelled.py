@@ -13,7 +13,6 @@ printed and written to reports/unlabelled.md.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -55,34 +54,22 @@ def markdown(rows: list[dict[str, Any]], seeds: list[int], max_train: int, unlab
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.artifacts import atomic_path
+    from benchmarks import experiments
     from pipeline.config import deep_merge
-    from pipeline.flows import experiment_args, experiment_rows, run_dvc
+    from pipeline.flows import experiment_row
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = experiments.parser(__doc__.splitlines()[0], "reports/unlabelled.md")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2], help="seeds (default 42 1 2)")
     parser.add_argument("--max-train", type=int, default=2000, help="labelled train rows (default 2000)")
     parser.add_argument("--unlabelled", default=SST2_TRAIN, help=f"unlabelled text (default {SST2_TRAIN})")
-    parser.add_argument("--repo", default=".", help="the repository (default: here)")
-    parser.add_argument("--out", type=Path, default=Path("reports/unlabelled.md"),
-                        help="also write the table here, relative to the repository (default reports/unlabelled.md)")
-    parser.add_argument("--existing", action="store_true", help="run nothing: summarise the experiments that ran")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
-    found = {}
-    for prefix, overrides in conditions(args.max_train, args.unlabelled).items():
-        names = [f"{prefix}-{seed}" for seed in args.seeds]
-        for name, seed in zip(names, args.seeds) if not args.existing else ():
-            print(f"{name}", flush=True)
-            run_dvc(repo, *experiment_args(repo, name, deep_merge(overrides, {"seed": seed})))
-        found[prefix] = experiment_rows(repo, names, ["seed"])
-        missing = sorted(set(names) - {row["experiment"] for row in found[prefix]})
-        if missing:
-            raise SystemExit(f"error: no experiment named {', '.join(missing)} in {repo} (`dvc exp list --all-commits`)")
-    text = markdown(side_by_side(*found.values()), args.seeds, args.max_train, args.unlabelled) + "\n"
-    print(text)
-    with atomic_path(repo / args.out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    runs = {prefix: {f"{prefix}-{seed}": deep_merge(overrides, {"seed": seed}) for seed in args.seeds}
+            for prefix, overrides in conditions(args.max_train, args.unlabelled).items()}
+    found = experiments.run(repo, {name: o for named in runs.values() for name, o in named.items()}, args.existing)
+    without, with_ = ([experiment_row(found[name], ["seed"]) for name in named] for named in runs.values())
+    text = markdown(side_by_side(without, with_), args.seeds, args.max_train, args.unlabelled) + "\n"
+    experiments.write(repo, args.out, text)
 
 
 if __name__ == "__main__":

@@ -263,21 +263,24 @@ def experiments(repo: str | Path, names: list[str]) -> dict[str, dict[str, Any]]
     return latest
 
 
+def experiment_row(rev: dict[str, Any], keys: list[str] = ()) -> dict[str, Any]:
+    """One experiment's entry (`experiments`) as a row: its name, the values of the params `keys` (dotted)
+    it ran with, and its main metrics."""
+    row: dict[str, Any] = {"experiment": rev["name"]}
+    ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
+    row.update({key: ran_with.get(key) for key in keys})
+    metrics = rev.get("data", {}).get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+    main = metrics.get("main_metric")
+    for model, values in metrics.get("models", {}).items():
+        row[f"{model} {main}"] = values.get(main)
+        if model != metrics.get("reference"):
+            row[f"{model} retention"] = values.get("retention")
+    return row
+
+
 def experiment_rows(repo: str | Path, names: list[str], keys: list[str] = ()) -> list[dict[str, Any]]:
-    """The named experiments (`experiments`), one row each: the values of the params `keys` (dotted) it ran
-    with, and its main metrics."""
-    rows = []
-    for rev in experiments(repo, names).values():
-        row: dict[str, Any] = {"experiment": rev["name"]}
-        ran_with = flatten(rev.get("data", {}).get("params", {}).get(PARAMS_FILE, {}).get("data", {}))
-        row.update({key: ran_with.get(key) for key in keys})
-        metrics = rev.get("data", {}).get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
-        main = metrics.get("main_metric")
-        for model, values in metrics.get("models", {}).items():
-            row[f"{model} {main}"] = values.get(main)
-            if model != metrics.get("reference"):
-                row[f"{model} retention"] = values.get("retention")
-        rows.append(row)
+    """The named experiments that ran, one row each (`experiment_row`), in the order of `names`."""
+    rows = [experiment_row(rev, keys) for rev in experiments(repo, names).values()]
     return sorted(rows, key=lambda r: names.index(r["experiment"]))
 
 
