@@ -124,13 +124,28 @@ def _drop(tree: dict) -> dict:
     return {k: _drop(v) if isinstance(v, dict) else v for k, v in tree.items() if v != DROP}
 
 
+def epochs_alone(tree: dict, overlay: dict) -> dict:
+    """`tree` with every budget's min_steps 0 where `overlay` sets none: tiny runs train for their epochs alone,
+    as the ci profile's students do, students a test adds included (they would get the default floor)."""
+    out = {}
+    for key, value in tree.items():
+        given = overlay.get(key) if isinstance(overlay, dict) else None
+        if key == "min_steps" and not (isinstance(overlay, dict) and key in overlay):
+            value = 0
+        elif isinstance(value, dict):
+            value = epochs_alone(value, given if isinstance(given, dict) else {})
+        out[key] = value
+    return out
+
+
 def write_params(repo: Path, overlay: dict) -> None:
-    """params.yaml = the ci profile + overlay (validated)."""
+    """params.yaml = the ci profile + overlay (validated), every step floor off unless the overlay sets it."""
     from pipeline.config import deep_merge, parse_params
     from pipeline.profile import profile_params, render_params
 
     base = profile_params("ci", ROOT / "profiles").model_dump()
-    (repo / "params.yaml").write_text(render_params(parse_params(_drop(deep_merge(base, overlay)))))
+    merged = parse_params(_drop(deep_merge(base, overlay))).model_dump()
+    (repo / "params.yaml").write_text(render_params(parse_params(epochs_alone(merged, overlay))))
 
 
 def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:

@@ -237,7 +237,7 @@ def test_add_a_method_as_the_readme_says(repo):
     assert list(example) == ["cosine"]
     with (repo / "params.yaml").open("a") as params:  # the README's students, on this test's tiny budget
         params.write(yaml.safe_dump({"cosine": {"cosine4": {"intermediate": {"epochs": 1.0, "batch_size": 16},
-                                                            "prediction": {"batch_size": 16}}}}))
+                                                            "prediction": {"batch_size": 16, "min_steps": 0}}}}))
     subprocess.run([sys.executable, "-m", "pipeline.profile", "--fill"], cwd=repo, env=tool_env(), check=True,
                    capture_output=True)
     assert changed_files(repo) == {"pipeline/methods/cosine.py", "dvc.yaml", "params.yaml"}

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, dvc, make_repo, readme_block, tool_env
+from conftest import (ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, dvc, epochs_alone, make_repo, readme_block,
+                      tool_env)
 from families import save_family_model, tokenizer_of
 from pipeline.config import deep_merge
 
@@ -85,7 +86,8 @@ def test_distil_your_own_model_as_the_readme_says(tmp_path):
                                if line.strip()]
     assert (profile, repro) == ("python -m pipeline.profile mine", "dvc repro")
     run(repo, profile)
-    params = parse_params(_drop(deep_merge(read_yaml(repo / "params.yaml"), BUDGET)))  # a tiny budget on top
+    raw = _drop(deep_merge(read_yaml(repo / "params.yaml"), BUDGET))
+    params = parse_params(epochs_alone(raw, BUDGET))  # a tiny budget on top
     (repo / "params.yaml").write_text(render_params(params))
     ran = set(re.findall(r"Running stage '([^']+)'", run(repo, repro).stdout))
     assert ran == DEFAULT_STAGES

@@ -144,7 +144,7 @@ def test_the_teacher_labels_unlabelled_rows_once_and_augmentation_may_use_them(t
         "data": {"source": str(SST2), "max_train": 30, "max_dev": 20},
         "augment": {"unlabelled": True, "tang": {"n_iter": 2, "max_examples": None,
                                                   "nltk_data": str(SST2.parents[1] / "nltk_data")}},
-        "teacher": {"pretrained": str(tiny_teacher), "max_rows": 8, "batch_size": 8}}))
+        "teacher": {"pretrained": str(tiny_teacher), "max_rows": 8, "batch_size": 8, "min_steps": 0}}))
     (tmp_path / "params.yaml").write_text(render_params(params))
     for main, args in ((stages.prepare.main, []), (stages.augment.main, ["tang"]),
                        (stages.teacher_finetune.main, []), (stages.teacher_logits.main, [])):
