@@ -16,9 +16,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS,
                                 augmented_dir, general_dir, general_history)
 from pipeline.augment import NAMES as AUGMENTATIONS, augmenters
+from pipeline.config import PARAMS_FILE
+from pipeline.data.readers import hub_source
 from pipeline.methods import Method, methods, objectives
 
 DVC_FILE = "dvc.yaml"
@@ -94,6 +98,14 @@ def method_stages(method: Method) -> list[Stage]:
     return stages
 
 
+def prepare_inputs(params_file: Path = ROOT / PARAMS_FILE) -> list[str]:
+    """The prepare stage's data dependencies: `data.source`, unless params.yaml names a Hub dataset there
+    (DVC cannot hash one; the stage loads it through `datasets`), and `data.unlabelled`."""
+    data = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}).get("data", {}) if params_file.is_file() else {}
+    hub = hub_source(str(data.get("source", "")), data.get("format", "auto"), params_file.parent)
+    return ([] if hub else ["${data.source}"]) + ["${data.unlabelled}"]
+
+
 def all_stages() -> list[Stage]:
     # general_distill@OBJECTIVE runs its objective's method file (named after it) and what they all share
     method_files = {f"pipeline/methods/{name}.py" for name in methods()}
@@ -107,7 +119,7 @@ def all_stages() -> list[Stage]:
         if f not in augment_files]
     return [
         Stage("prepare", "read the task's raw data, validate it, subsample train/dev",
-              "python -m stages.prepare", ["${data.source}", "${data.unlabelled}"], code_deps("stages.prepare"),
+              "python -m stages.prepare", prepare_inputs(), code_deps("stages.prepare"),
               ["seed", "data"],
               [str(PREPARED)], metrics=[str(REPORTS / "prepare.json")]),
         Stage("augment", "augmentation of the train rows, one method each (Tang et al.; TinyBERT)",

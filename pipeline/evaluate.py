@@ -8,6 +8,8 @@ machine affects all of them alike; medians over repetitions are reported.
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -80,6 +82,16 @@ def read_exports(exports: Path) -> dict[str, dict[str, Any]]:
     return dict(sorted(found.items(), key=lambda item: item[1].get("order", 0)))
 
 
+SPEED_FLAGS = ("avx2", "avx512_f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what moves the timings
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU the timings come from: its name, core count and the instruction sets that move them."""
+    caps = torch.cpu.get_capabilities()
+    return {"name": caps.get("cpu_name") or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "flags": [flag for flag in SPEED_FLAGS if caps.get(flag)]}
+
+
 def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] | None,
                      cfg: EvaluateConfig) -> dict[str, Any]:
     """One row per model (the teacher included) and served runtime: its quality (from the export),
@@ -102,7 +114,7 @@ def evaluate_exports(exports: Path, texts: Sequence[str], pairs: Sequence[str] |
     add_ratios(rows, main, cfg.batch_size)
     left_out = {name: s["int8"]["left_out"] for name, s in summaries.items() if s["int8"].get("left_out")}
     return {"task": teacher["task"]["name"], "main_metric": main, "reference": REFERENCE, "threads": cfg.threads,
-            "torch_threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "int8_left_out": left_out,
+            "torch_threads": torch.get_num_threads(), "cpu": cpu(), "batch_size": cfg.batch_size, "int8_left_out": left_out,
             "models": rows, "ablations": ablation_costs(summaries, rows, main)}
 
 

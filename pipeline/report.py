@@ -63,6 +63,12 @@ def recall_section(report: dict[str, Any]) -> list[str]:
             "where accuracy hardly moves.", "", table] if table else []
 
 
+def machine(report: dict[str, Any]) -> str:
+    """' of <CPU> (<flags>), <n> cores' where the report names the CPU that timed it, else ''."""
+    cpu = report.get("cpu")
+    return f" of {cpu['name']} ({', '.join(cpu['flags']) or 'no AVX2'}), {cpu['cores']} cores" if cpu else ""
+
+
 def render_report(report: dict[str, Any]) -> str:
     main = report["main_metric"]
     teacher = report["models"][report["reference"]]
@@ -78,7 +84,7 @@ def render_report(report: dict[str, Any]) -> str:
         + (f"The baseline learns nothing but train's labels (always {base['predicts']}: {100 * base[main]:.2f}); "
            "gain share = the model's gain over it / the teacher's gain over it, so a teacher near the baseline "
            "shows as one. " if base else "") +
-        f"Speed on {report['threads']} CPU threads, medians of repeated runs with the models interleaved: "
+        f"Speed on {report['threads']} CPU threads{machine(report)}, medians of repeated runs with the models interleaved: "
         f"from raw text to logits (tokenisation included, as served) and of the model alone (tokenised beforehand). "
         f"Every speed-up (x) is against the teacher in the same runtime and batch size.",
         "",

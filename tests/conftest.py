@@ -168,9 +168,9 @@ def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
     return repo
 
 
-def readme_block(heading: str, language: str) -> str:
-    """The first code block of that language under a README heading."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def doc_block(heading: str, language: str, document: str = "README.md") -> str:
+    """The first code block of that language under a heading of the README (or another document)."""
+    text = (ROOT / document).read_text(encoding="utf-8")
     section = text[text.index(heading):]
     start = section.index(f"```{language}\n") + len(language) + 4
     return section[start:section.index("```\n", start)]

@@ -242,6 +242,18 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
     assert (ROOT / "dvc.yaml").read_text() == render(all_stages())
 
 
+def test_a_hub_dataset_is_no_dependency_of_prepare_and_a_local_folder_is(tmp_path):
+    from pipeline.dag import prepare_inputs
+
+    params = tmp_path / "params.yaml"
+    (tmp_path / "my_data").mkdir()
+    for source, fmt, listed in [("my_data", "auto", True), ("nyu-mll/glue", "auto", False), ("glue", "auto", False),
+                                ("../shared/glue", "auto", True), ("my_data", "hub", False)]:
+        params.write_text(yaml.safe_dump({"data": {"source": source, "format": fmt}}))
+        assert ("${data.source}" in prepare_inputs(params)) is listed, (source, fmt)
+        assert "${data.unlabelled}" in prepare_inputs(params)
+
+
 def test_each_stage_lists_the_code_it_runs_and_not_other_methods():
     from pipeline.dag import all_stages
 

@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.config import deep_merge
 
-from conftest import (ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, git, make_repo, readme_block, tool_env,
+from conftest import (ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, git, make_repo, doc_block, tool_env,
                       write_params)
 
 pytestmark = pytest.mark.e2e
@@ -197,7 +197,11 @@ def test_bad_params_fail_the_stage_with_the_key_and_write_nothing(repo):
     assert (repo / "data/prepared/meta.json").is_file()  # upstream artifacts are untouched
 
 
-# ---------------------------------------------------------------- extending it, as the README says
+# ---------------------------------------------------------------- extending it, as docs/extending.md says
+
+EXTENDING = "docs/extending.md"
+
+
 def changed_files(repo: Path) -> set[str]:
     return {line[3:] for line in git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()}
 
@@ -215,11 +219,11 @@ def edit(repo: Path, overrides: dict) -> None:
     subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], cwd=repo, env=tool_env(), check=True)
 
 
-def test_add_a_loss_term_as_the_readme_says(repo):
+def test_add_a_loss_term_as_the_docs_say(repo):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "the built pipeline")
-    subprocess.run(["git", "apply", "-"], input=readme_block("### Add a loss term", "diff"), cwd=repo, text=True,
-                   check=True)
+    subprocess.run(["git", "apply", "-"], input=doc_block("## Add a loss term", "diff", EXTENDING), cwd=repo,
+                   text=True, check=True)
     edit(repo, {"distilbert": {"distil3": {"weights": {"logit_mse": 0.5}}}})
     assert changed_files(repo) == {"pipeline/methods/distilbert.py", "params.yaml"}
     assert ran(dvc(repo, "repro", "distilbert@distil3")) == {"distilbert@distil3"}
@@ -228,14 +232,14 @@ def test_add_a_loss_term_as_the_readme_says(repo):
     assert all("loss/logit_mse" in h for h in history if "loss" in h)
 
 
-def test_add_a_method_as_the_readme_says(repo):
+def test_add_a_method_as_the_docs_say(repo):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "the built pipeline")
-    (repo / "pipeline/methods/cosine.py").write_text(readme_block("### Add a method", "python"))
+    (repo / "pipeline/methods/cosine.py").write_text(doc_block("## Add a method", "python", EXTENDING))
     subprocess.run([sys.executable, "-m", "pipeline.dag"], cwd=repo, env=tool_env(), check=True, capture_output=True)
-    example = yaml.safe_load(readme_block("### Add a method", "yaml"))
+    example = yaml.safe_load(doc_block("## Add a method", "yaml", EXTENDING))
     assert list(example) == ["cosine"]
-    with (repo / "params.yaml").open("a") as params:  # the README's students, on this test's tiny budget
+    with (repo / "params.yaml").open("a") as params:  # the docs' students, on this test's tiny budget
         params.write(yaml.safe_dump({"cosine": {"cosine4": {"intermediate": {"epochs": 1.0, "batch_size": 16},
                                                             "prediction": {"batch_size": 16, "min_steps": 0}}}}))
     subprocess.run([sys.executable, "-m", "pipeline.profile", "--fill"], cwd=repo, env=tool_env(), check=True,

@@ -1,6 +1,6 @@
-"""The user's own model through the whole DAG: the README's "Distil your own model" walk-through run as
-written (a CSV task, a fine-tuned teacher folder taken as given, unlabelled texts, a pretrained student
-folder) on tiny models, and pretrained students of other families with tokenizers of their own. Slow:
+"""The user's own model through the whole DAG: the README's recipe "Your own teacher, unlabelled text and a
+pretrained student" run as written (a CSV task, a fine-tuned teacher folder taken as given, unlabelled
+texts, a pretrained student folder) on tiny models, and pretrained students of other families with tokenizers of their own. Slow:
 `.ci/run` runs them (`pytest -m slow`)."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, dvc, epochs_alone, make_repo, readme_block,
+from conftest import (ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, dvc, epochs_alone, make_repo, doc_block,
                       tool_env)
 from families import save_family_model, tokenizer_of
 from pipeline.config import deep_merge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-WALK_THROUGH = "## Distil your own model"
+WALK_THROUGH = "### Your own teacher, unlabelled text and a pretrained student"
 # The tiny budget of the other e2e tests, for the default students and augmentation the walk-through runs.
 BUDGET = deep_merge({k: TINY[k] for k in ("tang", "distilbert", "general_distill", "tinybert", "lrc", "export",
                                           "evaluate")},
@@ -74,15 +74,15 @@ def run(repo: Path, line: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_distil_your_own_model_as_the_readme_says(tmp_path):
+def test_distil_your_own_model_as_the_readme_recipe_says(tmp_path):
     from pipeline.config import parse_params, read_yaml
     from pipeline.profile import render_params
 
     placeholder = save_family_model(tmp_path / "placeholder", "bert")
     repo = make_repo(tmp_path, placeholder)  # its params are rewritten by the walk-through's profile
     brought = user_files(repo)
-    (repo / "profiles/mine.yaml").write_text(readme_block(WALK_THROUGH, "yaml"))
-    profile, repro, predict = [line.split("  #")[0].strip() for line in readme_block(WALK_THROUGH, "bash").splitlines()
+    (repo / "profiles/mine.yaml").write_text(doc_block(WALK_THROUGH, "yaml"))
+    profile, repro, predict = [line.split("  #")[0].strip() for line in doc_block(WALK_THROUGH, "bash").splitlines()
                                if line.strip()]
     assert (profile, repro) == ("python -m pipeline.profile mine", "dvc repro")
     run(repo, profile)

@@ -1,5 +1,6 @@
-"""The README's Prefect block, run as it stands in a copy of the repository with small params: only the
-port of the server and the remote folder are changed, so that it runs beside anything else."""
+"""docs/prefect.md's block, run as it stands in a copy of the repository with small params: only the port of
+the server and the remote folder are changed, so that it runs beside anything else. The README's Prefect
+recipe is lines of that block."""
 
 from __future__ import annotations
 
@@ -15,10 +16,20 @@ import pytest
 from conftest import BILSTM_STAGES, BILSTMS_ONLY, ROOT, make_repo, tool_env
 
 
-def readme_block(heading: str = "## Orchestration with Prefect") -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def prefect_block(document: str = "docs/prefect.md", heading: str = "# Orchestration with Prefect") -> str:
+    text = (ROOT / document).read_text(encoding="utf-8")
     section = text[text.index(heading):]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_prefect_recipe_is_lines_of_the_tested_block():
+    def commands(block: str) -> list[str]:
+        return [" ".join(line.split("#")[0].split()) for line in block.replace("\\\n", " ").splitlines()
+                if line.split("#")[0].strip()]
+
+    tested = commands(prefect_block())
+    recipe = commands(prefect_block("README.md", "### A Prefect pool"))
+    assert recipe and all(line in tested for line in recipe), set(recipe) - set(tested)
 
 
 @pytest.mark.slow
@@ -26,7 +37,7 @@ def test_the_readme_prefect_block_runs_as_written(tiny_teacher, tmp_path):
     from pipeline.prefect_local import free_port
 
     repo = make_repo(tmp_path, tiny_teacher, BILSTMS_ONLY)
-    block = readme_block()
+    block = prefect_block()
     assert "4200" in block and "/tmp/distill-remote" in block
     script = block.replace("4200", str(free_port())).replace("/tmp/distill-remote", str(tmp_path / "remote"))
     env = dict(tool_env(), PREFECT_HOME=str(tmp_path / "prefect_home"), PWD=str(repo))

@@ -174,6 +174,11 @@ def test_an_int8_left_out_by_its_export_is_not_served_and_the_report_says_why(tm
     assert list(report["int8_left_out"]) == ["s"] and "s: int8 loses 50.00 points" in report["int8_left_out"]["s"]
     assert "Left out of serving (int8 lost too much against ONNX fp32): s: int8 loses 50.00 points" in render_report(
         report)
+    import torch  # the timings name the CPU that made them, with the instruction sets that move them
+
+    flags = report["cpu"]["flags"]
+    assert report["cpu"]["name"] and report["cpu"]["cores"] >= 1 and ("avx2" in flags) == torch.cpu.get_capabilities()["avx2"]
+    assert f"of {report['cpu']['name']} ({', '.join(flags) or 'no AVX2'})" in render_report(report)
 
 
 def test_ablation_costs_are_points_against_the_student_they_ablate_beside_the_paper():

@@ -269,7 +269,7 @@ def read_raw(cfg: DataConfig, counts: dict[str, Counter] | None = None) -> dict[
     (if given) receives, per split, how many rows each data.* policy dropped or changed."""
     counts = {} if counts is None else counts
     source = Path(cfg.source)
-    if cfg.format == "hub" or (cfg.format == "auto" and not source.exists() and _looks_like_hub_id(cfg.source)):
+    if hub_source(cfg.source, cfg.format):
         return read_hub(cfg.source, cfg, counts)
     if not source.exists():
         raise DataError(f"{source}: data folder not found (data.source)")
@@ -278,5 +278,10 @@ def read_raw(cfg: DataConfig, counts: dict[str, Counter] | None = None) -> dict[
     return read_folder(source, cfg, counts)
 
 
-def _looks_like_hub_id(source: str) -> bool:
-    return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source)) and not source.startswith(".")
+def hub_source(source: str, format: str = "auto", root: Path = Path(".")) -> bool:
+    """Whether `data.source` names a Hub dataset (`data.format: hub`, or an id like `nyu-mll/glue` that is
+    no path under `root`) rather than a local folder."""
+    if format != "auto":
+        return format == "hub"
+    looks_like_id = bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source)) and not source.startswith(".")
+    return looks_like_id and not (root / source).exists()
