@@ -250,6 +250,20 @@ def test_an_int8_model_losing_too_much_is_left_out_or_fails_the_export(tiny_teac
     assert export_model(tiny_teacher, tmp_path / "ok", **{**kwargs, "int8_max_drop": 6.0})["int8"]["served"]
 
 
+@pytest.mark.parametrize("task,main", [("sst2", "dev_accuracy"), ("stsb", "dev_pearson")])
+@pytest.mark.parametrize("int8,served", [(0.84, True), (0.8399, False), (0.86, True)])
+def test_the_int8_gate_measures_the_drop_against_onnx_fp32_and_serves_it_at_the_limit(tmp_path, task, main, int8,
+                                                                                       served):
+    from pipeline.export import int8_gate
+
+    (tmp_path / INT8_FILE).write_bytes(b"int8")
+    # PyTorch scores 5 points above ONNX fp32 here: against it every int8 would lose more than the limit
+    measured = {"torch": {main: 0.90}, "onnx": {main: 0.85}, "int8": {main: int8}}
+    gate = int8_gate(measured, preset_task(task), tmp_path, "m", 1.0, "drop")
+    assert gate["served"] is served and (tmp_path / INT8_FILE).exists() is served
+    assert gate["points_lost"] == round(100 * (0.85 - int8), 2)  # 1.00 at the limit is served, 1.01 is not
+
+
 def int8_weights(path: Path) -> list[np.ndarray]:
     return [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
 
@@ -537,6 +551,26 @@ def test_predict_a_model_folder_of_a_workspace_knows_its_pair_task(tiny_teacher,
     task.update(problem="regression", labels=["score"], metrics=["pearson"], raw_labels=[])
     meta.write_text(json.dumps({"task": task}))
     assert task_of(teacher).is_pair and task_of(teacher).name == "para"
+
+
+def test_predict_prints_a_regression_models_score_per_input(tiny_teacher, capsys, monkeypatch, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher, num_labels=1, problem_type="regression",
+                                                               ignore_mismatched_sizes=True).eval()
+    folder = tmp_path / "scorer"
+    model.save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    tokenizer.save_pretrained(folder)
+    texts = ["a fine film", "a dull , lifeless mess"]
+    with torch.no_grad():
+        scores = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits[:, 0].tolist()
+    capsys.readouterr()  # the progress of saving it
+    code, lines, err = run_cli(capsys, monkeypatch, folder, *texts)
+    assert code == 0 and err == ""
+    assert lines == [f"score={score:.4f}  {text}" for score, text in zip(scores, texts)]
+    code, lines, _ = run_cli(capsys, monkeypatch, folder, "--json", texts[0])
+    assert json.loads(lines[0]) == {"text": texts[0], "score": pytest.approx(scores[0], abs=1e-5)}
 
 
 def test_predict_errors_exit_2_with_a_message(bilstm_export, capsys, monkeypatch, tmp_path):

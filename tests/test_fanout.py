@@ -75,6 +75,46 @@ def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_le
     assert list(workdirs[killed[0]].glob("teacher_finetune-*"))
 
 
+@pytest.mark.slow
+def test_a_stage_failing_on_bad_input_fails_once_and_stops_only_what_needs_it(server, tiny_teacher, tmp_path):
+    import shutil
+
+    from pipeline.flows import StageFailed, distill_pipeline
+    from pipeline.prefect_local import deploy, start_worker, stop
+
+    broken = tmp_path / "no_weights"  # a teacher folder params validation accepts, whose weights are missing
+    shutil.copytree(tiny_teacher, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    repo = make_repo(tmp_path / "a", broken, BILSTMS_ONLY)
+    deploy(server, repo)
+    workers = [start_worker(server, workdir=tmp_path / f"worker{i}", limit=1) for i in range(2)]
+    try:
+        with pytest.raises(StageFailed, match=r"teacher_finetune: failed.*no_weights"):
+            distill_pipeline(repo=str(repo), stage_deployment="distill-stage/distill-stage",
+                             remote=str(tmp_path / "remote"))
+    finally:
+        for worker in workers:
+            stop(worker)
+    runs = stage_runs(repo)
+    assert [state for stage, state in runs if stage == "teacher_finetune"] == ["Failed"]  # bad input: no retry
+    started = {stage for stage, _ in runs}
+    assert {"prepare", "augment@tang"} <= started and not started & {"teacher_logits", "export", "evaluate"}
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert {"prepare", "augment@tang"} <= set(lock) and "teacher_finetune" not in lock  # what ran is recorded
+    assert (repo / "data/prepared").is_dir() and not (repo / "models/teacher").exists()
+
+
+def stage_runs(source: Path) -> list[tuple[str, str]]:
+    """(stage, final state name) of every distill-stage flow run of the repository `source`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["distill-stage"])))
+        return [(run.parameters["stage"], run.state.name) for run in runs if run.parameters["source"] == str(source)]
+
+
 def stage_clones() -> dict[str, str]:
     """{stage: the clone its completed distill-stage flow run worked in}."""
     from prefect import get_client

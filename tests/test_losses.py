@@ -25,6 +25,17 @@ def test_hard_ce_is_zero_with_gradient_when_nothing_is_labelled():
     assert loss.item() == 0.0 and torch.all(logits.grad == 0)
 
 
+def test_a_regressor_learns_the_teachers_score_and_the_gold_score_by_mse():
+    student = torch.tensor([[1.0], [2.0], [4.0]], requires_grad=True)
+    teacher = torch.tensor([[1.5], [2.0], [3.0]])
+    assert losses.soft_loss(student, teacher, temperature=2.0).item() == pytest.approx((0.25 + 0 + 1) / 3)
+    gold = torch.tensor([0.0, float("nan"), 4.0])  # the second row has no gold score (an augmented row)
+    assert losses.hard_loss(student, gold).item() == pytest.approx((1 + 0) / 2)
+    none = losses.hard_loss(student, torch.full((3,), float("nan")))
+    none.backward()
+    assert none.item() == 0.0 and student.grad is not None
+
+
 def test_logit_mse_is_squared_distance_summed_over_classes():
     s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     t = torch.tensor([[0.0, 0.0], [1.0, -1.0]])

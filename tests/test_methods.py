@@ -587,14 +587,30 @@ def test_gradient_perturbation_changes_the_loss_and_zero_turns_it_off():
     assert perturbed > losses_at[0.0]  # a step up the gradient raises the loss
 
 
-def _representations(recipe, teacher, inputs):
+def _representations(recipe, teacher, inputs, length=16):
     """By hand: the teacher's (positives) and the projected student's representation per mapped layer."""
     mask = inputs["attention_mask"]
     with torch.no_grad():
         t = teacher(**inputs, output_hidden_states=True).hidden_states
     s = recipe.student(**inputs, output_hidden_states=True).hidden_states
-    return ([losses.flat_states(t[k], mask, 16) for k in recipe.layer_map],
-            [losses.flat_states(proj(s[m]), mask, 16) for m, proj in enumerate(recipe.projection, start=1)])
+    return ([losses.flat_states(t[k], mask, length) for k in recipe.layer_map],
+            [losses.flat_states(proj(s[m]), mask, length) for m, proj in enumerate(recipe.projection, start=1)])
+
+
+def test_in_batch_negatives_of_the_shipped_recipe_leave_out_near_copies():
+    teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
+    recipe = _lrc(student, teacher).train()  # in-batch negatives, every other row: the shipped setting
+    b = batch(seed=2)
+    ids = torch.tensor([[0, 10], [0, 11], [2, 12]])  # rows 0 and 1: augmented copies of one sentence
+    positives, students = _representations(recipe, teacher, b, length=None)
+    out = recipe(**b, example_ids=ids)
+    index = losses.in_batch_negatives(3, None)
+    valid = torch.tensor([[{i, int(j)} != {0, 1} for j in index[i]] for i in range(3)])
+    assert int(valid.sum()) == 4  # of six pairs, the two between the copies are left out
+    expected = sum(losses.cos_nce(s, p, p, index, 0.5, valid) for s, p in zip(students, positives)) / 2
+    assert out["cos_nce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    unmasked = sum(losses.cos_nce(s, p, p, index, 0.5) for s, p in zip(students, positives)) / 2
+    assert unmasked.item() != pytest.approx(expected.item(), rel=1e-3)  # the copies would have counted
 
 
 def test_memory_bank_holds_earlier_teacher_representations_and_never_the_example_itself():
