@@ -73,8 +73,8 @@ def deploy(env: dict[str, str], repo: Path) -> str:
 
 
 def start_worker(env: dict[str, str], pool: str = STAGE_POOL, workdir: Path | None = None, limit: int | None = None,
-                 heartbeat_s: int | None = None, log: Path | None = None) -> subprocess.Popen:
-    """A process worker on `pool`; `workdir` is where its fanned-out stages make their clones
+                 heartbeat_s: int | None = None, log: Path | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    """A process worker on `pool`, started in `cwd`; `workdir` is where its fanned-out stages make their clones
     ($DISTILL_WORKDIR), `limit` how many flow runs it runs at once, `heartbeat_s` how often those report."""
     env = dict(env)
     if workdir is not None:
@@ -85,7 +85,7 @@ def start_worker(env: dict[str, str], pool: str = STAGE_POOL, workdir: Path | No
     out = open(log, "w") if log is not None else subprocess.DEVNULL
     return subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--type", "process",
                              *(["--limit", str(limit)] if limit else [])], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

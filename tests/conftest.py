@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.config import deep_merge
 
@@ -166,6 +167,15 @@ def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "tiny pipeline")
     return repo
+
+
+def lock_outputs(repo: Path) -> dict[str, dict]:
+    """{stage: its dvc.lock entry}, less the files under reports/: what must match a serial run. Those are
+    the outputs DVC does not cache (metrics, training histories, the report); they hold timings, which
+    differ from one run to the next, serial or not."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {name: {key: [f for f in files if not f["path"].startswith("reports/")] if key in ("deps", "outs")
+                   else files for key, files in entry.items()} for name, entry in lock.items()}
 
 
 def doc_block(heading: str, language: str, document: str = "README.md") -> str:

@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, make_repo, needs_shared
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, lock_outputs as outputs, make_repo, needs_shared
 
 HEARTBEAT_S = 30  # Prefect's smallest heartbeat period
-
-
-def outputs(repo: Path) -> dict[str, dict]:
-    """{stage: its dvc.lock entry}, less the files under reports/: what must match a serial run. Those are
-    the outputs DVC does not cache (metrics, training histories, the report); they hold timings, which
-    differ from one run to the next, serial or not."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    return {name: {key: [f for f in files if not f["path"].startswith("reports/")] if key in ("deps", "outs")
-                   else files for key, files in entry.items()} for name, entry in lock.items()}
 
 
 @pytest.mark.slow

@@ -92,6 +92,25 @@ def test_deployment_run_on_a_worker_completes_the_pipeline(built):
     assert "up to date" in dvc(repo, "status").stdout  # DVC agrees: nothing left for `dvc repro`
 
 
+def test_the_prefect_server_listens_on_the_loopback_address_only(server):
+    import socket
+    from urllib.parse import urlparse
+
+    import psutil
+
+    url = urlparse(server["PREFECT_API_URL"])
+    assert url.hostname == "127.0.0.1"
+    with socket.create_connection((url.hostname, url.port), timeout=5):
+        pass
+    others = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not a.address.startswith("127.")}
+    if not others:
+        pytest.skip("this machine has no address but the loopback one")
+    for address in others:  # the machine's other addresses: nothing listens there
+        with pytest.raises(OSError):
+            socket.create_connection((address, url.port), timeout=5).close()
+
+
 def test_second_run_does_nothing_new(server, repo):
     lock = (repo / "dvc.lock").read_text()
     result = run_deployment_once(server, repo, {"repo": str(repo)})
