@@ -16,6 +16,19 @@ from pipeline.errors import PipelineError
 log = logging.getLogger("pipeline")
 
 
+def peak_memory() -> str:
+    """This process's peak resident memory (and the GPU's peak allocation where a stage used one)."""
+    import resource
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    words = f"peak memory {rss:,.0f} MB"
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        words += f", GPU {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB"
+    return words
+
+
 def stage(fn: Callable[[Params, list[str]], None]) -> Callable[[list[str] | None], None]:
     """Wrap a stage body: load and validate params first, turn PipelineError into one message + exit 2."""
 
@@ -36,6 +49,7 @@ def stage(fn: Callable[[Params, list[str]], None]) -> Callable[[list[str] | None
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        log.info("stage %s %s finished in %.1f s", name, " ".join(args), time.perf_counter() - start)
+        log.info("stage %s %s finished in %.1f s, %s", name, " ".join(args), time.perf_counter() - start,
+                 peak_memory())
 
     return main

@@ -280,3 +280,30 @@ def test_the_readme_lists_every_method_of_the_registry():
     intro = (ROOT / "README.md").read_text(encoding="utf-8").split("## Set-up")[0]
     for name, method in methods().items():
         assert f"**{method.title}** (`{name}`)" in intro, name
+
+
+# ---------------------------------------------------------------- what every stage entry point shares
+def test_a_stage_logs_its_time_and_peak_memory_and_turns_a_user_error_into_one_line(tmp_path, monkeypatch, caplog,
+                                                                                       capsys):
+    import logging
+    import re
+
+    from pipeline.errors import DataError
+    from pipeline.stage import stage
+
+    monkeypatch.setenv("DISTILL_PARAMS", str(ROOT / "params.yaml"))
+    caplog.set_level(logging.INFO, logger="pipeline")
+    seen = []
+    stage(lambda params, args: seen.append((params.seed, args)))(["x"])
+    assert seen and seen[0][1] == ["x"]
+    line = next(r.getMessage() for r in caplog.records if r.levelno == logging.INFO and "finished in" in r.getMessage())
+    megabytes = int(re.search(r"peak memory ([\d,]+) MB", line).group(1).replace(",", ""))
+    assert 50 < megabytes < 100_000  # this process's resident peak, in MB (a Python with torch loaded)
+
+    def bad(params, args):
+        raise DataError("data/train.tsv:3: label '7' is not one of the sst2 labels")
+
+    with pytest.raises(SystemExit) as stopped:
+        stage(bad)([])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == "error: data/train.tsv:3: label '7' is not one of the sst2 labels\n"
