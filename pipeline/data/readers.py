@@ -278,10 +278,10 @@ def read_raw(cfg: DataConfig, counts: dict[str, Counter] | None = None) -> dict[
     return read_folder(source, cfg, counts)
 
 
-def hub_source(source: str, format: str = "auto", root: Path = Path(".")) -> bool:
+def hub_source(source: str, data_format: str = "auto", root: Path = Path(".")) -> bool:
     """Whether `data.source` names a Hub dataset (`data.format: hub`, or an id like `nyu-mll/glue` that is
     no path under `root`) rather than a local folder."""
-    if format != "auto":
-        return format == "hub"
+    if data_format != "auto":
+        return data_format == "hub"
     looks_like_id = bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source)) and not source.startswith(".")
     return looks_like_id and not (root / source).exists()
