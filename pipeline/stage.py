@@ -20,11 +20,10 @@ def peak_memory() -> str:
     """This process's peak resident memory (and the GPU's peak allocation where a stage used one)."""
     import resource
 
-    import torch
-
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
     words = f"peak memory {rss:,.0f} MB"
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch = sys.modules.get("torch")  # a stage that never imported torch used no GPU: importing it costs seconds
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         words += f", GPU {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB"
     return words
 
