@@ -11,11 +11,13 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline import distributed
 from pipeline.errors import DataError
 
 PREPARED = Path("data/prepared")
@@ -54,7 +56,12 @@ def general_history(objective: str) -> Path:
 # ---------------------------------------------------------------- atomic writes
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success it replaces `final`, on error it is removed."""
+    """Yield a temporary sibling path; on success it replaces `final`, on error it is removed. In a
+    data-parallel stage only rank 0 writes: another process gets a scratch path that is then dropped."""
+    if not distributed.is_main():
+        with tempfile.TemporaryDirectory(prefix=f"rank{distributed.rank()}-") as scratch:
+            yield Path(scratch) / Path(final).name
+        return
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")

@@ -323,10 +323,27 @@ class BaseParams(Section):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Transformer training and teacher logits: bf16 mixed precision or fp32; auto: bf16 "
                             "where the hardware runs it natively (bf16 GPUs, CPUs with AVX512-BF16 or AMX)")
+    processes: int | Literal["auto"] = Field(
+        1, description="processes per training stage and teacher logits pass (data-parallel under torch.distributed, "
+                       "the global batch and schedule unchanged): one per GPU (NCCL) or that many CPU processes "
+                       "(gloo); auto: one per GPU, 1 without one. Training batch sizes must be multiples of it. Like the "
+                       "machine, it is no dependency of a stage: changing it reruns nothing")
+    device_batch: PositiveInt | None = Field(
+        None, description="most rows one process trains on in one forward and backward pass, set by the GPU's (or "
+                          "CPU's) memory: a larger share of a training batch accumulates gradients over several "
+                          "passes, the batch and schedule unchanged (null: the whole share in one pass). No "
+                          "dependency of a stage: changing it reruns nothing")
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     teacher_logits: TeacherLogitsConfig = Field(default_factory=TeacherLogitsConfig)
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> Any:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"a positive number of processes, or auto (got {value!r})")
+        return value
 
     def section(self, method: str) -> dict[str, Any]:
         return getattr(self, method)
@@ -356,7 +373,23 @@ class BaseParams(Section):
                 method.validate(name, cfg, self)
             check_unlabelled(method, name, cfg)
         check_slicing(self)
+        check_batches(self)
         return self
+
+
+TRAINING_SECTIONS = ("teacher", "general_distill")  # with every student's steps; teacher_logits and evaluate infer
+
+
+def check_batches(params: BaseParams) -> None:
+    """Every training batch splits evenly over `processes` (auto is checked where it resolves, in the stage)."""
+    n = params.processes
+    if n == "auto" or n == 1:
+        return
+    dumped = params.model_dump()
+    sections = {s: dumped[s] for s in TRAINING_SECTIONS} | {m: dumped[m] for m in methods()}
+    for key, value in flatten(sections).items():
+        if key.endswith(".batch_size") and value % n:
+            raise ValueError(f"{key}: {value} does not split evenly over processes: {n}; make it a multiple of {n}")
 
 
 def check_slicing(params: BaseParams) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pipeline import distributed
 from pipeline.checkpoint import CheckpointDir
 from pipeline.data.batches import encode, length_buckets, pad_batch
 from pipeline.errors import ConfigError
@@ -99,24 +100,45 @@ CHUNK_ROWS = 16384
 
 def resumable_logits(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int,
                      max_length: int, checkpoints: CheckpointDir, desc: str = "inference",
-                     bf16: bool = False) -> np.ndarray:
+                     bf16: bool = False) -> np.ndarray | None:
     """classifier_logits over chunks of CHUNK_ROWS rows, each saved under `checkpoints` when done,
-    so an interrupted pass resumes at the first missing chunk."""
-    checkpoints.start()
-    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
-    with tqdm(total=len(texts), desc=desc, unit="ex", mininterval=2) as bar:
+    so an interrupted pass resumes at the first missing chunk. In a data-parallel stage each process
+    computes its contiguous share of every chunk, and rank 0 joins the shares in row order and returns
+    the logits (the other processes return None)."""
+    n, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    if main:
+        checkpoints.start()
+    distributed.barrier()
+    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32) if main else None
+    with tqdm(total=len(texts), desc=desc, unit="ex", mininterval=2, disable=not main) as bar:
         for k, start in enumerate(range(0, len(texts), CHUNK_ROWS)):
             end = min(start + CHUNK_ROWS, len(texts))
             part = checkpoints.folder / f"part-{k:05d}.npy"
             if part.is_file():
-                out[start:end] = np.load(part)
-            else:
-                out[start:end] = classifier_logits(model, tokenizer, texts[start:end],
-                                                   pairs[start:end] if pairs is not None else None,
-                                                   batch_size=batch_size, max_length=max_length, progress=False,
-                                                   bf16=bf16)
-                tmp = part.with_name(f".{part.stem}.tmp.npy")
-                np.save(tmp, out[start:end])
-                tmp.replace(part)
+                if main:
+                    out[start:end] = np.load(part)
+                bar.update(end - start)
+                continue
+            bounds = np.linspace(start, end, n + 1).astype(int)  # process r: rows bounds[r]..bounds[r+1]
+            lo, hi = bounds[rank], bounds[rank + 1]
+            share = classifier_logits(model, tokenizer, texts[lo:hi], pairs[lo:hi] if pairs is not None else None,
+                                      batch_size=batch_size, max_length=max_length, progress=False, bf16=bf16)
+            if n > 1:  # the shares meet in the checkpoint folder
+                _save(checkpoints.folder / f"part-{k:05d}.share-{rank}-of-{n}.npy", share)
+                distributed.barrier()
+                if main:
+                    shares = [checkpoints.folder / f"part-{k:05d}.share-{r}-of-{n}.npy" for r in range(n)]
+                    share = np.concatenate([np.load(f) for f in shares])
+                    for f in shares:
+                        f.unlink()
+            if main:
+                out[start:end] = share
+                _save(part, share)
             bar.update(end - start)
     return out
+
+
+def _save(path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from pipeline import distributed
 from pipeline.artifacts import CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, UNLABELLED, augmented_dir, \
     load_dataset_dir, save_dataset, texts_of
 from pipeline.checkpoint import CheckpointDir, fingerprint
@@ -63,6 +64,10 @@ def build_logits(params: Params) -> dict[str, Any]:
                               bf16=bf16)
     seconds = time.perf_counter() - start
     n_train = len(train)
+    meta = {"rows": len(texts), "train_rows": n_train, "unlabelled_rows": 0 if unlabelled is None else len(unlabelled),
+            "augmented_rows": {m: len(r) for m, r in augmented.items()}}
+    if logits is None:  # a data-parallel process other than rank 0: its share is in rank 0's logits
+        return meta
     rows = {
         "text": texts,
         "text_pair": pairs if pairs is not None else [None] * len(texts),
@@ -78,10 +83,11 @@ def build_logits(params: Params) -> dict[str, Any]:
         "source_idx": datasets.Value("int64"), "key": datasets.Value("string"),
         "logits": datasets.Sequence(datasets.Value("float32")),
     })
-    meta = {"rows": len(texts), "train_rows": n_train, "unlabelled_rows": 0 if unlabelled is None else len(unlabelled),
-            "augmented_rows": {m: len(r) for m, r in augmented.items()}}
     save_dataset(datasets.Dataset.from_dict(rows, features=features), TEACHER_LOGITS, meta=meta)
     checkpoints.complete()
     # Timing goes to the report, not into the artifact: same inputs must give the same artifact.
-    return {**meta, "seconds": round(seconds, 1), "examples_per_second": round(len(texts) / max(seconds, 1e-9), 1),
-            "device": str(device()), "precision": "bf16" if bf16 else "fp32"}
+    summary = {**meta, "seconds": round(seconds, 1), "examples_per_second": round(len(texts) / max(seconds, 1e-9), 1),
+               "device": str(device()), "precision": "bf16" if bf16 else "fp32"}
+    if distributed.world_size() > 1:
+        summary["processes"] = distributed.world_size()
+    return summary

@@ -13,6 +13,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from pipeline import distributed
+
 IGNORE = -1
 
 
@@ -30,10 +32,28 @@ def fp32(fn):
     return wrapper
 
 
+def split_batch() -> bool:
+    """Whether this forward pass trains on one process's share of a global batch (pipeline.distributed)."""
+    return distributed.world_size() > 1 and torch.is_grad_enabled()
+
+
+def shared_mean(total: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """A term summed over the rows this process keeps (`kept`: a mask), divided so that DDP's average of the
+    processes' terms is the mean over the rows all processes keep (each process's own count would give the
+    labelled rows of a process with few of them more weight). Every process must call it: a collective."""
+    import torch.distributed as dist
+
+    count = kept.sum().to(total.dtype)
+    dist.all_reduce(count)
+    return total / (count.clamp_min(1.0) / distributed.world_size())
+
+
 @fp32
 def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with gold labels, averaged over labelled rows; 0 when the batch has none."""
     mask = labels != IGNORE
+    if split_batch():
+        return shared_mean(F.cross_entropy(logits[mask], labels[mask], reduction="sum"), mask)
     if not bool(mask.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[mask], labels[mask])
@@ -46,6 +66,8 @@ def hard_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] > 1:
         return hard_ce(logits, labels)
     keep = ~torch.isnan(labels)
+    if split_batch():
+        return shared_mean(F.mse_loss(logits[keep, 0], labels[keep], reduction="sum"), keep)
     if not bool(keep.any()):
         return logits.sum() * 0.0
     return F.mse_loss(logits[keep, 0], labels[keep])

@@ -1,5 +1,6 @@
 """What every `python -m stages.<name>` shares: params loading and validation first, then one clear
-message and exit status 2 for a user's mistake (a PipelineError), never a traceback."""
+message and exit status 2 for a user's mistake (a PipelineError), never a traceback. A stage that
+trains runs as params `processes` processes (pipeline.distributed): its entry point launches them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from pipeline import distributed
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.errors import PipelineError
 
@@ -28,12 +30,18 @@ def peak_memory() -> str:
     return words
 
 
-def stage(fn: Callable[[Params, list[str]], None]) -> Callable[[list[str] | None], None]:
-    """Wrap a stage body: load and validate params first, turn PipelineError into one message + exit 2."""
+def stage(fn: Callable[[Params, list[str]], None] | None = None, *, data_parallel: bool = False):
+    """Wrap a stage body: load and validate params first, turn PipelineError into one message + exit 2.
+    `data_parallel`: with params `processes` above 1 the entry point launches that many processes of the
+    stage (rank 0 logs at INFO, the others warnings only)."""
+    if fn is None:
+        return functools.partial(stage, data_parallel=data_parallel)
 
     @functools.wraps(fn)
     def main(argv: list[str] | None = None) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        quiet = not distributed.is_main()
+        logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
         for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -44,11 +52,25 @@ def stage(fn: Callable[[Params, list[str]], None]) -> Callable[[list[str] | None
         start = time.perf_counter()
         try:
             params = load_params(os.environ.get("DISTILL_PARAMS", PARAMS_FILE))
+            n = distributed.processes(params) if data_parallel else 1
+            if n > 1 and distributed.world_size() == 1:  # the launcher: the processes do the work
+                distributed.check_devices(n)
+                code = distributed.launch(spec.name if spec else fn.__module__, args, n)
+                if code:
+                    sys.exit(code)
+                return
+            if data_parallel:
+                distributed.setup()
             fn(params, args)
         except PipelineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            where = f" (process {distributed.rank()} of {distributed.world_size()})" if quiet else ""
+            print(f"error{where}: {exc}", file=sys.stderr)
             sys.exit(2)
-        log.info("stage %s %s finished in %.1f s, %s", name, " ".join(args), time.perf_counter() - start,
-                 peak_memory())
+        finally:
+            if data_parallel:
+                distributed.teardown()
+        if not quiet:
+            log.info("stage %s %s finished in %.1f s, %s", name, " ".join(args), time.perf_counter() - start,
+                     peak_memory())
 
     return main

@@ -6,6 +6,11 @@ the training history and returns the stage's summary. No stage builds a Trainer 
 A job's model is trained as is: its forward(**batch) returns {"loss", <term>..., "logits"}, so a
 recipe's named loss terms reach the history (each averaged over the logging interval, beside the
 loss), and a plain HF classifier (the teacher) works too.
+
+Under params `processes` N (pipeline.distributed) every process runs the same job: the Trainer gives each
+a share of every global batch (batch_size / N rows of the same length-grouped batch one process would
+take), averages their gradients, and rank 0 alone writes checkpoints, the artifact and the history. The
+checkpoint fingerprint leaves N out: a run resumes from a checkpoint written under any N.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline import distributed
 from pipeline.artifacts import atomic_path
 from pipeline.checkpoint import CheckpointDir, fingerprint
 from pipeline.inference import use_attention_for, use_bf16
@@ -96,29 +102,67 @@ def _trainer_class():
         def _get_train_sampler(self, train_dataset=None):
             dataset = self.train_dataset if train_dataset is None else train_dataset
             if self.args.train_sampling_strategy == "group_by_length" and getattr(dataset, "lengths", None):
-                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                            lengths=dataset.lengths)
+                # grouped by the global batch: N processes split the batches one process would take
+                return shared_order(LengthGroupedSampler(self.args.train_batch_size
+                                                         * self.args.gradient_accumulation_steps
+                                                         * self.args.world_size, lengths=dataset.lengths))
             return super()._get_train_sampler(train_dataset)
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs and self.term_steps:  # each term averaged over the steps since the last log
-                for term, total in self.term_sums.items():
-                    logs[f"loss/{term}"] = round(float(total) / self.term_steps, 4)
+                means = {term: float(total) / self.term_steps for term, total in self.term_sums.items()}
+                for term, value in averaged_over_processes(means, self.terms).items():
+                    logs[f"loss/{term}"] = round(value, 4)
                 self.term_sums, self.term_steps = {}, 0
             super().log(logs, *args, **kwargs)
 
     return TermTrainer
 
 
+def shared_order(sampler):
+    """`sampler` as it is in a one-process run; with N processes, one order for all of them: the one rank 0
+    draws. (It draws from the global RNG, which dropout advances by each process's share of the rows: left
+    alone, the processes would part ways from the second epoch and take some rows twice, others never.)"""
+    if distributed.world_size() == 1:
+        return sampler
+    import torch.distributed as dist
+
+    class SharedOrder(torch.utils.data.Sampler):
+        def __len__(self) -> int:
+            return len(sampler)
+
+        def __iter__(self):
+            order = [list(sampler)]
+            dist.broadcast_object_list(order, src=0)
+            return iter(order[0])
+
+    return SharedOrder()
+
+
+def averaged_over_processes(means: dict[str, float], terms: Sequence[str]) -> dict[str, float]:
+    """Each process's term means averaged over the processes (as the Trainer averages the loss it logs);
+    in a one-process run, the means as they are."""
+    if distributed.world_size() == 1:
+        return means
+    import torch.distributed as dist
+
+    values = torch.tensor([means.get(term, math.nan) for term in terms], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {term: float(v) / distributed.world_size() for term, v in zip(terms, values) if term in means}
+
+
 def make_trainer(terms: Sequence[str], **kwargs):
     """A Trainer (keyword arguments as transformers.Trainer's) logging the loss `terms` beside the loss."""
     trainer = _trainer_class()(**kwargs)
     trainer.terms, trainer.term_sums, trainer.term_steps = tuple(terms), {}, 0
+    # Every model here returns the mean loss of its rows, whatever keyword arguments its forward takes: the
+    # Trainer must average over accumulated passes and processes itself, not scale by their count.
+    trainer.model_accepts_loss_kwargs = False
     return trainer
 
 
 def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, batch_size: int, seed: int,
-                       checkpoint_steps: int, max_steps: int = -1, warmup: float = 0.0, weight_decay: float = 0.0,
+                       checkpoint_steps: int, passes: int = 1, max_steps: int = -1, warmup: float = 0.0, weight_decay: float = 0.0,
                        eval_batch_size: int = 128, evaluate: bool = True, eval_steps: int | None = None,
                        group_by_length: bool = True, bf16: bool = False):
     """Trainer settings shared by every job: dev evaluation per epoch or every `eval_steps` (when `evaluate`), resumable
@@ -132,7 +176,8 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
         num_train_epochs=epochs,
         max_steps=max_steps,
         learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
+        per_device_train_batch_size=batch_size,  # per pass of one process: the global batch / processes / passes
+        gradient_accumulation_steps=passes,
         per_device_eval_batch_size=eval_batch_size,
         warmup_steps=warmup,
         weight_decay=weight_decay,
@@ -146,7 +191,7 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         optim="adamw_torch_fused",
         bf16=bf16,
-        use_cpu=bf16 and not torch.cuda.is_available(),  # Trainer refuses CPU bf16 unless told
+        use_cpu=not torch.cuda.is_available(),  # Trainer refuses CPU bf16, and runs no gloo group, unless told
         seed=seed,
         data_seed=seed,
         report_to="none",
@@ -187,6 +232,8 @@ class BestWeights:
 
         class KeepBest(TrainerCallback):
             def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+                if not state.is_world_process_zero:
+                    return
                 value = metrics.get(keeper.key, math.nan)
                 best = keeper.best()
                 if not math.isnan(value) and (best is None or value > best["value"]):
@@ -241,15 +288,18 @@ def run(job: Job, params: Params) -> dict[str, Any]:
     b = job.budget
     evaluate = job.dev is not None
     steps, steps_why = planned_steps(len(job.train), b)
+    per_pass, passes = distributed.batch_passes(b.batch_size, str(job.out), params.device_batch)
     args = training_arguments(str(checkpoints.folder), epochs=b.epochs, learning_rate=b.learning_rate,
-                              batch_size=b.batch_size, seed=params.seed, checkpoint_steps=params.checkpoint_steps,
+                              batch_size=per_pass, passes=passes, seed=params.seed,
+                              checkpoint_steps=params.checkpoint_steps,
                               max_steps=-1 if steps_why.startswith("epochs") else steps,
                               warmup=b.warmup_ratio, weight_decay=job.weight_decay, evaluate=evaluate,
                               eval_steps=job.eval_steps, group_by_length=job.group_by_length, bf16=bf16)
     use_attention_for(job.model)
     if getattr(b, "dropout", None) is not None:
         set_dropout(job.model, b.dropout)
-    can_resume = checkpoints.start()
+    can_resume = checkpoints.start() if distributed.is_main() else True  # the others follow rank 0's choice
+    distributed.barrier()
     best = BestWeights(checkpoints.folder, job.task.main_metric) if evaluate and job.keep_best else None
     trainer = make_trainer(job.terms, model=job.model, args=args, train_dataset=Rows(job.train),
                            eval_dataset=job.dev, data_collator=job.collate,
@@ -262,8 +312,13 @@ def run(job: Job, params: Params) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=resume)
     summary = dict(job.summary)
     summary.update(steps=trainer.state.global_step, steps_why=steps_why, epochs_run=round(trainer.state.epoch, 2))
+    if distributed.world_size() > 1 or passes > 1:
+        summary.update(processes=distributed.world_size(), passes_per_step=passes)
+    final = final_evaluation(trainer) if evaluate else None  # every process takes part in an evaluation
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 writes what follows
+        return summary
     if evaluate:
-        final = final_evaluation(trainer)
         if best:
             final, kept = best.restore(job.model, final, trainer.state.global_step)
             if kept != trainer.state.global_step:
@@ -282,4 +337,5 @@ def run(job: Job, params: Params) -> dict[str, Any]:
     if losses:
         summary["final_train_loss"] = round(losses[-1], 4)
     log.info("%s: %s", job.out, summary)
+    distributed.barrier()
     return summary

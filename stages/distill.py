@@ -12,7 +12,7 @@ from pipeline.stage import stage
 USAGE = "usage: python -m stages.distill <method> <student> [<step>]"
 
 
-@stage
+@stage(data_parallel=True)
 def main(params: Params, args: list[str]) -> None:
     if len(args) not in (2, 3):
         raise ConfigError(f"{USAGE}; methods: {', '.join(methods())}")

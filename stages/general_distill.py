@@ -8,7 +8,7 @@ from pipeline.general import general_distill
 from pipeline.stage import stage
 
 
-@stage
+@stage(data_parallel=True)
 def main(params: Params, args: list[str]) -> None:
     objectives = params.general_distill.objectives
     if len(args) != 1:

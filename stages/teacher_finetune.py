@@ -7,7 +7,7 @@ from pipeline.stage import stage
 from pipeline.teacher import teacher
 
 
-@stage
+@stage(data_parallel=True)
 def main(params: Params, args: list[str]) -> None:
     write_json(REPORTS / "teacher.json", teacher(params))
 

@@ -6,7 +6,7 @@ from pipeline.stage import log, stage
 from pipeline.logits import build_logits
 
 
-@stage
+@stage(data_parallel=True)
 def main(params: Params, args: list[str]) -> None:
     summary = build_logits(params)
     write_json(REPORTS / "teacher_logits.json", summary)

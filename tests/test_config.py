@@ -118,6 +118,10 @@ def test_a_profile_student_like_another_is_that_student_as_the_profile_leaves_it
     ({"general_distill": {"tinybert": {"student": {"head": 4}}}},
      "general_distill.tinybert.student.head.[key]: Input should be 'layers', 'hidden', 'heads' or 'intermediate'"),
     ({"surprise": 1}, "surprise: unknown key"),
+    ({"processes": 3}, "teacher.batch_size: 64 does not split evenly over processes: 3; make it a multiple of 3"),
+    ({"processes": 2, "tinybert": {"tinybert4": {"prediction": {"batch_size": 33}}}},
+     "tinybert.tinybert4.prediction.batch_size: 33 does not split evenly over processes: 2"),
+    ({"processes": 0}, "processes: a positive number of processes, or auto (got 0)"),
     ({"teacher": {"pretrained": "./no/such/model"}},
      "teacher.pretrained: './no/such/model' does not exist and is not a Hub model id"),
     ({"teacher": {"pretrained": "package:no_such_package"}},
@@ -168,6 +172,7 @@ def test_profiles(tmp_path, monkeypatch):
     full = profile_params("full", ROOT / "profiles")
     assert ci.data.max_train <= 500 and ci.tang["bilstm_kd"].epochs < Params().tang["bilstm_kd"].epochs
     assert full.data.max_train is None
+    assert (full.processes, full.precision, Params().processes) == ("auto", "auto", 1)  # a process per GPU there
     tang, tinybert = full.augment.tang, full.augment.tinybert
     assert (tang.n_iter, tang.p_mask, tang.p_pos, tang.p_ng) == (20, 0.1, 0.1, 0.25)
     assert (tinybert.n_iter, tinybert.p_replace, tinybert.k) == (20, 0.4, 15)  # the paper's settings

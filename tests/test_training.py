@@ -80,3 +80,76 @@ def test_batches_are_padded_as_the_tokenizer_pads_them(side, fields):
         np.testing.assert_array_equal(got[key], expected[key])
     assert got["input_ids"].shape == (3, 16)  # the longest row (the pair of the longest texts) is cut at 16
     assert (got["attention_mask"][2] == 0).any() and got["attention_mask"][2][0 if side == "left" else -1] == 0
+
+
+PROCESS = """
+import json, sys, torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from pipeline import distributed, losses, training
+torch.manual_seed(100 + distributed.rank())  # dropout leaves each process's global RNG elsewhere
+distributed.setup()
+sampler = LengthGroupedSampler(8, lengths=[(7 * i) % 23 + 1 for i in range(64)])
+order = list(training.shared_order(sampler) if sys.argv[1] == "shared" else sampler)
+labels = torch.tensor([[0, -1, -1, -1], [1, 0, 1, -1]][distributed.rank()])  # 1 and 3 labelled rows
+logits = torch.zeros(4, 2, requires_grad=True)
+print(json.dumps({"order": order, "hard": losses.hard_ce(logits, labels).item()}))
+distributed.teardown()
+"""
+
+
+@pytest.mark.parametrize("mode", ["shared", "own"])
+def test_processes_take_one_batch_order_and_a_masked_mean_over_the_global_batch(mode):
+    """Two gloo processes whose RNGs differ (dropout moves them): with shared_order they take rank 0's
+    batch order, where each would otherwise draw its own (and take some rows twice, others never); the
+    hard-label mean divides by the global batch's labelled rows (4 over 2 processes: 2 each)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen([sys.executable, "-c", PROCESS, mode], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, text=True) for r in range(2)]
+    out = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    assert sorted(out[0]["order"]) == list(range(64))
+    assert (out[0]["order"] == out[1]["order"]) == (mode == "shared")
+    ln2 = float(np.log(2))
+    assert [o["hard"] for o in out] == pytest.approx([1 * ln2 / 2, 3 * ln2 / 2])  # their mean: ln 2, the global mean
+
+
+@pytest.mark.parametrize("batch, processes, device_batch, expected", [
+    (64, 1, None, (64, 1)), (64, 2, None, (32, 1)), (64, 1, 32, (32, 2)), (64, 1, 30, (16, 4)),
+    (48, 2, 10, (8, 3)), (32, 4, 100, (8, 1)),
+])
+def test_a_batch_splits_over_processes_then_into_passes_that_fit_device_batch(monkeypatch, batch, processes,
+                                                                                device_batch, expected):
+    from pipeline import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", str(processes))
+    assert distributed.batch_passes(batch, "teacher", device_batch) == expected
+
+
+def test_a_batch_that_does_not_split_over_the_processes_names_the_job(monkeypatch):
+    from pipeline import distributed
+    from pipeline.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ConfigError, match=r"models/teacher: batch_size 64 does not split evenly over 3 processes"):
+        distributed.batch_passes(64, "models/teacher")
+
+
+def test_cuda_stages_compute_float32_products_in_tf32(monkeypatch):
+    from pipeline import distributed
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        distributed.setup()
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
