@@ -3,6 +3,7 @@ students) by its md5, as DVC recorded it in dvc.lock and the cache.
 
     python tests/pinned_hashes.py check  [--pins FILE]   # in a repo after `dvc repro`
     python tests/pinned_hashes.py update [--pins FILE]   # after an intended change
+    python tests/pinned_hashes.py pinned                 # exit 0 if this machine kind has pins, else 1
 
 `.ci/run` checks the ci profile's run against the pins: a change to the code that moves any weight of a
 model whose recipe did not change fails CI. Bit-exact results hold for one CPU kind and precision, so
@@ -69,13 +70,18 @@ def model_files(repo: Path, outs: list[str] = MODEL_OUTS) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("check", "update"))
+    parser.add_argument("command", choices=("check", "update", "pinned"))
     parser.add_argument("--pins", type=Path, help="pins file (default: this machine kind's)")
     parser.add_argument("--repo", type=Path, default=Path("."))
     parser.add_argument("--outs", nargs="+", default=MODEL_OUTS, help="which outs (path prefixes) to pin")
     args = parser.parse_args(argv)
-    here, files = machine(), model_files(args.repo, args.outs)
+    here = machine()
     args.pins = args.pins or pins_for(here)
+    if args.command == "pinned":
+        pinned = args.pins.is_file() and json.loads(args.pins.read_text(encoding="utf-8"))["machine"] == here
+        print(f"pinned hashes: {args.pins} {'pins' if pinned else 'does not pin'} this machine ({here})")
+        return 0 if pinned else 1
+    files = model_files(args.repo, args.outs)
     if args.command == "update":
         args.pins.parent.mkdir(parents=True, exist_ok=True)
         args.pins.write_text(json.dumps({"machine": here, "files": files}, indent=1) + "\n", encoding="utf-8")

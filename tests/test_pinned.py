@@ -14,7 +14,9 @@ def test_each_machine_kind_is_checked_against_its_own_pins(tmp_path, monkeypatch
     for kind in ({"cpu": "AMD-AVX2", "precision": "fp32"}, {"cpu": "Intel-AVX512-AMX", "precision": "bf16"}):
         monkeypatch.setattr(pinned_hashes, "machine", lambda kind=kind: kind)
         assert pinned_hashes.main(["check"]) == 0 and "no pins for this machine" in capsys.readouterr().out
+        assert pinned_hashes.main(["pinned"]) == 1  # .ci/run then forces a whole second run
         assert pinned_hashes.main(["update"]) == 0
+        assert pinned_hashes.main(["pinned"]) == 0
         assert json.loads(pinned_hashes.pins_for(kind).read_text())["machine"] == kind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ci_profile.AMD-AVX2-fp32.json",
                                                          "ci_profile.Intel-AVX512-AMX-bf16.json"]
