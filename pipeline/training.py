@@ -232,7 +232,7 @@ class BestWeights:
 
         class KeepBest(TrainerCallback):
             def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-                if not state.is_world_process_zero:
+                if not distributed.is_main():  # rank 0 keeps the weights for every process
                     return
                 value = metrics.get(keeper.key, math.nan)
                 best = keeper.best()
