@@ -73,7 +73,7 @@ def markdown(results: dict[tuple[str, str], dict[str, Any]], seed: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     from benchmarks import experiments
     from pipeline.config import deep_merge
-    from pipeline.flows import current_params
+    from pipeline.workspace import current_params
 
     parser = experiments.parser(__doc__.splitlines()[0], "reports/budgets.md")
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS), help="tasks (default: all)")

@@ -70,7 +70,8 @@ def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_le
 def test_a_stage_failing_on_bad_input_fails_once_and_stops_only_what_needs_it(server, tiny_teacher, tmp_path):
     import shutil
 
-    from pipeline.flows import StageFailed, distill_pipeline
+    from pipeline.flows import distill_pipeline
+    from pipeline.workspace import StageFailed
     from pipeline.prefect_local import deploy, start_worker, stop
 
     broken = tmp_path / "no_weights"  # a teacher folder params validation accepts, whose weights are missing

@@ -182,7 +182,7 @@ def test_stages_import_without_prefect():
 
 
 def test_run_logs_leave_out_progress_bars_and_terminal_codes():
-    from pipeline.flows import log_line
+    from pipeline.workspace import log_line
 
     assert log_line("Running stage 'prepare':") == "Running stage 'prepare':"
     assert log_line("\x1b[A{'eval_loss': 0.41, 'epoch': 1.0}\x1b[0m") == "{'eval_loss': 0.41, 'epoch': 1.0}"
@@ -238,7 +238,8 @@ def test_a_stage_that_fails_once_is_retried_and_the_run_completes(server, fresh,
 
 
 def test_a_stage_that_always_fails_is_tried_the_configured_times_and_fails_with_its_message(server, fresh):
-    from pipeline.flows import StageFailed, distill_pipeline
+    from pipeline.flows import distill_pipeline
+    from pipeline.workspace import StageFailed
 
     attempts = make_flaky(fresh, "True", "print('the disk went away', file=sys.stderr); sys.exit(1)")
     with pytest.raises(StageFailed, match="augment") as err:
@@ -248,7 +249,8 @@ def test_a_stage_that_always_fails_is_tried_the_configured_times_and_fails_with_
 
 
 def test_an_error_line_marks_bad_input_whatever_the_exit_code(server, fresh):
-    from pipeline.flows import InvalidInput, distill_pipeline
+    from pipeline.flows import distill_pipeline
+    from pipeline.workspace import InvalidInput
 
     attempts = make_flaky(fresh, "True", "print('error: data/train.tsv:3: a bad row', file=sys.stderr); sys.exit(3)")
     with pytest.raises(InvalidInput, match="data/train.tsv:3: a bad row"):
