@@ -627,3 +627,28 @@ def test_predict_batch_size_must_be_positive(bilstm_export, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(bilstm_export[0]), "--batch-size", "0", "fine"])
     assert exc.value.code == 2 and "--batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_the_engines_benchmark_runs_every_export_in_every_engine_with_the_logits_of_pytorch(
+        hf_export, bilstm_export, sst2_dev, tmp_path, monkeypatch, capsys):
+    from benchmarks import engines
+
+    for folder in (hf_export[0], bilstm_export[0]):
+        (tmp_path / folder.name).symlink_to(folder)
+    monkeypatch.setattr(engines, "sample_texts", lambda n: (list(sst2_dev[:n]), None))
+    engines.main(["--exports", str(tmp_path), "--models", "teacher", "bilstm", "--n", "24", "--n-single", "6",
+                  "--batch-sizes", "8", "1", "--rounds", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| teacher", "| bilstm"))]
+    got = {(r[0].strip("| "), int(r[1]), r[2]): r for r in rows}
+    bf16 = engines.bf16_native(torch.device("cpu"))
+    for model in ("teacher", "bilstm"):
+        wanted = {"torch fp32", "onnxruntime fp32", "openvino f32"} | (
+            {"openvino bf16"} | ({"torch bf16"} if model == "teacher" else set()) if bf16 else set())
+        for batch in (8, 1):
+            assert {e for (m, b, e) in got if (m, b) == (model, batch)} == wanted
+            for engine in wanted:
+                row = got[(model, batch, engine)]
+                assert float(row[3].replace(",", "")) > 0
+                if engine.endswith("32"):  # the same graph or model in float32: the same logits
+                    assert float(row[6]) < 1e-4 and row[7].startswith("100.00%"), row
