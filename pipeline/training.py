@@ -163,8 +163,8 @@ def make_trainer(terms: Sequence[str], **kwargs):
 
 def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, batch_size: int, seed: int,
                        checkpoint_steps: int, passes: int = 1, max_steps: int = -1, warmup: float = 0.0,
-                       weight_decay: float = 0.0, eval_batch_size: int = 128, evaluate: bool = True, eval_steps: int | None = None,
-                       group_by_length: bool = True, bf16: bool = False):
+                       weight_decay: float = 0.0, eval_batch_size: int = 128, evaluate: bool = True,
+                       eval_steps: int | None = None, group_by_length: bool = True, bf16: bool = False):
     """Trainer settings shared by every job: dev evaluation per epoch or every `eval_steps` (when `evaluate`), resumable
     checkpoints, length-grouped batches (padding waste matters on CPU), fused AdamW (its optimizer
     step is several times faster on CPU than the per-tensor loop, which dominates small models),
