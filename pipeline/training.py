@@ -9,7 +9,8 @@ loss), and a plain HF classifier (the teacher) works too.
 
 Under params `processes` N (pipeline.distributed) every process runs the same job: the Trainer gives each
 a share of every global batch (batch_size / N rows of the same length-grouped batch one process would
-take), averages their gradients, and rank 0 alone writes checkpoints, the artifact and the history. The
+take), averages their gradients, and rank 0 alone writes the artifact, the history and the checkpoints'
+weights and optimizer state (each process adds its RNG state to a checkpoint). The
 checkpoint fingerprint leaves N out: a run resumes from a checkpoint written under any N.
 """
 

@@ -207,19 +207,27 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 # ---------------------------------------------------------------- a Prefect server for the flow tests
 
+# The slow tests that run Prefect servers with several workers share one xdist worker (.ci/run runs the slow
+# tests with --dist loadgroup): side by side on 2 cores, a server's SQLite database locked and the run hung.
+PREFECT_GROUP = "prefect-pools"
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A Prefect server on 127.0.0.1 with its own home and database; yields the
     environment to use it, and points this process at it meanwhile."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
     from pipeline.prefect_local import local_server
 
     with local_server(tmp_path_factory.mktemp("prefect_home")) as env:
         env = dict(tool_env(), **{k: v for k, v in env.items() if k.startswith("PREFECT_")})
         saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
         os.environ.update(PREFECT_API_URL=env["PREFECT_API_URL"], PREFECT_HOME=env["PREFECT_HOME"])
-        try:
-            yield env
+        try:  # Prefect reads its settings once, when first imported: an earlier module's server would stay
+            with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"],
+                                             PREFECT_HOME: env["PREFECT_HOME"]}):
+                yield env
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -173,6 +173,8 @@ def test_profiles(tmp_path, monkeypatch):
     assert ci.data.max_train <= 500 and ci.tang["bilstm_kd"].epochs < Params().tang["bilstm_kd"].epochs
     assert full.data.max_train is None
     assert (full.processes, full.precision, Params().processes) == ("auto", "auto", 1)  # a process per GPU there
+    for gpus in (2, 4, 8):  # its training batches split over a machine's GPUs
+        parse_params({**full.model_dump(), "processes": gpus})
     tang, tinybert = full.augment.tang, full.augment.tinybert
     assert (tang.n_iter, tang.p_mask, tang.p_pos, tang.p_ng) == (20, 0.1, 0.1, 0.25)
     assert (tinybert.n_iter, tinybert.p_replace, tinybert.k) == (20, 0.4, 15)  # the paper's settings

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, dvc, git, lock_outputs as outputs, make_repo, needs_shared
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, PREFECT_GROUP, dvc, git, lock_outputs as outputs, make_repo, needs_shared
 
 HEARTBEAT_S = 30  # Prefect's smallest heartbeat period
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(PREFECT_GROUP)
 def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_leaves(server, tiny_teacher,
                                                                                         tmp_path):
     from pipeline.flows import distill_pipeline
@@ -67,6 +68,7 @@ def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_le
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(PREFECT_GROUP)
 def test_a_stage_failing_on_bad_input_fails_once_and_stops_only_what_needs_it(server, tiny_teacher, tmp_path):
     import shutil
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BILSTMS_ONLY, dvc, git, lock_outputs as outputs, make_repo
+from conftest import BILSTMS_ONLY, PREFECT_GROUP, dvc, git, lock_outputs as outputs, make_repo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PREFECT_GROUP)]
 
 BUCKET = "distill"
 SECRET = f"never-in-a-file-{uuid.uuid4().hex}"

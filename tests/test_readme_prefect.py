@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, ROOT, make_repo, tool_env
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, PREFECT_GROUP, ROOT, make_repo, tool_env
 
 
 def prefect_block(document: str = "docs/prefect.md", heading: str = "# Orchestration with Prefect") -> str:
@@ -33,6 +33,7 @@ def test_the_readme_prefect_recipe_is_lines_of_the_tested_block():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(PREFECT_GROUP)
 def test_the_readme_prefect_block_runs_as_written(tiny_teacher, tmp_path):
     from pipeline.prefect_local import free_port
 
