@@ -42,18 +42,14 @@ BATCH = 32
 
 def parse_shape(text: str) -> StudentShape:
     """LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 4x312x12x1200."""
-    parts = text.lower().split("x")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise SystemExit(f"error: shape {text!r}: expected LAYERSxHIDDENxHEADSxINTERMEDIATE of positive integers, "
-                         "e.g. 4x312x12x1200")
-    layers, hidden, heads, intermediate = map(int, parts)
-    if hidden % heads:
-        raise SystemExit(f"error: shape {text!r}: hidden size {hidden} is not a multiple of its {heads} heads")
-    return StudentShape(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate)
+    try:
+        return StudentShape.parse(text)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def label(shape: StudentShape) -> str:
-    return f"{shape.layers}x{shape.hidden}x{shape.heads}x{shape.intermediate}"
+    return shape.label()
 
 
 def default_shapes(student: StudentShape, teacher: StudentShape) -> list[StudentShape]:

@@ -30,6 +30,7 @@ GENERAL = Path("models/general")  # general-distillation students, one folder pe
 STEPS = Path("models/steps")  # earlier steps of multi-step students: models/steps/<student>/<step>
 STUDENTS = Path("models/students")  # every finished student, one folder each
 EXPORTS = Path("exports")  # served models: model folder, ONNX fp32 + int8, model card
+SELECTED = Path("selected")  # the export the select rule picks (DVC keeps it out of exports/: outputs may not nest)
 REPORTS = Path("reports")
 CHECKPOINTS = Path("checkpoints")  # resumable state of long stages (scratch, not a DVC output)
 

@@ -22,7 +22,7 @@ from pipeline.methods import Method, Objective, methods, objectives
 from pipeline.models.encoders import FAMILIES, SLICE
 from pipeline.models.hf import local_model_type
 from pipeline.schema import (DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, Dropout, LayerMap, NonNegativeInt,
-                             PositiveInt, Section, check_steps, max_steps_field, min_steps_field)
+                             PositiveInt, Section, ShapeKey, check_steps, max_steps_field, min_steps_field)
 
 PARAMS_FILE = "params.yaml"
 DEFAULT_UNLABELLED = "data/unlabelled"  # a folder of the repository that holds no text unless the user adds some
@@ -209,8 +209,20 @@ class StudentShape(Section):
                         "needs a divisor of it")
     intermediate: PositiveInt = Field(768, description="feed-forward width")
 
+    @classmethod
+    def parse(cls, text: str) -> StudentShape:
+        """LAYERSxHIDDENxHEADSxINTERMEDIATE, e.g. 4x384x12x768; ValueError saying what is wrong."""
+        parts = str(text).lower().split("x")
+        if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError(f"shape {text!r}: expected LAYERSxHIDDENxHEADSxINTERMEDIATE of positive integers, e.g. "
+                             "4x384x12x768")
+        layers, hidden, heads, intermediate = map(int, parts)
+        if hidden % heads:
+            raise ValueError(f"shape {text!r}: hidden size {hidden} is not a multiple of its {heads} heads")
+        return cls(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate)
 
-ShapeKey = Literal["layers", "hidden", "heads", "intermediate"]
+    def label(self) -> str:
+        return f"{self.layers}x{self.hidden}x{self.heads}x{self.intermediate}"
 
 
 class GeneralDistillBase(Section):
@@ -316,6 +328,22 @@ class EvaluateConfig(Section):
                                "teacher")
 
 
+class SelectConfig(Section):
+    """The pick among the students (stage select): what a user's target is."""
+
+    min_retention: float | None = Field(
+        0.99, gt=0, description="the fastest student (in any measured runtime) that keeps at least this share of the "
+                                "teacher's main dev metric (null: no floor)")
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="only students under this latency, in ms on the machine that ran evaluate; with it "
+                                "the most accurate of them is picked (null: no limit; with neither key the most "
+                                "accurate student)")
+    runtime: Literal["torch", "onnx", "int8"] | None = Field(
+        None, description="pick among this runtime's rows only (one of evaluate.runtimes; null: any)")
+    batch: PositiveInt = Field(
+        1, description="latency at batch 1, or per batch of evaluate.batch_size (its value here)")
+
+
 class BaseParams(Section):
     seed: int = Field(42, description="seed for every random choice in every stage")
     checkpoint_steps: PositiveInt = Field(
@@ -374,6 +402,19 @@ class BaseParams(Section):
             check_unlabelled(method, name, cfg)
         check_slicing(self)
         check_batches(self)
+        return self
+
+    @model_validator(mode="after")
+    def _select(self) -> BaseParams:
+        select, evaluate = getattr(self, "select", None), getattr(self, "evaluate", None)
+        if select is None or evaluate is None:
+            return self
+        if select.batch not in (1, evaluate.batch_size):
+            raise ValueError(f"select.batch: latency is measured at batch 1 and at evaluate.batch_size "
+                             f"({evaluate.batch_size}), not at {select.batch}")
+        if select.runtime is not None and select.runtime not in evaluate.runtimes:
+            raise ValueError(f"select.runtime: {select.runtime} is not measured (evaluate.runtimes: "
+                             f"{', '.join(evaluate.runtimes)})")
         return self
 
 
@@ -452,7 +493,8 @@ def params_model() -> type[BaseParams]:
     return create_model("Params", __base__=BaseParams,
                         general_distill=(general, Field(default_factory=general)), **method_fields,
                         export=(ExportConfig, Field(default_factory=ExportConfig)),
-                        evaluate=(EvaluateConfig, Field(default_factory=EvaluateConfig)))
+                        evaluate=(EvaluateConfig, Field(default_factory=EvaluateConfig)),
+                        select=(SelectConfig, Field(default_factory=SelectConfig)))
 
 
 def _stage_names(method: Method) -> str:

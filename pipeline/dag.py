@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, TEACHER, TEACHER_LOGITS,
+from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, SELECTED, TEACHER, TEACHER_LOGITS,
                                 augmented_dir, general_dir, general_history)
 from pipeline.augment import NAMES as AUGMENTATIONS, augmenters
 from pipeline.config import PARAMS_FILE
@@ -153,6 +153,10 @@ def all_stages() -> list[Stage]:
               ["evaluate"], [], metrics=[str(REPORTS / "metrics.json")],
               plots=[str(REPORTS / "plots" / f) for f in ("accuracy_latency.png", "size.png", "training_curves.png")],
               uncached_outs=[str(REPORTS / "report.md")]),
+        Stage("select", "the student the select rule picks from evaluate's measurements, as a served folder",
+              "python -m stages.select", [str(EXPORTS), str(REPORTS / "metrics.json")], code_deps("stages.select"),
+              ["select", "evaluate.seed_spread"], [str(SELECTED)], metrics=[str(REPORTS / "selection.json")],
+              plots=[str(REPORTS / "plots" / "frontier.png")], uncached_outs=[str(REPORTS / "selection.md")]),
     ]
 
 

@@ -170,6 +170,14 @@ def warnings(report: dict[str, Any], students: dict[str, str], near: float, seed
     return found
 
 
+def latency(report: dict[str, Any], row: dict[str, Any], batch: int) -> float:
+    """A report row's latency in ms: at batch 1, or per batch of the report's batch size (from its throughput)."""
+    if batch == 1:
+        return row["latency_ms_b1"]
+    b = report["batch_size"]
+    return round(1000 * b / row[f"throughput_b{b}"], 3)
+
+
 SPEEDS = {"speedup_b1": "latency_ms_b1", "model_speedup_b1": "model_latency_ms_b1"}  # lower is faster
 
 

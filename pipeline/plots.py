@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.evaluate import latency
+
 RUNTIME_MARKERS = {"torch": "o", "onnx": "s", "int8": "^"}
 
 
@@ -187,5 +189,56 @@ def plot_training_curves(histories: dict[str, Path], path: Path) -> None:
     for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")
     fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def plot_frontier(report: dict[str, Any], selection: dict[str, Any], path: Path) -> None:
+    """Retention of the teacher's main dev metric against latency, at batch 1 and per batch of
+    evaluate.batch_size (log scales), one colour per runtime with its Pareto front, the teacher in each
+    runtime as a star, the select floor as a line and the pick ringed."""
+    import matplotlib.ticker
+
+    plt = _pyplot()
+    rows = report["models"]
+    b = report["batch_size"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
+    labels: dict[Any, list] = {ax: [] for ax in axes}
+    for ax, batch in zip(axes, (1, b)):
+        for i, runtime in enumerate(RUNTIME_MARKERS):
+            names = [n for n, r in rows.items() if r["runtime"] == runtime and r["retention"] is not None]
+            if not names:
+                continue
+            color = f"C{i}"
+            points = [(n, latency(report, rows[n], batch), 100 * rows[n]["retention"]) for n in names]
+            students = [p for p in points if rows[p[0]]["model"] != "teacher"]
+            ax.scatter([p[1] for p in students], [p[2] for p in students], s=30, color=color,
+                       marker=RUNTIME_MARKERS[runtime], label=runtime, zorder=3)
+            ax.scatter([p[1] for p in points if p not in students], [p[2] for p in points if p not in students],
+                       s=110, color=color, marker="*", zorder=4, edgecolor="black", linewidth=0.5)
+            front = pareto_front(students)
+            by_name = {p[0]: p for p in students}
+            ax.plot([by_name[n][1] for n in front], [by_name[n][2] for n in front], "--", color=color, lw=1,
+                    drawstyle="steps-post", zorder=2)
+            labels[ax] += [(rows[n]["model"], by_name[n][1], by_name[n][2], n == selection["row"]) for n in front]
+        pick = rows[selection["row"]]
+        ax.scatter([latency(report, pick, batch)], [100 * pick["retention"]], s=260, facecolors="none",
+                   edgecolors="red", linewidth=1.5, zorder=5, label=f"pick: {selection['row']}")
+        floor = selection["select"]["min_retention"]
+        if floor is not None:
+            ax.axhline(100 * floor, color="red", lw=0.8, ls=":", label=f"floor {100 * floor:g}%")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("ms at batch 1 (log scale)" if batch == 1 else f"ms per batch of {batch} (log scale)")
+        ax.set_ylabel("retention of the teacher's " + report["main_metric"] + " (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    cpu = report.get("cpu") or {}
+    fig.suptitle(f"{report['task']}: the frontier of students (stars: the teacher; {report['threads']} threads"
+                 + (f", {cpu['name']}" if cpu else "") + ")", fontsize=10)
+    fig.tight_layout()
+    for ax, found in labels.items():
+        place_labels(ax, found)
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -3,6 +3,7 @@
     python -m pipeline.predict exports/bilstm_kd "a gorgeous film" "a dull , lifeless mess"
     python -m pipeline.predict models/teacher --file sentences.txt --json
     cat sentences.txt | python -m pipeline.predict exports/teacher --runtime onnx
+    python -m pipeline.predict selected "a gorgeous film"   # the student `select` picked, in its runtime
 
 Texts come from the arguments, from --file (one example per line) or, when neither is given, from
 standard input. For pair tasks (MRPC) each argument or line holds two tab-separated texts. Prints one
@@ -33,8 +34,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (pair tasks: 'first<TAB>second')")
     parser.add_argument("--file", type=Path, help="read examples from this file, one per line")
     parser.add_argument("--json", action="store_true", help="print one JSON object per input")
-    parser.add_argument("--runtime", choices=("torch", "onnx", "int8"), default="torch",
-                        help="PyTorch, ONNX fp32 or ONNX int8 (the last two need an export folder)")
+    parser.add_argument("--runtime", choices=("torch", "onnx", "int8"), default=None,
+                        help="PyTorch, ONNX fp32 or ONNX int8 (the last two need an export folder); default: the "
+                             "runtime the select stage picked for selected/, else torch")
     parser.add_argument("--batch-size", type=int, default=32, help="examples per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for onnxruntime")
     parser.add_argument("--pairs", action="store_true",
@@ -153,7 +155,7 @@ def format_scores(scores: np.ndarray, texts: Sequence[str], pairs: Sequence[str]
 
 def run(args: argparse.Namespace) -> list[str]:
     """The output lines; the folder is checked before any input is read, the model loaded after."""
-    from pipeline.runtimes import load_export, read_config, task_of
+    from pipeline.runtimes import load_export, read_config, selected_runtime, task_of
 
     read_config(args.folder)
     task = task_of(args.folder)
@@ -164,7 +166,8 @@ def run(args: argparse.Namespace) -> list[str]:
         print(f"warning: as far as {args.folder} says, its task reads single texts, so the tabs in {tabbed} of "
               f"{len(texts)} inputs are read as part of one text; pass --pairs if each input is two tab-separated "
               "texts", file=sys.stderr)
-    predictor = load_export(args.folder, args.runtime, threads=args.threads)
+    runtime = args.runtime or selected_runtime(args.folder) or "torch"
+    predictor = load_export(args.folder, runtime, threads=args.threads)
     logits = np.asarray(predictor.logits(texts, pairs, args.batch_size), dtype=np.float64)
     if logits.shape[-1] != len(labels):
         raise DataError(f"{args.folder}: the model gives {logits.shape[-1]} scores but its config names "

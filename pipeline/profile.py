@@ -45,7 +45,8 @@ def profile_params(name: str, profiles_dir: Path = PROFILES_DIR) -> Params:
     if not path.is_file():
         raise PipelineError(f"unknown profile {name!r}; available: {', '.join(available())}")
     overlay = read_yaml(path) or {}
-    return parse_params(resolve_like(deep_merge(Params().model_dump(), overlay), str(path)), str(path))
+    raw = resolve_like(deep_merge(Params().model_dump(), overlay), str(path))
+    return parse_params(resolve_sweep(raw, str(path)), str(path))
 
 
 def resolve_like(raw: dict[str, Any], source: str) -> dict[str, Any]:
@@ -67,6 +68,48 @@ def resolve_like(raw: dict[str, Any], source: str) -> dict[str, Any]:
                 raise ConfigError(f"{source}: {method}.{name}.like: {entry['like']!r} is not a student of "
                                   f"{method} written before it (have: {', '.join(n for n in students if n != name)})")
             students[name] = deep_merge(base, rest)
+    return raw
+
+
+SWEEP_AXES = {"shape": "Transformer shapes, LAYERSxHIDDENxHEADSxINTERMEDIATE (a two-step student's `shape`)",
+              "hidden": "BiLSTM units per direction (a tang student's `hidden`)"}
+
+
+def resolve_sweep(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A profile's `sweep:` section, as students: each entry `NAME: {like: student, AXIS: [values], key:
+    value...}` adds one student per value, named NAME_VALUE, that is the `like` student (of any method, as
+    this profile leaves it) with that value of AXIS (shape or hidden, SWEEP_AXES) and the other keys set.
+    A shape value LxHxAxI sets the student's whole `shape`."""
+    from pipeline.config import StudentShape
+    from pipeline.methods import methods
+
+    sweeps = raw.pop("sweep", None) or {}
+    if not isinstance(sweeps, dict):
+        raise ConfigError(f"{source}: sweep: expected a mapping of sweep name -> {{like: student, AXIS: [values]}}")
+    for name, entry in sweeps.items():
+        key = f"{source}: sweep.{name}"
+        if not isinstance(entry, dict) or "like" not in entry:
+            raise ConfigError(f"{key}: expected {{like: student, AXIS: [values]}} with AXIS one of {', '.join(SWEEP_AXES)}")
+        method = next((m for m in methods() if entry["like"] in (raw.get(m) or {})), None)
+        if method is None:
+            raise ConfigError(f"{key}.like: {entry['like']!r} is not a student of this profile")
+        axes = [a for a in SWEEP_AXES if a in entry]
+        if len(axes) != 1 or not isinstance(entry[axes[0]], list) or not entry[axes[0]]:
+            raise ConfigError(f"{key}: give one axis, a list of values: {'; '.join(f'{a}: {h}' for a, h in SWEEP_AXES.items())}")
+        axis, rest = axes[0], {k: v for k, v in entry.items() if k not in ("like", axes[0])}
+        for value in entry[axis]:
+            if axis == "shape":
+                try:
+                    shape = StudentShape.parse(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{key}.shape: {exc}") from None
+                point, label = {"shape": shape.model_dump()}, shape.label()
+            else:
+                point, label = {axis: value}, str(value)
+            student = f"{name}_{label}"
+            if student in raw[method]:
+                raise ConfigError(f"{key}: student {student!r} is in {method} already")
+            raw[method][student] = deep_merge(deep_merge(raw[method][entry["like"]], rest), point)
     return raw
 
 

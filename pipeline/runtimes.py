@@ -26,6 +26,7 @@ from pipeline.tasks import CLASSIFICATION, GLUE, REGRESSION, Task
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 SUMMARY_FILE = "export.json"
+SELECTION_FILE = "selection.json"  # in selected/: the model and runtime the select stage picked, and why
 CARD_FILE = "README.md"
 RUNTIMES: dict[str, str | None] = {"torch": None, "onnx": ONNX_FILE, "int8": INT8_FILE}
 
@@ -56,6 +57,16 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 def model_kind(config: dict[str, Any]) -> str:
     """'bilstm' for pipeline.models.bilstm folders, 'hf' for Hugging Face classifiers."""
     return "bilstm" if config.get("arch") == bilstm.ARCH else "hf"
+
+
+def selected_runtime(folder: str | Path) -> str | None:
+    """The runtime the select stage picked for a folder it wrote (its selection.json), or None for any other."""
+    path = Path(folder) / SELECTION_FILE
+    try:
+        runtime = json.loads(path.read_text(encoding="utf-8")).get("runtime") if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return runtime if runtime in RUNTIMES else None
 
 
 def export_info(folder: str | Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ WarmupRatio = Annotated[float, Field(ge=0, lt=1)]
 Dropout = Annotated[float, Field(ge=0, lt=1)] | None
 DROPOUT_HELP = "dropout of the trained model during this step (null: the model's own, 0.1 for BERT)"
 
+ShapeKey = Literal["layers", "hidden", "heads", "intermediate"]  # the keys of a Transformer student's shape
 LayerMap = list[Annotated[int, Field(ge=1)]] | None
 LAYER_MAP_HELP = "1-based teacher layer for each student layer (null: uniform, g(m) = m * N / M)"
 

@@ -28,7 +28,7 @@ from pipeline.models.hf import (PRETRAINED_PREFIX, load_base_model, load_classif
                                 local_model_type, pretrained_spec, resolve_pretrained, same_tokenizer)
 from pipeline.recipes import Recipe, evaluation
 from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegative, NonNegativeInt, Positive, PositiveInt,
-                             Section, Weights, augmentation_field, augmented_rows_field, min_steps_field,
+                             Section, ShapeKey, Weights, augmentation_field, augmented_rows_field, min_steps_field,
                              unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 
@@ -45,6 +45,12 @@ class TwoStepStudent(Section):
     """Keys every two-step student has; a method adds its `intermediate` and `prediction` steps."""
 
     init: str = Field("tinybert", description=INIT_HELP)
+    shape: dict[ShapeKey, PositiveInt] = Field(
+        default_factory=dict,
+        description="this student's Transformer shape where it differs from its init's (general_distill.student, or "
+                "its objective's own), e.g. {layers: 2, hidden: 192} ({}: that shape). From a general_distill "
+                "student, its mapped layers cut to this shape, as teacher_slice cuts the teacher's; not with a "
+                "pretrained init, which has its own")
     augmentation: str | None = augmentation_field()
     augmented_rows: AugmentedRows = augmented_rows_field()
     unlabelled: bool = unlabelled_field()
@@ -89,6 +95,12 @@ SHIPPED_PREDICTION = {"prediction": {"max_rows": STEP2_ROWS, "batch_size": STEP2
                                      "learning_rate": 4e-4, "weights": {"hard": 1.0}}}
 
 
+def student_shape(params, cfg: TwoStepStudent):
+    """A Transformer student's shape: its init's (general_distill.student, or its objective's own) with the
+    student's own `shape` keys on top."""
+    return params.general_distill.shape(cfg.init).model_copy(update=cfg.shape)
+
+
 def general_student(init: str) -> Path | None:
     """The general_distill student an `init` starts from (models/general/<objective>), or None."""
     return None if init in NO_GENERAL or pretrained_spec(init) else general_dir(init)
@@ -99,6 +111,8 @@ def check_init(method: str, name: str, cfg: TwoStepStudent, params, token_terms:
     family; a pretrained student with a tokenizer of its own can only learn per text (`token_terms`: the
     prediction step's terms that compare the teacher and the student token by token)."""
     spec = pretrained_spec(cfg.init)
+    if cfg.shape:
+        check_shape(f"{method}.{name}", cfg, params)
     if spec is None:
         if cfg.init not in NO_GENERAL and cfg.init not in params.general_distill.objectives:
             raise ValueError(f"{method}.{name}.init: {cfg.init!r} is not in general_distill.objectives "
@@ -112,6 +126,27 @@ def check_init(method: str, name: str, cfg: TwoStepStudent, params, token_terms:
         raise ValueError(str(exc)) from None
     if same is False:
         check_token_steps(method, name, cfg, token_terms)
+
+
+def check_shape(key: str, cfg: TwoStepStudent, params) -> None:
+    """A student's shape of its own: a pretrained model has its own; one cut from a general_distill student must
+    fit inside it (no deeper, wider or with a wider feed-forward, heads a divisor of its heads and a width a
+    multiple of them)."""
+    if pretrained_spec(cfg.init):
+        raise ValueError(f"{key}.shape: a pretrained student has its own shape (remove shape, or set init: {SLICE})")
+    shape = student_shape(params, cfg)
+    if shape.hidden % shape.heads:
+        raise ValueError(f"{key}.shape: hidden size {shape.hidden} is not a multiple of its {shape.heads} heads")
+    if cfg.init in NO_GENERAL:
+        return
+    general = params.general_distill.shape(cfg.init)
+    larger = [f"{k} {getattr(shape, k)} > {getattr(general, k)}" for k in ("layers", "hidden", "intermediate")
+              if getattr(shape, k) > getattr(general, k)]
+    if larger or general.heads % shape.heads or shape.hidden % general.heads:
+        why = "; ".join(larger) or (f"heads {shape.heads} must divide its {general.heads} and the width a multiple "
+                                    f"of them")
+        raise ValueError(f"{key}.shape: a student cut from general_distill@{cfg.init} ({general.layers}x{general.hidden}"
+                         f"x{general.heads}x{general.intermediate}) must fit inside it: {why}")
 
 
 def check_token_steps(method: str, name: str, cfg: TwoStepStudent, token_terms: tuple[str, ...]) -> None:
@@ -150,36 +185,49 @@ class PredictionRecipe(Recipe):
         return self.output(terms, logits)
 
 
-def task_student(params, task: Task, init: str, teacher_config, key: str) -> tuple[Any, torch.Tensor | None]:
-    """The step-1 student with a classification head: the general_distill student of `init`; a pretrained
-    model of its own (`pretrained:<spec>`, a fresh head); or, of general_distill's shape, the pretrained
-    teacher sliced as general distillation starts (`teacher_slice`, then also the teacher's hidden dimensions
-    it kept) or random weights (the no-general-distillation ablations)."""
+def task_student(params, task: Task, cfg: TwoStepStudent, teacher_config, key: str) -> tuple[Any, torch.Tensor | None]:
+    """The step-1 student with a classification head, and the hidden dimensions it kept where it was cut from a
+    wider model (else None): the general_distill student of its `init`, cut to the student's shape where it has
+    one of its own; a pretrained model of its own (`pretrained:<spec>`, a fresh head); or, of its shape
+    (student_shape), the pretrained teacher cut as general distillation starts (`teacher_slice`) or random
+    weights (the no-general-distillation ablations). `key`: the student's params key."""
     from transformers import BertForSequenceClassification
 
     labels = task.model_labels()
+    init = cfg.init
     spec = pretrained_spec(init)
     if spec is not None:
-        student = load_classifier(spec, task, key=key)
-        encoders.family(student, key=key)
+        student = load_classifier(spec, task, key=f"{key}.init")
+        encoders.family(student, key=f"{key}.init")
         return student, None
     if init in NO_GENERAL:
-        shape = params.general_distill.student
-        config = tfm.student_config(teacher_config, shape, params.data.max_length)
+        shape = student_shape(params, cfg)
+        where = f"{key}.shape" if cfg.shape else "general_distill.student"
+        config = tfm.student_config(teacher_config, shape, params.data.max_length, key=where)
         for k, v in labels.items():
             setattr(config, k, v)
         student = BertForSequenceClassification(config)
         if init == RANDOM:
             return student, None
-        key = "teacher.pretrained"
-        pretrained = load_base_model(resolve_pretrained(params.teacher.pretrained, key), key)
+        source = "teacher.pretrained"
+        pretrained = load_base_model(resolve_pretrained(params.teacher.pretrained, source), source)
         layer_map = tfm.resolve_layer_map(params.general_distill.layer_map, shape.layers,
                                           encoders.dims(pretrained).layers, "general_distill.layer_map")
-        return student, tfm.slice_from_teacher(student, pretrained, layer_map)
+        return student, tfm.slice_from_teacher(student, pretrained, layer_map, key=where)
     folder = general_student(init)
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder}: no general_distill student (run `dvc repro general_distill@{init}`)")
-    return BertForSequenceClassification.from_pretrained(str(folder), **labels), None
+    shape = student_shape(params, cfg)
+    if shape == params.general_distill.shape(init):  # its init's shape: the general student itself
+        return BertForSequenceClassification.from_pretrained(str(folder), **labels), None
+    # a shape of its own: the general student's mapped layers cut to it, as the teacher is cut for teacher_slice
+    general = load_base_model(str(folder), str(folder))
+    config = tfm.student_config(teacher_config, shape, params.data.max_length, key=f"{key}.shape")
+    for k, v in labels.items():
+        setattr(config, k, v)
+    student = BertForSequenceClassification(config)
+    layer_map = tfm.uniform_layer_map(config.num_hidden_layers, encoders.dims(general).layers)
+    return student, tfm.slice_from_teacher(student, general, layer_map, key=f"{key}.shape")
 
 
 def layer_map(step_map, student, teacher, key: str) -> list[int]:
@@ -215,7 +263,7 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun, token_terms:
     if spec is not None:
         refuse_token_steps(method, run, spec, token_terms)
     set_seed(params.seed)
-    student, kept = task_student(params, task, cfg.init, teacher.config, f"{method}.{run.name}.init")
+    student, kept = task_student(params, task, cfg, teacher.config, f"{method}.{run.name}")
     if not step.epochs:  # nothing to learn here: the student goes to step 2 as it starts
         with atomic_path(run.out) as tmp:
             tmp.mkdir()
@@ -224,8 +272,8 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun, token_terms:
         return {"student": run.name, "method": method, "step": "intermediate", "init": cfg.init, "trained": False}
     recipe, details = build(student, teacher, step, f"{method}.{run.name}.intermediate", run)
     projection = getattr(recipe, "projection", None)
-    if kept is not None and projection is not None:
-        tfm.scatter_projection(projection, kept)
+    if kept is not None and projection is not None:  # cut from the teacher, or from a general student
+        tfm.sliced_projection(projection, kept, general_student(cfg.init))
     elif general_student(cfg.init) is not None:
         tfm.load_projection(general_student(cfg.init), projection)
     rows = task_rows(TEACHER_LOGITS, cfg.augmentation, step.max_rows, params.seed, cfg.augmented_rows,
@@ -234,7 +282,7 @@ def run_intermediate(method: str, build: Step1Recipe, run: StepRun, token_terms:
         model=recipe, train=encode_rows(tokenizer, rows, task, params.data.max_length),
         collate=token_collator(tokenizer), budget=step,
         fingerprint=[params.seed, params.data.task, params.data.max_length,
-                     params.general_distill.shape(cfg.init).model_dump(), method, cfg.init, cfg.augmentation,
+                     student_shape(params, cfg).model_dump(), method, cfg.init, cfg.augmentation,
                      cfg.augmented_rows, cfg.unlabelled, step.model_dump()],
         inputs=[TEACHER, TEACHER_LOGITS] + [p for p in [general_student(cfg.init)] if p is not None],
         save=lambda folder: tfm.save_student(student, own, folder, projection),
@@ -295,7 +343,7 @@ def steps(method: str, step1: Step1Recipe, summary1: str, weights1: type[Weights
     return (
         Step("intermediate", summary1, weights1, lambda run: run_intermediate(method, step1, run, token_terms),
              deps=("models/general", "models/teacher", "data/teacher_logits", "data/prepared"),
-             keys=("init", "augmentation", "augmented_rows", "unlabelled", "intermediate"),
+             keys=("init", "shape", "augmentation", "augmented_rows", "unlabelled", "intermediate"),
              shared=("precision", "seed", "data.max_length", "general_distill.student")),
         Step("prediction", summary2, weights2,
              lambda run: run_prediction(method, run, step2, needs_teacher, token_terms),

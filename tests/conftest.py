@@ -77,6 +77,17 @@ def tiny_mlm_teacher(tmp_path_factory) -> Path:
 TINY_STEPS = {"intermediate": {"epochs": 1.0, "batch_size": 16}, "prediction": {"epochs": 1.0, "batch_size": 16}}
 TWOSTEP = {"tinybert4": "tinybert", "minilm4": "minilmv2", "lrc4": "lrc"}  # one per method; the ablations run the same code (`.ci/run` runs them)
 DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from the params
+
+
+def swept_students() -> dict[str, str]:
+    """The ci profile's sweep points, dropped: each is cut from the ci general student, which TINY shrinks
+    below them (`.ci/run`'s ci-profile run trains them)."""
+    from pipeline.profile import profile_params
+
+    students = profile_params("ci", ROOT / "profiles").students()
+    return {name: DROP for name, (_, cfg) in students.items() if getattr(cfg, "shape", None)}
+
+
 TINY_BILSTM = {"epochs": 1.0, "batch_size": 64, "hidden": 16, "dense": 16, "glove_vocab": 500}
 TINY = {
     "data": {"max_train": 120, "max_dev": 60},
@@ -88,7 +99,8 @@ TINY = {
                         "student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}},
     "tinybert": {"tinybert4": TINY_STEPS, "tinybert4_nogd": DROP, "tinybert4_slice": DROP, "tinybert4_noaug": DROP},
     # one student learns from TinyBERT's augmentation (word vectors only: the tiny teacher has no MLM head)
-    "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}, "augmentation": "tinybert"})},
+    "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}, "augmentation": "tinybert"}),
+                 **swept_students()},
     "lrc": {"lrc4": TINY_STEPS},
     # a random model's int8 can lose a few of 60 dev rows: the int8 gate is tested on its own
     "export": {"int8_max_drop": None},
@@ -100,7 +112,8 @@ TINY = {
 STUDENTS = {"bilstm_kd", "bilstm_nokd", "distil3", *TWOSTEP}
 REPORT_ROWS = {f"{m}{suffix}" for m in {"teacher"} | STUDENTS for suffix in ("", ":onnx", ":int8")}
 ALL_STAGES = ({"prepare", "augment@tang", "augment@tinybert", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
-               "distilbert@distil3", "general_distill@tinybert", "general_distill@minilmv2", "export", "evaluate"}
+               "distilbert@distil3", "general_distill@tinybert", "general_distill@minilmv2", "export", "evaluate",
+               "select"}
               | {f"{method}_{step}@{name}" for name, method in TWOSTEP.items() for step in ("intermediate", "prediction")})
 
 
@@ -112,7 +125,7 @@ LEAN = {"minilmv2": {"minilm4": DROP}, "lrc": {"lrc4": DROP}, "general_distill":
 BILSTMS_ONLY = {"distilbert": {"distil3": DROP}, "tinybert": {"tinybert4": DROP}, "minilmv2": {"minilm4": DROP},
                 "lrc": {"lrc4": DROP}, "general_distill": {"objectives": []}, "augment": {"methods": ["tang"]}}
 BILSTM_STAGES = {"prepare", "augment@tang", "teacher_finetune", "teacher_logits", "tang@bilstm_kd", "tang@bilstm_nokd",
-                 "export", "evaluate"}
+                 "export", "evaluate", "select"}
 
 
 def lean_rows(rows: set[str]) -> set[str]:

@@ -6,7 +6,8 @@ students) by its md5, as DVC recorded it in dvc.lock and the cache.
     python tests/pinned_hashes.py pinned                 # exit 0 if this machine kind has pins, else 1
 
 `.ci/run` checks the ci profile's run against the pins: a change to the code that moves any weight of a
-model whose recipe did not change fails CI. Bit-exact results hold for one CPU kind and precision, so
+model whose recipe did not change fails CI (a file the pins do not name, of a model added since, is listed,
+not failed: other kinds pin it when a session on them updates their file). Bit-exact results hold for one CPU kind and precision, so
 each kind has its own file, tests/pinned/ci_profile.<vendor>-<isa>-<precision>.json (the default --pins); on a
 kind with no file the check is skipped, saying so. With `--outs data/ models/ exports/` it pins every
 artifact of a run (what .ci/run compares a forced rerun with).
@@ -94,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     if pinned["machine"] != here:
         print(f"pinned hashes: skipped, pinned on {pinned['machine']}, this machine is {here}")
         return 0
-    changed = sorted(k for k in pinned["files"].keys() | files.keys() if pinned["files"].get(k) != files.get(k))
+    changed = sorted(k for k in pinned["files"] if pinned["files"][k] != files.get(k))
     if changed:
-        print(f"pinned hashes: {len(changed)} files differ from {args.pins}:", *changed[:40], sep="\n  ")
+        print(f"pinned hashes: {len(changed)} files differ from {args.pins} or are gone:", *changed[:40], sep="\n  ")
         return 1
-    print(f"pinned hashes: all {len(files)} files as pinned in {args.pins}")
+    new = sorted(files.keys() - pinned["files"].keys())  # a model this kind has not pinned yet (a new student)
+    print(f"pinned hashes: all {len(pinned['files'])} pinned files as pinned in {args.pins}"
+          + (f"; {len(new)} files not pinned (run `update` to pin them): {', '.join(new[:5])}" if new else ""))
     return 0
 
 

@@ -102,6 +102,18 @@ def test_a_profile_student_like_another_is_that_student_as_the_profile_leaves_it
      "teacher_slice, random or pretrained:<Hub id | folder | package:NAME> (got 'pretrained')"),
     ({"tinybert": {"tinybert4": {"init": "distilbert"}}},
      "tinybert.tinybert4.init: 'distilbert' is not in general_distill.objectives ['tinybert', 'minilmv2']"),
+    ({"minilmv2": {"minilm4": {"shape": {"layers": 5, "heads": 6}}}},
+     "minilmv2.minilm4.shape: a student cut from general_distill@minilmv2 (4x384x12x768) must fit inside it: layers "
+     "5 > 4"),
+    ({"minilmv2": {"minilm4": {"shape": {"heads": 8}}}},
+     "minilmv2.minilm4.shape: a student cut from general_distill@minilmv2 (4x384x12x768) must fit inside it: heads 8 "
+     "must divide its 12"),
+    ({"minilmv2": {"minilm4": {"init": "pretrained:prajjwal1/bert-tiny", "shape": {"layers": 1}}}},
+     "minilmv2.minilm4.shape: a pretrained student has its own shape"),
+    ({"minilmv2": {"minilm4": {"init": "teacher_slice", "shape": {"heads": 5}}}},
+     "minilmv2.minilm4.shape: hidden size 384 is not a multiple of its 5 heads"),
+    ({"tinybert": {"tinybert4": {"init": "random", "shape": {"depth": 2}}}},
+     "tinybert.tinybert4.shape.depth.[key]: Input should be 'layers', 'hidden', 'heads' or 'intermediate'"),
     ({"lrc": {"x": {"intermediate": {"cos_nce": {"negatives": "memory_bank"}}}}},
      "lrc.x.intermediate.cos_nce: Value error, k (the memory bank size) is required with negatives: memory_bank"),
     ({"lrc": {"x": {"prediction": {"epsilon": -1}}}},
@@ -188,7 +200,8 @@ def test_profiles(tmp_path, monkeypatch):
     at_budget = shipped | {"tinybert4_nogd": "tinybert", "tinybert4_slice": "tinybert", "tinybert4_uniform": "tinybert"}
     # (params, its students, LRC-BERT's share of the others' step-2 rows: a third at the default budget, where
     # its step costs 2.8x theirs)
-    for params, students, lrc_share in ((Params(), shipped, 3), (ci, all_students, 1), (full, all_students, 1),
+    ci_students = all_students | {"minilm_2x312x6x600": "minilmv2"}  # a frontier point, cut from minilm4's start
+    for params, students, lrc_share in ((Params(), shipped, 3), (ci, ci_students, 1), (full, all_students, 1),
                                         (ablations, at_budget, 3)):
         assert {name: method.name for name, (method, _) in params.students().items()} == students
         assert params.minilmv2["minilm4"].init == "minilmv2" and params.lrc["lrc4"].init == "tinybert"
@@ -243,6 +256,43 @@ def test_a_bad_stage_argument_is_rejected_before_any_work(tmp_path, monkeypatch,
 
 
 # ---------------------------------------------------------------- the DAG
+def test_the_frontier_profile_sweeps_shapes_and_widths_of_the_shipped_recipes():
+    frontier = profile_params("frontier", ROOT / "profiles")
+    students = frontier.students()
+    swept = {name: cfg for name, (_, cfg) in students.items() if name.startswith(("minilm_", "bilstm_")) and
+             name not in ("bilstm_kd", "bilstm_nokd")}
+    assert set(swept) == {"minilm_1x384x12x768", "minilm_2x384x12x768", "minilm_3x384x12x768", "minilm_2x384x6x768",
+                          "minilm_4x192x12x384", "minilm_2x192x6x384", "bilstm_64", "bilstm_300"}
+    minilm4, bilstm_kd = frontier.minilmv2["minilm4"], frontier.tang["bilstm_kd"]
+    assert minilm4.shape == {}
+    assert frontier.model_dump(exclude={"minilmv2", "tang"}) == Params().model_dump(exclude={"minilmv2", "tang"})
+    assert frontier.minilmv2["minilm4"] == Params().minilmv2["minilm4"]  # the default's students as they are
+    for name, cfg in swept.items():
+        base = minilm4 if name.startswith("minilm_") else bilstm_kd
+        axis = "shape" if name.startswith("minilm_") else "hidden"
+        assert cfg.model_dump(exclude={axis}) == base.model_dump(exclude={axis})  # only the swept key differs
+    assert frontier.minilmv2["minilm_2x192x6x384"].shape == {"layers": 2, "hidden": 192, "heads": 6,
+                                                             "intermediate": 384}
+    assert frontier.tang["bilstm_300"].hidden == 300
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ({"s": {"like": "nobody", "shape": ["2x384x12x768"]}}, "sweep.s.like: 'nobody' is not a student of this profile"),
+    ({"s": {"like": "minilm4", "shape": ["2x384x12"]}},
+     "sweep.s.shape: shape '2x384x12': expected LAYERSxHIDDENxHEADSxINTERMEDIATE of positive integers"),
+    ({"s": {"like": "minilm4", "shape": ["2x384x5x768"]}}, "hidden size 384 is not a multiple of its 5 heads"),
+    ({"s": {"like": "bilstm_kd", "hidden": [64], "shape": ["2x384x12x768"]}}, "sweep.s: give one axis, a list of values"),
+    ({"s": {"like": "bilstm_kd", "hidden": 64}}, "sweep.s: give one axis, a list of values"),
+    ({"s": {"like": "minilm4", "shape": ["5x384x12x768"]}},
+     "minilmv2.s_5x384x12x768.shape: a student cut from general_distill@minilmv2 (4x384x12x768) must fit inside it"),
+])
+def test_a_bad_sweep_names_its_key(tmp_path, sweep, message):
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"sweep": sweep}))
+    with pytest.raises(ConfigError) as err:
+        profile_params("mine", tmp_path)
+    assert message in str(err.value) and str(tmp_path / "mine.yaml") in str(err.value)
+
+
 def test_dvc_yaml_is_the_rendering_of_the_registry():
     from pipeline.dag import all_stages, render
 

@@ -128,14 +128,15 @@ def test_transformer_students_load_with_plain_transformers(built):
 
 def test_changing_an_evaluate_param_reruns_only_evaluate(repo):
     set_params(repo, {"evaluate": {"repeats": 2}})
-    assert ran(dvc(repo, "repro")) == {"evaluate"}
+    assert ran(dvc(repo, "repro")) == {"evaluate", "select"}
 
 
 def test_changing_one_student_or_one_step_reruns_only_it_export_and_evaluate(repo):
     # one change of each kind in one repro: neither the other BiLSTM nor TinyBERT's first step reruns
     set_params(repo, {"tang": {"bilstm_kd": {"hidden": 12}},
                       "tinybert": {"tinybert4": {"prediction": {"temperature": 2.0}}}})
-    assert ran(dvc(repo, "repro")) == {"tang@bilstm_kd", "tinybert_prediction@tinybert4", "export", "evaluate"}
+    assert ran(dvc(repo, "repro")) == {"tang@bilstm_kd", "tinybert_prediction@tinybert4", "export", "evaluate",
+                                       "select"}
     config = json.loads((repo / "models/students/bilstm_kd/config.json").read_text())
     assert config["model"]["hidden"] == 12
 
@@ -227,7 +228,7 @@ def test_add_a_loss_term_as_the_docs_say(repo):
     edit(repo, {"distilbert": {"distil3": {"weights": {"logit_mse": 0.5}}}})
     assert changed_files(repo) == {"pipeline/methods/distilbert.py", "params.yaml"}
     assert ran(dvc(repo, "repro", "distilbert@distil3")) == {"distilbert@distil3"}
-    assert stale(repo) == {"export", "evaluate"}  # what `dvc repro` runs next
+    assert stale(repo) == {"export", "evaluate", "select"}  # what `dvc repro` runs next
     history = json.loads((repo / "reports/history/distil3.json").read_text())
     assert all("loss/logit_mse" in h for h in history if "loss" in h)
 
@@ -247,6 +248,6 @@ def test_add_a_method_as_the_docs_say(repo):
     assert changed_files(repo) == {"pipeline/methods/cosine.py", "dvc.yaml", "params.yaml"}
     assert ran(dvc(repo, "repro", "cosine_prediction@cosine4")) == {"cosine_intermediate@cosine4",
                                                                     "cosine_prediction@cosine4"}
-    assert stale(repo) == {"export", "evaluate"}  # which take every student of the registry
+    assert stale(repo) == {"export", "evaluate", "select"}  # which take every student of the registry
     history = json.loads((repo / "reports/history/cosine4_intermediate.json").read_text())
     assert all("loss/cosine" in h for h in history if "loss" in h)

@@ -652,3 +652,51 @@ def test_the_engines_benchmark_runs_every_export_in_every_engine_with_the_logits
                 assert float(row[3].replace(",", "")) > 0
                 if engine.endswith("32"):  # the same graph or model in float32: the same logits
                     assert float(row[6]) < 1e-4 and row[7].startswith("100.00%"), row
+
+
+def test_select_stage_serves_the_pick_in_its_runtime(hf_export, bilstm_export, sst2_dev, capsys, monkeypatch, tmp_path):
+    """The select stage on a workspace of two exports: the rule picks the BiLSTM in int8; selected/ is its export
+    with selection.json, and predict serves it in int8 unless told otherwise. A rule nothing meets fails with
+    the keys to change and writes nothing."""
+    from pipeline.profile import render_params
+    from pipeline.config import Params
+
+    (tmp_path / "exports").mkdir()
+    shutil.copytree(hf_export[0], tmp_path / "exports" / "teacher")
+    shutil.copytree(bilstm_export[0], tmp_path / "exports" / "bilstm")
+    rows = {}
+    for name, value, b1 in (("teacher", 0.80, 10.0), ("teacher:int8", 0.80, 5.0), ("bilstm", 0.795, 2.0),
+                            ("bilstm:int8", 0.795, 1.0)):
+        model, _, runtime = name.partition(":")
+        rows[name] = {"model": model, "runtime": runtime or "torch", "dev_accuracy": value, "latency_ms_b1": b1,
+                      "throughput_b32": 3200 / b1, "retention": round(value / 0.80, 4), "speedup_b1": 10.0 / b1,
+                      "speedup_throughput": 10.0 / b1}
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps(
+        {"task": "sst2", "main_metric": "dev_accuracy", "batch_size": 32, "threads": 2, "models": rows}))
+    params = Params().model_dump()
+
+    def stage(select: dict) -> subprocess.CompletedProcess:
+        (tmp_path / "params.yaml").write_text(render_params(Params.model_validate({**params, "select": select})))
+        return subprocess.run([sys.executable, "-m", "stages.select"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**tool_env(), "PYTHONPATH": str(ROOT)})
+
+    done = stage({"min_retention": 0.99})
+    assert done.returncode == 0, done.stderr
+    selected = tmp_path / "selected"
+    assert json.loads((selected / "selection.json").read_text())["row"] == "bilstm:int8"
+    assert json.loads((tmp_path / "reports" / "selection.json").read_text())["runtime"] == "int8"
+    assert (tmp_path / "reports" / "plots" / "frontier.png").stat().st_size > 10_000
+    assert "**bilstm:int8**" in (tmp_path / "reports" / "selection.md").read_text()
+    texts = sst2_dev[:4]
+    code, lines, _ = run_cli(capsys, monkeypatch, selected, "--json", *texts)
+    assert code == 0
+    served = np.array([json.loads(line)["logits"] for line in lines])
+    np.testing.assert_allclose(served, load_export(selected, "int8").logits(texts, None, 32), atol=1e-6)
+    assert not np.allclose(served, load_export(selected, "torch").logits(texts, None, 32), atol=1e-5)
+
+    shutil.rmtree(selected)
+    failed = stage({"min_retention": 1.0, "runtime": "torch"})
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "no student meets select" in failed.stderr and "select.min_retention" in failed.stderr
+    assert not selected.exists()

@@ -122,7 +122,7 @@ def test_param_change_through_the_flow_reruns_only_dependents(server, repo):
     result = run_deployment_once(server, repo, {"repo": str(repo), "params": {"tang": {"bilstm_kd": {"hidden": 12}}}})
     assert result["state"] == "Completed", result
     # set as an edit of params.yaml would: the ablation written as bilstm_kd + its changes follows its base
-    assert stages_run(result["report"]) == {"tang@bilstm_kd", "tang@bilstm_nokd", "export", "evaluate"}
+    assert stages_run(result["report"]) == {"tang@bilstm_kd", "tang@bilstm_nokd", "export", "evaluate", "select"}
     tang = yaml.safe_load((repo / "params.yaml").read_text())["tang"]
     assert tang["bilstm_kd"]["hidden"] == tang["bilstm_nokd"]["hidden"] == 12
     assert "<<: *bilstm_kd" in (repo / "params.yaml").read_text()

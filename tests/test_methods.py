@@ -689,9 +689,12 @@ def test_a_sample_takes_train_rows_first_and_augmented_rows_only_to_fill_it(tmp_
     assert sorted(task_rows(tmp_path / "l", "tang", None, 3)["text"]) == sorted(texts)
 
 
-def test_random_and_slice_init_students_have_the_general_shape_and_need_no_general_student(tmp_path, monkeypatch):
+def test_task_students_of_the_general_shape_or_of_their_own_shape(tmp_path, monkeypatch):
     from transformers import BertConfig, BertModel
 
+    from safetensors.torch import save_file
+
+    from pipeline.methods.tinybert import TinyBERTStudent
     from pipeline.tasks import preset_task
     from pipeline.twostep import task_student
 
@@ -704,10 +707,13 @@ def test_random_and_slice_init_students_have_the_general_shape_and_need_no_gener
         "teacher": {"pretrained": str(tmp_path / "pretrained")},
         "general_distill": {"student": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}}}))
     teacher = tiny_bert(layers=4, hidden=32)  # the fine-tuned one: its shape, not its weights
-    student, kept = task_student(params, preset_task("sst2"), "random", teacher.config, "tinybert.s.init")
+    def entry(init: str, **shape):
+        return TinyBERTStudent(init=init, shape=shape)
+
+    student, kept = task_student(params, preset_task("sst2"), entry("random"), teacher.config, "tinybert.s")
     assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_labels) == (2, 16, 2)
     assert kept is None
-    sliced, kept = task_student(params, preset_task("sst2"), "teacher_slice", teacher.config, "tinybert.s.init")
+    sliced, kept = task_student(params, preset_task("sst2"), entry("teacher_slice"), teacher.config, "tinybert.s")
     assert sliced.config.hidden_size == 16 and len(kept) == 16
     # the pretrained teacher's layers 2 and 4 (the uniform map), cut to the kept hidden dimensions and
     # the first 8 of each head's 16
@@ -720,4 +726,27 @@ def test_random_and_slice_init_students_have_the_general_shape_and_need_no_gener
     assert not torch.equal(student.bert.embeddings.word_embeddings.weight,
                            sliced.bert.embeddings.word_embeddings.weight)
     with pytest.raises(ModelError, match="no general_distill student.*general_distill@tinybert"):
-        task_student(params, preset_task("sst2"), "tinybert", teacher.config, "tinybert.s.init")
+        task_student(params, preset_task("sst2"), entry("tinybert"), teacher.config, "tinybert.s")
+    # a shape of its own (a frontier's point): one layer, half the width, the teacher's mapped layer 4
+    own, kept = task_student(params, preset_task("sst2"), entry("teacher_slice", layers=1, hidden=8), teacher.config,
+                             "tinybert.s")
+    assert (own.config.num_hidden_layers, own.config.hidden_size, own.config.intermediate_size) == (1, 8, 32)
+    assert len(kept) == 8
+    assert torch.equal(own.bert.encoder.layer[0].output.dense.bias, pretrained.encoder.layer[3].output.dense.bias[kept])
+    with pytest.raises(ConfigError, match=r"tinybert\.s\.shape: hidden size 9 is not a multiple of its 2 heads"):
+        task_student(params, preset_task("sst2"), entry("random", hidden=9), teacher.config, "tinybert.s")
+    # from a general_distill student: its mapped layer (2 of 2) cut to the shape, and its projection to the
+    # teacher's width restricted to the kept dimensions
+    general = BertModel(tfm.student_config(teacher.config, params.general_distill.student))
+    projection = torch.nn.Linear(16, 32)
+    general.save_pretrained(str(tmp_path / "models" / "general" / "tinybert"))
+    save_file(projection.state_dict(), str(tmp_path / "models" / "general" / "tinybert" / tfm.PROJECTION_FILE))
+    cut, kept = task_student(params, preset_task("sst2"), entry("tinybert", layers=1, hidden=8), teacher.config,
+                             "tinybert.s")
+    assert (cut.config.num_hidden_layers, cut.config.hidden_size, len(kept)) == (1, 8, 8)
+    assert torch.equal(cut.bert.encoder.layer[0].output.dense.bias, general.encoder.layer[1].output.dense.bias[kept])
+    start = torch.nn.Linear(8, 32)
+    tfm.sliced_projection(start, kept, tmp_path / "models" / "general" / "tinybert")
+    assert torch.equal(start.weight, projection.weight[:, kept]) and torch.equal(start.bias, projection.bias)
+    tfm.sliced_projection(start, kept, tmp_path / "nothing saved")  # a model as wide as the teacher: the identity
+    assert torch.equal(start.weight[kept, torch.arange(8)], torch.ones(8)) and start.weight.abs().sum() == 8

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, dvc, epochs_alone, make_repo, doc_block,
-                      tool_env)
+from conftest import (ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, doc_block, dvc, epochs_alone, make_repo,
+                      swept_students, tool_env)
 from families import save_family_model, tokenizer_of
 from pipeline.config import deep_merge
 
@@ -28,7 +28,8 @@ WALK_THROUGH = "### Your own teacher, unlabelled text and a pretrained student"
 BUDGET = deep_merge({k: TINY[k] for k in ("tang", "distilbert", "general_distill", "tinybert", "lrc", "export",
                                           "evaluate")},
                     {"augment": {"tang": {"n_iter": 2}}, "teacher_logits": {"batch_size": 32},
-                     "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}})}})
+                     "minilmv2": {"minilm4": deep_merge(TINY_STEPS, {"intermediate": {"relation_heads": 2}}),
+                                  **swept_students()}})
 DEFAULT_STAGES = ALL_STAGES - {"augment@tinybert"}
 
 

@@ -20,8 +20,12 @@ def test_each_machine_kind_is_checked_against_its_own_pins(tmp_path, monkeypatch
         assert json.loads(pinned_hashes.pins_for(kind).read_text())["machine"] == kind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ci_profile.AMD-AVX2-fp32.json",
                                                          "ci_profile.Intel-AVX512-AMX-bf16.json"]
-    assert pinned_hashes.main(["check"]) == 0 and "all 1 files as pinned" in capsys.readouterr().out
+    assert pinned_hashes.main(["check"]) == 0 and "all 1 pinned files as pinned" in capsys.readouterr().out
+    files["models/students/new/model.safetensors"] = "c" * 32  # a student added since: listed, not failed
+    assert pinned_hashes.main(["check"]) == 0 and "1 files not pinned" in capsys.readouterr().out
     files["models/teacher/model.safetensors"] = "b" * 32  # a weight moved: this kind's check fails
+    assert pinned_hashes.main(["check"]) == 1 and "models/teacher/model.safetensors" in capsys.readouterr().out
+    del files["models/teacher/model.safetensors"]  # and so does a pinned file that is gone
     assert pinned_hashes.main(["check"]) == 1 and "models/teacher/model.safetensors" in capsys.readouterr().out
 
 

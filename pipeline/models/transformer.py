@@ -28,14 +28,14 @@ log = logging.getLogger(__name__)
 STUDENT_POSITIONS = 512
 
 
-def student_config(teacher_config, shape, max_length: int = 0):
-    """A BertConfig of `shape` (layers, hidden, heads, intermediate: params' general_distill.student)
+def student_config(teacher_config, shape, max_length: int = 0, key: str = "general_distill.student"):
+    """A BertConfig of `shape` (layers, hidden, heads, intermediate: params' `key`)
     with the teacher's vocabulary, padding id, activation, token types (at least one) and positions (at
     most STUDENT_POSITIONS, or `max_length` where longer, and never more than the teacher has)."""
     from transformers import BertConfig
 
     if shape.hidden % shape.heads:
-        raise ConfigError(f"general_distill.student: hidden size {shape.hidden} is not a multiple of its "
+        raise ConfigError(f"{key}: hidden size {shape.hidden} is not a multiple of its "
                           f"{shape.heads} heads")
     t = teacher_config
     positions = t.max_position_embeddings - encoders.position_offset(t)
@@ -186,7 +186,8 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.sort(torch.topk(scores, k).indices).values
 
 
-def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequence[int]) -> torch.Tensor:
+def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequence[int],
+                       key: str = "general_distill.student") -> torch.Tensor:
     """Initialise a narrower BERT student from teacher weights: keep the teacher's most important hidden
     dimensions (by the scale of a LayerNorm over the hidden width), the first student-width / teacher-heads
     dimensions of each teacher head, and the feed-forward units with the largest output weights, of the
@@ -214,7 +215,7 @@ def slice_from_teacher(student: nn.Module, teacher: nn.Module, layer_map: Sequen
     if too_wide or len(layer_map) != s_dims.layers:
         raise ConfigError("slicing from the teacher needs a student no wider than the teacher and one teacher layer per "
                           f"student layer; the student has {'; '.join(too_wide) or f'{len(layer_map)} mapped layers'} "
-                          "(general_distill.student)")
+                          f"({key})")
     t_layers, s_layers = encoders.layers(teacher), encoders.layers(student)
     project = encoders.maybe_part(t_body, t_fam.project)
     plain_norm = project is not None and t_fam.project_after_norm  # the embeddings' LayerNorm is narrower
@@ -292,6 +293,23 @@ def scatter_projection(proj: nn.Linear, hidden: torch.Tensor) -> None:
         proj.weight.zero_()
         proj.bias.zero_()
         proj.weight[hidden, torch.arange(len(hidden))] = 1.0
+
+
+def sliced_projection(proj: nn.Linear, hidden: torch.Tensor, source: Path | None = None) -> None:
+    """Start the projection of a student cut to the `hidden` dimensions of a wider model: that model's saved
+    projection (PROJECTION_FILE in `source`) restricted to the kept dimensions, or, where it has none (it is
+    as wide as the teacher, so its dimensions are the teacher's), the kept dimensions scattered back."""
+    from safetensors.torch import load_file
+
+    f = source / PROJECTION_FILE if source is not None else None
+    state = load_file(str(f)) if f is not None and f.is_file() else {}
+    weight, bias = state.get("weight"), state.get("bias")
+    if weight is None or bias is None or weight.shape[0] != proj.weight.shape[0] or weight.shape[1] <= int(hidden.max()):
+        scatter_projection(proj, hidden)
+        return
+    with torch.no_grad():
+        proj.weight.copy_(weight[:, hidden])
+        proj.bias.copy_(bias)
 
 
 # ---------------------------------------------------------------- saving and reloading students
