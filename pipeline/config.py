@@ -520,6 +520,10 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> BaseParams:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    if "sweep" in raw:
+        raise ConfigError(f"{source}: sweep: a profile's section, not a params key: write it in profiles/NAME.yaml "
+                          "and run `python -m pipeline.profile NAME`, which writes each of its points into params.yaml "
+                          "as a student")
     try:
         return params_model().model_validate(raw)
     except ValidationError as exc:

@@ -47,6 +47,9 @@ def select(report: dict[str, Any], cfg, seed_spread: float) -> dict[str, Any]:
     if not students:
         raise ConfigError(f"select.runtime: no student was measured in {cfg.runtime} (evaluate.runtimes: "
                           f"{', '.join(sorted({r['runtime'] for r in rows.values()}))})")
+    if cfg.min_retention is not None and teacher <= 0:
+        raise ConfigError(f"select.min_retention: the teacher's {main} is {teacher:g}, so a share of it means nothing; "
+                          "set select.min_retention: null (and select.max_latency_ms)")
     floor = None if cfg.min_retention is None else cfg.min_retention * teacher
     speed = {name: latency(report, r, cfg.batch) for name, r in students.items()}
 
@@ -85,12 +88,12 @@ def select(report: dict[str, Any], cfg, seed_spread: float) -> dict[str, Any]:
                      f"{'below' if apart >= 0 else 'above'} the pick, within the seed spread: on quality the two are "
                      "a tie")
     row = students[pick]
+    same = rows.get(row_name(REFERENCE, row["runtime"]))  # the teacher in the pick's runtime
     return {"model": row["model"], "runtime": row["runtime"], "row": pick, "rule": rule_text(cfg),
             "select": cfg.model_dump(), "main_metric": main, main: value, "retention": row["retention"],
-            "latency_ms": speed[pick], "latency_at_batch": cfg.batch if cfg.batch == 1 else report["batch_size"],
+            "latency_ms": speed[pick], "latency_at_batch": cfg.batch,
             "speedup_b1": row["speedup_b1"], "speedup_throughput": row["speedup_throughput"],
-            "teacher": {main: teacher, "latency_ms": latency(report, rows[row_name(REFERENCE, row["runtime"])], cfg.batch)
-                        if row_name(REFERENCE, row["runtime"]) in rows else None},
+            "teacher": {main: teacher, "latency_ms": latency(report, same, cfg.batch) if same else None},
             "runner_up": runner_up, "points_apart": apart, "seed_spread": seed_spread, "notes": notes,
             "candidates": [{"row": n, main: students[n][main], "retention": students[n]["retention"],
                             "latency_ms": speed[n]} for n in ranked],

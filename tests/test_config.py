@@ -291,6 +291,8 @@ def test_a_bad_sweep_names_its_key(tmp_path, sweep, message):
     with pytest.raises(ConfigError) as err:
         profile_params("mine", tmp_path)
     assert message in str(err.value) and str(tmp_path / "mine.yaml") in str(err.value)
+    with pytest.raises(ConfigError, match="sweep: a profile's section, not a params key"):  # in params.yaml
+        parse_params({"sweep": sweep})
 
 
 def test_dvc_yaml_is_the_rendering_of_the_registry():
