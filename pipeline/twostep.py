@@ -196,17 +196,21 @@ def task_student(params, task: Task, cfg: TwoStepStudent, teacher_config, key: s
     labels = task.model_labels()
     init = cfg.init
     spec = pretrained_spec(init)
+    shape = student_shape(params, cfg)
+
+    def built(where: str):  # a BERT classifier of the student's shape (`where`: the key that sets it)
+        config = tfm.student_config(teacher_config, shape, params.data.max_length, key=where)
+        for k, v in labels.items():
+            setattr(config, k, v)
+        return BertForSequenceClassification(config)
+
     if spec is not None:
         student = load_classifier(spec, task, key=f"{key}.init")
         encoders.family(student, key=f"{key}.init")
         return student, None
     if init in NO_GENERAL:
-        shape = student_shape(params, cfg)
         where = f"{key}.shape" if cfg.shape else "general_distill.student"
-        config = tfm.student_config(teacher_config, shape, params.data.max_length, key=where)
-        for k, v in labels.items():
-            setattr(config, k, v)
-        student = BertForSequenceClassification(config)
+        student = built(where)
         if init == RANDOM:
             return student, None
         source = "teacher.pretrained"
@@ -217,16 +221,12 @@ def task_student(params, task: Task, cfg: TwoStepStudent, teacher_config, key: s
     folder = general_student(init)
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder}: no general_distill student (run `dvc repro general_distill@{init}`)")
-    shape = student_shape(params, cfg)
     if shape == params.general_distill.shape(init):  # its init's shape: the general student itself
         return BertForSequenceClassification.from_pretrained(str(folder), **labels), None
     # a shape of its own: the general student's mapped layers cut to it, as the teacher is cut for teacher_slice
     general = load_base_model(str(folder), str(folder))
-    config = tfm.student_config(teacher_config, shape, params.data.max_length, key=f"{key}.shape")
-    for k, v in labels.items():
-        setattr(config, k, v)
-    student = BertForSequenceClassification(config)
-    layer_map = tfm.uniform_layer_map(config.num_hidden_layers, encoders.dims(general).layers)
+    student = built(f"{key}.shape")
+    layer_map = tfm.uniform_layer_map(shape.layers, encoders.dims(general).layers)
     return student, tfm.slice_from_teacher(student, general, layer_map, key=f"{key}.shape")
 
 
