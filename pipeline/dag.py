@@ -23,6 +23,7 @@ from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, 
 from pipeline.augment import NAMES as AUGMENTATIONS, augmenters
 from pipeline.config import PARAMS_FILE
 from pipeline.data.readers import hub_source
+from pipeline import general, teacher
 from pipeline.methods import Method, methods, objectives
 
 DVC_FILE = "dvc.yaml"
@@ -88,11 +89,11 @@ def method_stages(method: Method) -> list[Stage]:
         paths = method.paths(step, "${key}")
         step_arg = f" {step.name}" if len(method.steps) > 1 else ""
         deps = [str(paths["previous"]) if d == "${previous}" else d for d in step.deps]
-        keys = [f"{method.name}.${{key}}.{k}" for k in step.keys] or [f"{method.name}.${{key}}"]
         stages.append(Stage(
             name=method.stage(step), comment=f"{method.title}: {step.summary}",
             cmd=f"python -m stages.distill {method.name} ${{key}}{step_arg}", deps=deps,
-            code=code_deps("stages.distill", f"pipeline.methods.{method.name}"), params=[*step.shared, *keys],
+            code=code_deps("stages.distill", f"pipeline.methods.{method.name}"),
+            params=method.params_keys(step, "${key}"),
             outs=[str(paths["out"])], metrics=[str(paths["report"])], plots=[str(paths["history"])],
             foreach=f"${{{method.name}}}"))
     return stages
@@ -129,7 +130,7 @@ def all_stages() -> list[Stage]:
               metrics=[str(REPORTS / "augment" / "${item}.json")], foreach="${augment.methods}"),
         Stage("teacher_finetune", "fine-tune the pretrained teacher on the task",
               "python -m stages.teacher_finetune", [str(PREPARED)], code_deps("stages.teacher_finetune"),
-              ["precision", "seed", "teacher", "data.max_length"], [str(TEACHER)],
+              teacher.PARAMS, [str(TEACHER)],
               metrics=[str(REPORTS / "teacher.json")], plots=[str(HISTORY / "teacher.json")]),
         Stage("teacher_logits", "one pass of the fine-tuned teacher over train + augmented rows",
               "python -m stages.teacher_logits", [str(TEACHER), str(PREPARED), str(AUGMENTED)],
@@ -137,11 +138,7 @@ def all_stages() -> list[Stage]:
               [str(TEACHER_LOGITS)], metrics=[str(REPORTS / "teacher_logits.json")]),
         Stage("general_distill", "a small BERT learns the pretrained teacher on general text, one objective each",
               "python -m stages.general_distill ${item}", ["${general_distill.corpus}", str(PREPARED)], general_code,
-              ["precision", "seed", "teacher.pretrained",
-               *(f"general_distill.{k}" for k in ("corpus", "task_text", "seq_length", "max_sequences", "student",
-                                                  "init", "layer_map", "${item}", "epochs", "min_steps", "max_steps",
-                                                  "learning_rate",
-                                                  "batch_size", "warmup_ratio"))],
+              general.params_keys("${item}"),
               [str(general_dir("${item}"))], metrics=[str(REPORTS / "general_distill" / "${item}.json")],
               plots=[str(general_history("${item}"))], foreach="${general_distill.objectives}"),
         *(stage for method in methods().values() for stage in method_stages(method)),

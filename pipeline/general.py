@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import training
 from pipeline.artifacts import PREPARED, UNLABELLED, load_dataset_dir, open_input, plain_suffix, texts_of
+from pipeline.config import GeneralDistillBase
 from pipeline.data.batches import token_collator
 from pipeline.errors import ConfigError, DataError
 from pipeline.methods import objectives
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_tokenizer, resolve_pretrained
+from pipeline.schema import declared
 from pipeline.tasks import prepared_task
 
 if TYPE_CHECKING:
@@ -28,6 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+
+def params_keys(objective: str) -> list[str]:
+    """The params keys general_distill@objective reads (dvc.yaml's `params` of its stage; `${item}` for the
+    foreach): the shared keys of general distillation, the objective's own section, and the teacher."""
+    shared = [f"general_distill.{k}" for k in GeneralDistillBase.model_fields if k != "objectives"]
+    return ["precision", "seed", "teacher.pretrained", *shared, f"general_distill.{objective}"]
 
 def read_corpus(path: Path) -> list[str]:
     """Non-empty lines of a text file, or of every .txt/.raw file in a folder (sorted); gzip-compressed
@@ -104,7 +113,7 @@ def general_distill(objective: str, params: Params, out: Path, history: Path, ch
              objective, len(train), cfg.seq_length, n_tokens, shape.model_dump())
     return training.run(training.Job(
         model=recipe, train=train, collate=token_collator(tokenizer), budget=cfg,
-        fingerprint=[params.seed, params.teacher.pretrained, params.data.task, objective, cfg.settings(objective)],
+        fingerprint=declared(params, params_keys(objective)),
         inputs=[Path(cfg.corpus)] + ([PREPARED] if cfg.task_text else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder, projection),
         out=out, history=history, checkpoints=checkpoints, group_by_length=False, terms=spec.weights.terms(),

@@ -8,6 +8,7 @@ meaning), and an error naming the block and the declared terms for any other key
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -136,3 +137,16 @@ def weights_field(model: type[Weights], **defaults: float):
     """A `weights:` field of a step's schema, with other defaults than the term declaration's."""
     return Field(default_factory=lambda: model(**defaults),
                  description="loss = sum of weight x term over these terms (0: the term is not computed)")
+
+
+def declared(params: BaseModel, keys: Sequence[str]) -> dict[str, Any]:
+    """The values of a stage's declared params keys (dotted, as dvc.yaml lists them; a section's key gives the
+    whole section): what defines its result, and so its checkpoints' fingerprint."""
+    tree = params.model_dump()
+    found = {}
+    for key in keys:
+        value: Any = tree
+        for part in key.split("."):
+            value = value[part]
+        found[key] = value
+    return found

@@ -19,12 +19,14 @@ from pipeline.errors import ConfigError, ModelError
 from pipeline.inference import classifier_logits, device, use_bf16
 from pipeline.models import encoders
 from pipeline.models.hf import load_classifier, load_config, load_tokenizer, resolve_pretrained
+from pipeline.schema import declared
 from pipeline.tasks import Task, compute_metrics, prepared_task
 
 if TYPE_CHECKING:
     from pipeline.config import Params
 
 HISTORY_FILE = HISTORY / "teacher.json"
+PARAMS = ["precision", "seed", "teacher", "data.max_length"]  # what teacher_finetune reads (dvc.yaml's params)
 
 
 def teacher(params: Params) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def finetune(params: Params) -> dict[str, Any]:
         dev=encode_rows(tokenizer, prepared["dev"], task, params.data.max_length), task=task,
         collate=token_collator(tokenizer), budget=cfg, weight_decay=cfg.weight_decay, eval_steps=cfg.eval_steps,
         keep_best=cfg.keep_best,
-        fingerprint=[params.seed, params.data.task, params.data.max_length, cfg.model_dump()], inputs=[PREPARED],
+        fingerprint=declared(params, PARAMS), inputs=[PREPARED],
         save=save, out=TEACHER, history=HISTORY_FILE, checkpoints=CHECKPOINTS / "teacher_finetune",
         summary={"pretrained": cfg.pretrained}), params)
 

@@ -49,7 +49,8 @@ class Job:
     train: Any  # datasets.Dataset of model inputs (+ labels, teacher logits, length), read into memory by run
     collate: Callable[[list[dict]], dict[str, torch.Tensor]]
     budget: Any  # epochs, min_steps, max_steps, learning_rate, batch_size, warmup_ratio, dropout (schema.Budget or alike)
-    fingerprint: Sequence[Any]  # the params that define the result: a checkpoint resumes only if they match
+    fingerprint: dict[str, Any]  # the stage's declared params keys and values (schema.declared): what defines the
+    # result, so a checkpoint resumes only if they match
     inputs: Sequence[Path]  # input artifacts, hashed into the checkpoint fingerprint
     save: Callable[[Path], None]  # writes the trained artifact into a folder
     out: Path  # the artifact folder (written atomically)
@@ -285,7 +286,7 @@ def run(job: Job, params: Params) -> dict[str, Any]:
     """Train `job` (resuming an interrupted run of the same fingerprint), evaluate it on dev, save its
     artifact atomically, write its history, clear its checkpoints; return the stage summary."""
     bf16 = job.mixed_precision and use_bf16(params.precision)
-    checkpoints = CheckpointDir(job.checkpoints, fingerprint([*job.fingerprint, bf16], job.inputs))
+    checkpoints = CheckpointDir(job.checkpoints, fingerprint({**job.fingerprint, "bf16": bf16}, job.inputs))
     b = job.budget
     evaluate = job.dev is not None
     steps, steps_why = planned_steps(len(job.train), b)

@@ -6,7 +6,7 @@ The method (a file in pipeline/methods/) says what the step does; its stage in d
 from pipeline.artifacts import write_json
 from pipeline.config import Params
 from pipeline.errors import ConfigError
-from pipeline.methods import StepRun, methods
+from pipeline.methods import methods
 from pipeline.stage import stage
 
 USAGE = "usage: python -m stages.distill <method> <student> [<step>]"
@@ -29,8 +29,7 @@ def main(params: Params, args: list[str]) -> None:
     if step is None:
         raise ConfigError(f"{USAGE}: {method.name} has steps {', '.join(steps)}")
     paths = method.paths(step, name)
-    summary = step.run(StepRun(params, name, students[name], paths["out"], paths["history"], paths["checkpoints"],
-                               paths["previous"]))
+    summary = step.run(method.run_of(step, params, name, paths))
     write_json(paths["report"], summary)
 
 

@@ -109,3 +109,29 @@ def test_teacher_logits_pass_resumes_at_the_first_missing_chunk(tmp_path, tiny_t
     np.testing.assert_allclose(out[4:], fresh, atol=1e-6)
     assert sorted(p.name for p in run.folder.glob("part-*.npy")) == ["part-00000.npy", "part-00001.npy",
                                                                      "part-00002.npy"]
+
+
+def test_a_steps_fingerprint_is_the_params_its_stage_declares():
+    """A checkpoint resumes only under the same values of the params keys its stage lists in dvc.yaml: a change
+    there starts afresh (as DVC reruns the stage), a change anywhere else (another student, how many processes)
+    resumes."""
+    from pipeline.config import Params, deep_merge, parse_params
+    from pipeline.dag import all_stages
+    from pipeline.methods import methods
+
+    method = methods()["tinybert"]
+    step = method.steps[0]
+
+    def declared(overlay: dict) -> dict:
+        params = parse_params(deep_merge(Params().model_dump(), overlay))
+        return method.run_of(step, params, "tinybert4", method.paths(step, "tinybert4")).declared
+
+    base = declared({})
+    stage = next(s for s in all_stages() if s.name == "tinybert_intermediate")
+    assert list(base) == [key.replace("${key}", "tinybert4") for key in stage.params]
+    for changed in ({"tinybert": {"tinybert4": {"intermediate": {"learning_rate": 1e-3}}}}, {"seed": 1},
+                    {"general_distill": {"student": {"heads": 6}}}):
+        assert declared(changed) != base
+    for unchanged in ({"tinybert": {"tinybert4": {"prediction": {"learning_rate": 1e-3}}}}, {"processes": 2},
+                      {"minilmv2": {"minilm4": {"intermediate": {"epochs": 2.0}}}}, {"evaluate": {"repeats": 5}}):
+        assert declared(unchanged) == base

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.artifacts import CHECKPOINTS, HISTORY, REPORTS, STEPS, student_dir
+from pipeline.schema import declared
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -26,11 +27,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StepRun:
-    """What a step's `run` gets: the params, the student and the paths the stage uses."""
+    """What a step's `run` gets: the params, the student, the values of the params keys its stage declares
+    (its checkpoints' fingerprint) and the paths the stage uses."""
 
     params: Params
     name: str  # the student
     cfg: Any  # its entry of the method's params section
+    declared: dict[str, Any]  # Method.declared: the step's params keys (as dvc.yaml lists them) and their values
     out: Path  # the folder this step writes
     history: Path  # its training history
     checkpoints: Path  # its scratch checkpoint folder
@@ -89,6 +92,17 @@ class Method:
     def stage(self, step: Step) -> str:
         """The DVC stage name (foreach over the students adds `@<student>`)."""
         return self.name if len(self.steps) == 1 else f"{self.name}_{step.name}"
+
+    def params_keys(self, step: Step, student: str) -> list[str]:
+        """The params keys a step of `student` reads (dvc.yaml's `params` of its stage; `${key}` for the foreach)."""
+        own = [f"{self.name}.{student}.{k}" for k in step.keys] or [f"{self.name}.{student}"]
+        return [*step.shared, *own]
+
+    def run_of(self, step: Step, params: Params, student: str, paths: dict[str, Path | None]) -> StepRun:
+        """What `step.run` gets for `student`, writing where `paths` (as `paths()` gives them) say."""
+        return StepRun(params, student, params.section(self.name)[student],
+                       declared(params, self.params_keys(step, student)), paths["out"], paths["history"],
+                       paths["checkpoints"], paths["previous"])
 
     def paths(self, step: Step, student: str) -> dict[str, Path | None]:
         """Where a step of a student writes: its folder (the last step: models/students/<student>, earlier

@@ -178,7 +178,7 @@ def train(run: StepRun) -> dict:
         train=encode_rows(tokenizer, rows, task, params.data.max_length, with_logits=cfg.train_on == "teacher_logits"),
         dev=encode_rows(tokenizer, prepared["dev"], task, params.data.max_length), task=task,
         collate=token_collator(tokenizer), budget=cfg,
-        fingerprint=[params.seed, params.data.task, params.data.max_length, cfg.model_dump()],
+        fingerprint=run.declared,
         inputs=[TEACHER, PREPARED] + ([TEACHER_LOGITS] if cfg.train_on == "teacher_logits" else []),
         save=lambda folder: tfm.save_student(student, tokenizer, folder),
         out=run.out, history=run.history, checkpoints=run.checkpoints, terms=Weights.terms(),

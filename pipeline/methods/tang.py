@@ -141,7 +141,7 @@ def train(run: StepRun) -> dict:
         train=bilstm_rows(tokenizer, texts, pairs, list(source["label"]), list(source["logits"]) if distil else None),
         dev=bilstm_rows(tokenizer, *texts_of(prepared["dev"], task.is_pair), list(prepared["dev"]["label"])),
         task=task, collate=lambda rows: bilstm.collate(rows, tokenizer.pad_id), budget=cfg,
-        fingerprint=[params.seed, params.data.task, params.teacher.pretrained, cfg.model_dump()],
+        fingerprint=run.declared,
         inputs=[PREPARED] + ([TEACHER_LOGITS] if distil else []),
         save=lambda folder: bilstm.save_bilstm(model, tokenizer, folder, {
             "task": task.to_json(), "labels": list(task.labels), "student": run.name}),
