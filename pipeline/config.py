@@ -342,6 +342,10 @@ class SelectConfig(Section):
         None, description="pick among this runtime's rows only (one of evaluate.runtimes; null: any)")
     batch: PositiveInt = Field(
         1, description="latency at batch 1, or per batch of evaluate.batch_size (its value here)")
+    latency_tolerance: float = Field(
+        0.1, ge=0, description="latencies within this share of the fastest one that meets the rule count as equal, "
+                               "the most accurate of them picked (the evaluate stage's quick timing moves by about "
+                               "that much from run to run; two students of one shape differ by it)")
 
 
 class BaseParams(Section):

@@ -1,7 +1,8 @@
 """Pick the student a user's target names, from what the evaluate stage measured (stage `select`).
 
 The rule is params' `select` section: the fastest student (and runtime) that keeps `min_retention` of the
-teacher's main dev metric, or the most accurate one under `max_latency_ms`, or both; latency at batch 1 or
+teacher's main dev metric (latencies within `latency_tolerance` of the fastest count as equal, the most
+accurate of them first), or the most accurate one under `max_latency_ms`, or both; latency at batch 1 or
 per batch of evaluate.batch_size, on the machine that ran evaluate. One seed measures each student, so
 the pick says where the seed spread (evaluate.seed_spread) could change it: a pick that clears the floor by
 less than the spread, a faster student that misses it by less, a runner-up within the spread of the pick.
@@ -63,6 +64,9 @@ def select(report: dict[str, Any], cfg, seed_spread: float) -> dict[str, Any]:
                     else (lambda n: (-students[n][main], speed[n])))
     if not ranked:
         raise ConfigError(no_pick(students, speed, main, teacher, cfg))
+    if fastest_first:  # as fast as the fastest within the timing's noise: the most accurate of those first
+        tied = [n for n in ranked if speed[n] <= (1 + cfg.latency_tolerance) * speed[ranked[0]]]
+        ranked = sorted(tied, key=lambda n: (-students[n][main], speed[n])) + [n for n in ranked if n not in tied]
     pick = ranked[0]
     spread = seed_spread / 100
     notes = []

@@ -92,3 +92,12 @@ def test_the_markdown_names_the_pick_and_marks_the_front():
 def test_bad_select_params_name_the_key(overlay, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_params(deep_merge(Params().model_dump(), overlay))
+
+
+def test_latencies_within_the_tolerance_are_a_tie_the_more_accurate_wins():
+    """Two students of one shape time a few percent apart from run to run: the quick timing must not pick the
+    less accurate one."""
+    r = report({"a:int8": (0.895, 1.80, 900.0), "b:int8": (0.905, 1.90, 880.0), "c:int8": (0.910, 2.50, 700.0)})
+    assert select(r, SelectConfig(min_retention=0.99), seed_spread=0.0)["row"] == "b:int8"  # 1.9 <= 1.1 x 1.8
+    assert select(r, SelectConfig(min_retention=0.99, latency_tolerance=0.0), seed_spread=0.0)["row"] == "a:int8"
+    assert select(r, SelectConfig(min_retention=0.99, latency_tolerance=0.5), seed_spread=0.0)["row"] == "c:int8"
