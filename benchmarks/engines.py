@@ -10,6 +10,7 @@ OpenVINO is an optional dependency (`pip install -e ".[engines]"`); without it i
 saying so. Usage:
 
     python -m benchmarks.engines [--models teacher tinybert4] [--n 2000] [--batch-sizes 128 1] [--threads 2] [--rounds 3]
+        [--out reports/engines.md]
 """
 
 from __future__ import annotations
@@ -128,16 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="also write the table here (e.g. reports/engines.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     texts, pairs = sample_texts(args.n)
     caps = torch.cpu.get_capabilities()
     flags = [f for f in ("avx2", "avx512_f", "avx512_vnni", "avx512_bf16", "amx_bf16") if caps.get(f)]
-    print(f"CPU: {caps.get('cpu_name', 'unknown')} ({', '.join(flags)}); {args.threads} threads; "
-          f"{args.rounds} rounds, medians")
-    print("\n| model | batch | engine | rows/s | vs torch fp32 | vs onnxruntime | max abs logit diff | labels agree |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = [f"CPU: {caps.get('cpu_name', 'unknown')} ({', '.join(flags)}); {args.threads} threads; {args.rounds} rounds, "
+             f"medians; {args.n:,} rows at batch > 1, {min(args.n_single, args.n)} at batch 1.", "",
+             "| model | batch | engine | rows/s | vs torch fp32 | vs onnxruntime | max abs logit diff | labels agree |",
+             "|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines))
     notes: set[str] = set()
     for model in args.models:
         folder = args.exports / model
@@ -150,10 +153,15 @@ def main(argv: list[str] | None = None) -> None:
             base, ort = result["torch fp32"]["rows_per_s"], result["onnxruntime fp32"]["rows_per_s"]
             for name, r in result.items():
                 agree = "-" if np.isnan(r["agree"]) else f"{100 * r['agree']:.2f}%"
-                print(f"| {model} | {batch_size} | {name} | {r['rows_per_s']:,.1f} | {r['rows_per_s'] / base:.2f}x | "
-                      f"{r['rows_per_s'] / ort:.2f}x | {r['max_diff']:.2e} | {agree} |")
+                lines.append(f"| {model} | {batch_size} | {name} | {r['rows_per_s']:,.1f} | {r['rows_per_s'] / base:.2f}x | "
+                             f"{r['rows_per_s'] / ort:.2f}x | {r['max_diff']:.2e} | {agree} |")
+                print(lines[-1])
     for note in sorted(notes):
+        lines += ["", note]
         print(f"\n{note}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -104,9 +104,30 @@ def copied(name: str) -> Callable[[Path], str]:
     return table
 
 
+def pick(reports: Path) -> str:
+    """One line: the student the select stage picked (reports/selection.json), and what for."""
+    s = json.loads((reports / "selection.json").read_text(encoding="utf-8"))
+    row = metrics(reports)["models"][s["row"]]
+    at = "at batch 1" if s["latency_at_batch"] == 1 else f"per batch of {s['latency_at_batch']}"
+    return (f"The pick of `select` ({s['rule']}): **{s['model']} in {RUNTIMES[s['runtime']]}**, "
+            f"{s['main_metric']} {points(s[s['main_metric']])} ({points(s['retention'])}% of the teacher), "
+            f"{s['latency_ms']} ms {at}, {row['speedup_b1']}x the teacher in the same runtime at batch 1; served "
+            "from `selected/`.\n")
+
+
+def frontier(reports: Path) -> str:
+    """The frontier profile's pick and its table of every student (reports/frontier/selection.md, as the
+    select stage wrote it), headings aside."""
+    text = (reports / "frontier" / "selection.md").read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip() + "\n"
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline, "timed-on": timed_on, "results": results, "seeds": seeds,
-    "budgets": copied("budgets.md"), "unlabelled": copied("unlabelled.md"),
+    "budgets": copied("budgets.md"), "unlabelled": copied("unlabelled.md"), "pick": pick, "frontier": frontier,
+    "peers": lambda reports: (reports / "peers.md").read_text(encoding="utf-8"),
+    "engines": lambda reports: (reports / "engines.md").read_text(encoding="utf-8"),
+    "frontier-pick": lambda reports: (reports / "frontier" / "pick.md").read_text(encoding="utf-8"),
 }
 
 

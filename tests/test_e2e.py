@@ -81,6 +81,13 @@ def test_repro_builds_every_artifact_and_reports_what_the_exports_do(built):
     report = (built / "reports/report.md").read_text()
     assert all(f"| {row['model']} | {row['runtime']} |" in report for row in rows.values())
     assert metrics["pareto_front"] and set(metrics["pareto_front"]) <= REPORT_ROWS
+    # the pick (the ci profile's rule: the most accurate student), served from selected/
+    selection = json.loads((built / "reports/selection.json").read_text())
+    students = {n: r for n, r in rows.items() if r["model"] != "teacher"}
+    assert selection["row"] == max(students, key=lambda n: (students[n]["dev_accuracy"], -students[n]["latency_ms_b1"]))
+    assert json.loads((built / "selected/selection.json").read_text())["row"] == selection["row"]
+    assert (built / "selected/export.json").read_bytes() == (built / "exports" / selection["model"] / "export.json").read_bytes()
+    assert f"**{selection['model']}**" in (built / "reports/selection.md").read_text()
     for name in {"teacher"} | STUDENTS:
         folder = built / "exports" / name
         assert (folder / "model.onnx").is_file() and (folder / "model.int8.onnx").is_file()
@@ -251,3 +258,30 @@ def test_add_a_method_as_the_docs_say(repo):
     assert stale(repo) == {"export", "evaluate", "select"}  # which take every student of the registry
     history = json.loads((repo / "reports/history/cosine4_intermediate.json").read_text())
     assert all("loss/cosine" in h for h in history if "loss" in h)
+
+
+def test_peers_benchmark_runs_tinybert_steps_in_ours_and_textbrewer_on_the_same_rows(built, tmp_path):
+    out = tmp_path / "peers.md"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--rows", "48", "--step2-rows", "64",
+                           "--out", str(out)], cwd=built, env=tool_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): [c.strip() for c in line.split("|")[3:-1]]
+            for line in out.read_text().splitlines() if line.startswith("| ") and not line.startswith("| step")}
+    for step, n in (("intermediate", 48), ("prediction", 64)):
+        ours, theirs = rows[(step, "ours")], rows[(step, "textbrewer")]
+        assert ours[0] == theirs[0] == f"{n}"  # the same rows
+        assert ours[1] == theirs[1] == f"{-(-n // 16)}"  # the same optimizer steps (TINY's batch 16)
+        assert ours[4] == "1.0" and float(theirs[4]) > 0  # rows/s against ours
+    assert 0 <= float(rows[("prediction", "ours")][5]) <= 100 and 0 <= float(rows[("prediction", "textbrewer")][5]) <= 100
+    assert rows[("both", "torchdistill")][-1].startswith("not run")
+
+
+def test_the_pick_benchmark_times_the_pick_against_the_teacher_in_its_runtime(built, tmp_path):
+    out = tmp_path / "pick.md"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.pick", "--rounds", "6", "--samples", "4", "--goal", "1000",
+                           "--out", str(out)], cwd=built, env=tool_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pick = json.loads((built / "selected/selection.json").read_text())
+    row = [c.strip() for c in out.read_text().splitlines()[-1].split("|")[1:-1]]
+    assert row[:2] == [pick["model"], pick["runtime"]] and float(row[3]) > 0
+    assert row[-1] == "missed"  # no student of the teacher's shape family is 1000x faster

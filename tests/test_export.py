@@ -637,9 +637,11 @@ def test_the_engines_benchmark_runs_every_export_in_every_engine_with_the_logits
         (tmp_path / folder.name).symlink_to(folder)
     monkeypatch.setattr(engines, "sample_texts", lambda n: (list(sst2_dev[:n]), None))
     engines.main(["--exports", str(tmp_path), "--models", "teacher", "bilstm", "--n", "24", "--n-single", "6",
-                  "--batch-sizes", "8", "1", "--rounds", "1", "--threads", "1"])
+                  "--batch-sizes", "8", "1", "--rounds", "1", "--threads", "1", "--out", str(tmp_path / "engines.md")])
     out = capsys.readouterr().out
-    rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| teacher", "| bilstm"))]
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert [line for line in (tmp_path / "engines.md").read_text().splitlines() if line.startswith("|")] == table
+    rows = [line.split(" | ") for line in table if line.startswith(("| teacher", "| bilstm"))]
     got = {(r[0].strip("| "), int(r[1]), r[2]): r for r in rows}
     bf16 = engines.bf16_native(torch.device("cpu"))
     for model in ("teacher", "bilstm"):
