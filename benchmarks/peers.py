@@ -148,8 +148,8 @@ def textbrewer_steps(params, student: str, scratch: Path) -> list[dict[str, Any]
                                                 model_S=model, adaptor_T=adaptor, adaptor_S=adaptor)
         start = time.perf_counter()
         with distiller:
-            distiller.train(optimizer, loader, num_epochs=int(budget.epochs), scheduler_class=get_linear_schedule_with_warmup,
-                            scheduler_args={"num_warmup_steps": int(budget.warmup_ratio * total),
+            distiller.train(optimizer, loader, num_epochs=int(budget.epochs),
+                            scheduler_class=get_linear_schedule_with_warmup, scheduler_args={"num_warmup_steps": int(budget.warmup_ratio * total),
                                             "num_training_steps": total},
                             batch_postprocessor=inputs)
         seconds = time.perf_counter() - start
@@ -173,7 +173,8 @@ def torchdistill_steps(params, student: str, scratch: Path) -> list[dict[str, An
 # ---------------------------------------------------------------- the table
 def markdown(results: dict[str, list[dict[str, Any]] | str], main: str, note: str) -> str:
     mine = {r["step"]: r for r in results["ours"]}
-    lines = [note, "", f"| step | tool | rows | optimizer steps | seconds | rows/s | x ours | dev {main} after step 2 |",
+    lines = [note, "",
+             f"| step | tool | rows | optimizer steps | seconds | rows/s | x ours | dev {main} after step 2 |",
              "|---|---|---|---|---|---|---|---|"]
     for tool, found in results.items():
         if isinstance(found, str):
@@ -210,8 +211,9 @@ def main(argv: list[str] | None = None) -> None:
                    "textbrewer": textbrewer_steps(params, args.student, scratch),
                    "torchdistill": torchdistill_steps(params, args.student, scratch)}
     c = cpu()
+    batch = params.section(METHOD)[args.student].prediction.batch_size
     note = (f"TinyBERT's task steps for {args.student} in each tool: step 1 on {args.rows:,} rows, step 2 on "
-            f"{args.step2_rows:,}, {args.epochs:g} epoch each, batch {params.section(METHOD)[args.student].prediction.batch_size} "
+            f"{args.step2_rows:,}, {args.epochs:g} epoch each, batch {batch} "
             f"(step 2), seed {params.seed}, {args.precision}; {torch.get_num_threads()} threads of {c['name']} "
             f"({', '.join(c['flags']) or 'no AVX2'}). Rows/s of the training loop (loading and tokenising aside); "
             "one seed each (evaluate.seed_spread is the spread over seeds).")

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     low, high, _ = median_interval(values)
     c = cpu()
     lines = [f"The pick of `select` ({pick['rule']}) against the teacher in {runtime}, batch 1, model alone: "
-             f"{args.samples} dev sentences a round, {args.rounds} paired rounds, {args.threads} threads of {c['name']} "
-             f"({', '.join(c['flags']) or 'no AVX2'}).", "",
+             f"{args.samples} dev sentences a round, {args.rounds} paired rounds, {args.threads} threads of "
+             f"{c['name']} ({', '.join(c['flags']) or 'no AVX2'}).", "",
              "| pick | runtime | retention | speed-up, median | 95% interval | range | goal | verdict |",
              "|---|---|---|---|---|---|---|---|",
              f"| {pick['model']} | {runtime} | {100 * pick['retention']:.2f}% | {statistics.median(values):.2f} | "

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from pipeline.artifacts import atomic_path
-from pipeline.config import PARAMS_FILE, Params, deep_merge, parse_params, read_yaml
+from pipeline.config import PARAMS_FILE, Params, StudentShape, deep_merge, parse_params, read_yaml
 from pipeline.errors import ConfigError, PipelineError
 
 PROFILES_DIR = Path("profiles")
@@ -80,7 +80,6 @@ def resolve_sweep(raw: dict[str, Any], source: str) -> dict[str, Any]:
     value...}` adds one student per value, named NAME_VALUE, that is the `like` student (of any method, as
     this profile leaves it) with that value of AXIS (shape or hidden, SWEEP_AXES) and the other keys set.
     A shape value LxHxAxI sets the student's whole `shape`."""
-    from pipeline.config import StudentShape
     from pipeline.methods import methods
 
     sweeps = raw.pop("sweep", None) or {}
@@ -89,13 +88,15 @@ def resolve_sweep(raw: dict[str, Any], source: str) -> dict[str, Any]:
     for name, entry in sweeps.items():
         key = f"{source}: sweep.{name}"
         if not isinstance(entry, dict) or "like" not in entry:
-            raise ConfigError(f"{key}: expected {{like: student, AXIS: [values]}} with AXIS one of {', '.join(SWEEP_AXES)}")
+            raise ConfigError(f"{key}: expected {{like: student, AXIS: [values]}} with AXIS one of "
+                              f"{', '.join(SWEEP_AXES)}")
         method = next((m for m in methods() if entry["like"] in (raw.get(m) or {})), None)
         if method is None:
             raise ConfigError(f"{key}.like: {entry['like']!r} is not a student of this profile")
         axes = [a for a in SWEEP_AXES if a in entry]
         if len(axes) != 1 or not isinstance(entry[axes[0]], list) or not entry[axes[0]]:
-            raise ConfigError(f"{key}: give one axis, a list of values: {'; '.join(f'{a}: {h}' for a, h in SWEEP_AXES.items())}")
+            axes_help = "; ".join(f"{a}: {h}" for a, h in SWEEP_AXES.items())
+            raise ConfigError(f"{key}: give one axis, a list of values: {axes_help}")
         axis, rest = axes[0], {k: v for k, v in entry.items() if k not in ("like", axes[0])}
         for value in entry[axis]:
             if axis == "shape":
