@@ -222,8 +222,9 @@ def plot_frontier(report: dict[str, Any], selection: dict[str, Any], path: Path)
                     drawstyle="steps-post", zorder=2)
             labels[ax] += [(rows[n]["model"], by_name[n][1], by_name[n][2], n == selection["row"]) for n in front]
         pick = rows[selection["row"]]
-        ax.scatter([latency(report, pick, batch)], [100 * pick["retention"]], s=260, facecolors="none",
-                   edgecolors="red", linewidth=1.5, zorder=5, label=f"pick: {selection['row']}")
+        if pick["retention"] is not None:  # None where the teacher's metric is 0 or below (a correlation can be)
+            ax.scatter([latency(report, pick, batch)], [100 * pick["retention"]], s=260, facecolors="none",
+                       edgecolors="red", linewidth=1.5, zorder=5, label=f"pick: {selection['row']}")
         floor = selection["select"]["min_retention"]
         if floor is not None:
             ax.axhline(100 * floor, color="red", lw=0.8, ls=":", label=f"floor {100 * floor:g}%")

@@ -119,13 +119,21 @@ def no_pick(students: dict[str, dict[str, Any]], speed: dict[str, float], main: 
     return " ".join(lines)
 
 
+SERVED_KEYS = ("model", "runtime", "row", "rule", "select", "main_metric", "retention")  # no timings: see below
+
+
 def write_selected(selection: dict[str, Any], exports: Path, out: Path) -> None:
-    """`out`: a copy of the picked student's export folder with selection.json (which runtime it serves and
-    why), written whole or not at all."""
+    """`out`: a copy of the picked student's export folder with selection.json (which runtime it serves, by
+    which rule, and its quality), written whole or not at all. Like the exports it holds no timing, so that
+    the same pick gives the same folder; the timings are in reports/selection.json."""
     source = exports / selection["model"]
     with atomic_path(out) as tmp:
         shutil.copytree(source, tmp)
-        write_json(tmp / SELECTION_FILE, {k: v for k, v in selection.items() if k != "candidates"})
+        write_json(tmp / SELECTION_FILE, {k: selection[k] for k in (*SERVED_KEYS, selection["main_metric"])})
+
+
+def percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.2f}%"
 
 
 def where(report: dict[str, Any]) -> str:
@@ -144,7 +152,7 @@ def selection_markdown(report: dict[str, Any], selection: dict[str, Any]) -> str
     lines = ["# The pick", "",
              f"Rule (params `select`): {selection['rule']}. Latency as the evaluate stage timed it{where(report)}, "
              f"{report['threads']} threads.", "",
-             f"**{selection['row']}**: {main} {100 * pick[main]:.2f}, {100 * pick['retention']:.2f}% of the teacher, "
+             f"**{selection['row']}**: {main} {100 * pick[main]:.2f}, {percent(pick['retention'])} of the teacher, "
              f"{selection['latency_ms']:g} ms {'at batch 1' if batch == 1 else f'per batch of {batch}'}; "
              f"{pick['speedup_b1']}x the teacher's speed in {pick['runtime']} at batch 1, "
              f"{pick['speedup_throughput']}x at batch {b}. It is in `selected/` "
@@ -161,7 +169,7 @@ def selection_markdown(report: dict[str, Any], selection: dict[str, Any]) -> str
         for n in sorted(names, key=lambda n: rows[n]["latency_ms_b1"]):
             r = rows[n]
             name = f"**{r['model']}**" if n == selection["row"] else r["model"]
-            retention = "n/a" if r["retention"] is None else f"{100 * r['retention']:.2f}%"
+            retention = percent(r["retention"])
             lines.append(f"| {runtime} | {name} | {100 * r[main]:.2f} | {retention} | {r['latency_ms_b1']:g} | "
                          f"{latency(report, r, b):g} | {r['speedup_b1']} | {'yes' if n in front else ''} | "
                          f"{'yes' if n in met else ''} |")

@@ -686,7 +686,9 @@ def test_select_stage_serves_the_pick_in_its_runtime(hf_export, bilstm_export, s
     done = stage({"min_retention": 0.99})
     assert done.returncode == 0, done.stderr
     selected = tmp_path / "selected"
-    assert json.loads((selected / "selection.json").read_text())["row"] == "bilstm:int8"
+    served = json.loads((selected / "selection.json").read_text())
+    assert served["row"] == "bilstm:int8" and served["retention"] == pytest.approx(0.9938)
+    assert not [key for key in served if "latency" in key or "speedup" in key]  # the same pick, the same folder
     assert json.loads((tmp_path / "reports" / "selection.json").read_text())["runtime"] == "int8"
     assert (tmp_path / "reports" / "plots" / "frontier.png").stat().st_size > 10_000
     assert "**bilstm:int8**" in (tmp_path / "reports" / "selection.md").read_text()

@@ -101,3 +101,21 @@ def test_latencies_within_the_tolerance_are_a_tie_the_more_accurate_wins():
     assert select(r, SelectConfig(min_retention=0.99), seed_spread=0.0)["row"] == "b:int8"  # 1.9 <= 1.1 x 1.8
     assert select(r, SelectConfig(min_retention=0.99, latency_tolerance=0.0), seed_spread=0.0)["row"] == "a:int8"
     assert select(r, SelectConfig(min_retention=0.99, latency_tolerance=0.5), seed_spread=0.0)["row"] == "c:int8"
+
+
+def test_a_teacher_whose_metric_is_0_or_below_has_no_retention_to_pick_or_draw(tmp_path):
+    """A correlation can be 0 or below after a tiny budget: a share of it means nothing, so the floor is refused,
+    and the most accurate pick is reported and drawn without one."""
+    from pipeline.plots import plot_frontier
+
+    r = report({"s": (0.2, 1.0, 500.0), "s:int8": (0.1, 0.5, 900.0)})
+    for row in r["models"].values():
+        row[MAIN] -= 1.0  # the teacher at -0.1
+    add_ratios(r["models"], MAIN, 32)
+    with pytest.raises(ConfigError, match="select.min_retention: the teacher's dev_accuracy is -0.1"):
+        select(r, SelectConfig(), seed_spread=1.0)
+    found = select(r, SelectConfig(min_retention=None), seed_spread=1.0)
+    assert found["row"] == "s" and found["retention"] is None
+    assert "n/a of the teacher" in selection_markdown(r, found)
+    plot_frontier(r, found, tmp_path / "frontier.png")
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
