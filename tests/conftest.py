@@ -182,12 +182,16 @@ def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
     return repo
 
 
+TIMED = ("reports/", "selected")  # outputs that depend on timings, which differ from one run to the next
+
+
 def lock_outputs(repo: Path) -> dict[str, dict]:
-    """{stage: its dvc.lock entry}, less the files under reports/: what must match a serial run. Those are
-    the outputs DVC does not cache (metrics, training histories, the report); they hold timings, which
-    differ from one run to the next, serial or not."""
+    """{stage: its dvc.lock entry}, less the files under reports/ and selected/: what must match a serial run.
+    The reports are the outputs DVC does not cache (metrics, training histories, the report); they hold
+    timings, which differ from one run to the next, serial or not; and the pick depends on them (two rows
+    of one accuracy are told apart by their latency)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    return {name: {key: [f for f in files if not f["path"].startswith("reports/")] if key in ("deps", "outs")
+    return {name: {key: [f for f in files if not f["path"].startswith(TIMED)] if key in ("deps", "outs")
                    else files for key, files in entry.items()} for name, entry in lock.items()}
 
 

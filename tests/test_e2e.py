@@ -152,7 +152,7 @@ def quality_snapshot(repo: Path) -> dict:
     """Everything a rerun must reproduce: artifact hashes and every non-timing metric."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     hashes = {f"{stage}:{out['path']}": out.get("md5") for stage, entry in lock.items()
-              for out in entry.get("outs", []) if not out["path"].startswith("reports")}
+              for out in entry.get("outs", []) if not out["path"].startswith(("reports", "selected"))}
     timing = re.compile(r"seconds|per_second|latency|throughput|speedup|pareto")
 
     def strip(obj):
