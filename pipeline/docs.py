@@ -104,6 +104,11 @@ def copied(name: str) -> Callable[[Path], str]:
     return table
 
 
+def whole(name: str) -> Callable[[Path], str]:
+    """reports/<name> as its benchmark wrote it."""
+    return lambda reports: (reports / name).read_text(encoding="utf-8")
+
+
 def pick(reports: Path) -> str:
     """One line: the student the select stage picked (reports/selection.json), and what for."""
     s = json.loads((reports / "selection.json").read_text(encoding="utf-8"))
@@ -125,9 +130,7 @@ def frontier(reports: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline, "timed-on": timed_on, "results": results, "seeds": seeds,
     "budgets": copied("budgets.md"), "unlabelled": copied("unlabelled.md"), "pick": pick, "frontier": frontier,
-    "peers": lambda reports: (reports / "peers.md").read_text(encoding="utf-8"),
-    "engines": lambda reports: (reports / "engines.md").read_text(encoding="utf-8"),
-    "frontier-pick": lambda reports: (reports / "frontier" / "pick.md").read_text(encoding="utf-8"),
+    "peers": whole("peers.md"), "engines": whole("engines.md"), "frontier-pick": whole("frontier/pick.md"),
 }
 
 
