@@ -26,4 +26,4 @@ test: install
 	$(PY) -m pytest
 
 profile-%: install
-	$(PY) -m pipeline.profile $*
+	$(PY) -m pipeline profile $*

@@ -28,14 +28,14 @@ CONDITIONS = ("epochs", "floors")  # before: epochs alone; after: the defaults
 
 def epochs_alone(params: dict[str, Any]) -> dict[str, Any]:
     """Overrides (dotted keys) that turn every step floor off and the teacher's best checkpoint with it."""
-    from pipeline.config import flatten
+    from pipeline.params.config import flatten
 
     off = {key: 0 for key, value in flatten(params).items() if key.endswith(".min_steps") and value}
     return {**off, "teacher.keep_best": False}
 
 
 def result(rev: dict[str, Any]) -> dict[str, Any]:
-    """What the table shows of one experiment (`pipeline.flows.experiments` entry)."""
+    """What the table shows of one experiment (`pipeline.orchestration.flows.experiments` entry)."""
     files = rev.get("data", {}).get("metrics", {})
     teacher = files.get("reports/teacher.json", {}).get("data", {})
     metrics = files.get("reports/metrics.json", {}).get("data", {})
@@ -72,8 +72,8 @@ def markdown(results: dict[tuple[str, str], dict[str, Any]], seed: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks import experiments
-    from pipeline.config import deep_merge
-    from pipeline.workspace import current_params
+    from pipeline.orchestration.workspace import current_params
+    from pipeline.params.config import deep_merge
 
     parser = experiments.parser(__doc__.splitlines()[0], "reports/budgets.md")
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS), help="tasks (default: all)")

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from pipeline.artifacts import EXPORTS, PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.inference import bf16_linears, bf16_native
-from pipeline.runtimes import ONNX_FILE, Feeds, OnnxPredictor, Runtime, load_export
+from pipeline.serving.runtimes import ONNX_FILE, Feeds, OnnxPredictor, Runtime, load_export
+from pipeline.training.inference import bf16_linears, bf16_native
 
 Engine = Callable[[Feeds], np.ndarray]
 

@@ -23,9 +23,9 @@ def parser(description: str, out: str) -> argparse.ArgumentParser:
 
 def run(repo: Path, runs: dict[str, dict[str, Any]], existing: bool = False) -> dict[str, dict[str, Any]]:
     """Run each named params overrides as an experiment (unless `existing`), one after another; return
-    every named experiment's `dvc exp show` entry (pipeline.flows.experiments). Exits naming any missing."""
-    from pipeline.flows import experiment_args, experiments
-    from pipeline.workspace import run_dvc
+    every named experiment's `dvc exp show` entry (pipeline.orchestration.flows.experiments). Exits naming any missing."""
+    from pipeline.orchestration.flows import experiment_args, experiments
+    from pipeline.orchestration.workspace import run_dvc
 
     for name, overrides in runs.items() if not existing else ():
         print(name, flush=True)

@@ -33,15 +33,15 @@ import numpy as np
 import torch
 
 from pipeline.artifacts import PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.config import deep_merge, parse_params
 from pipeline.data.batches import encode_rows, task_rows, token_collator
-from pipeline.inference import classifier_logits
 from pipeline.methods import methods
+from pipeline.methods.twostep import task_student
 from pipeline.models import encoders
 from pipeline.models.hf import load_teacher
+from pipeline.params.config import deep_merge, parse_params
 from pipeline.tasks import compute_metrics, prepared_task
-from pipeline.training import set_dropout
-from pipeline.twostep import task_student
+from pipeline.training.driver import set_dropout
+from pipeline.training.inference import classifier_logits
 
 METHOD = "tinybert"
 
@@ -91,7 +91,7 @@ def textbrewer_steps(params, student: str, scratch: Path) -> list[dict[str, Any]
     import textbrewer
     from transformers import get_linear_schedule_with_warmup, set_seed
 
-    from pipeline.twostep import layer_map
+    from pipeline.methods.twostep import layer_map
 
     cfg = params.section(METHOD)[student]
     task = prepared_task()
@@ -189,8 +189,8 @@ def markdown(results: dict[str, list[dict[str, Any]] | str], main: str, note: st
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.config import read_yaml
-    from pipeline.evaluate import cpu
+    from pipeline.params.config import read_yaml
+    from pipeline.report.evaluate import cpu
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--student", default="tinybert4", help="a tinybert student of params.yaml (default tinybert4)")

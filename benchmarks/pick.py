@@ -19,8 +19,8 @@ import torch
 
 from benchmarks.speed import median_interval, paired_speedups, verdict
 from pipeline.artifacts import EXPORTS, PREPARED, SELECTED, load_dataset_dir, texts_of
-from pipeline.evaluate import REFERENCE, cpu
-from pipeline.runtimes import SELECTION_FILE, load_export, task_of
+from pipeline.report.evaluate import REFERENCE, cpu
+from pipeline.serving.runtimes import SELECTION_FILE, load_export, task_of
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,7 @@ def git(cwd: Path, *args: str) -> None:
 
 def source_repo(where: Path, profile: str | None) -> Path:
     """A clone of HEAD with the profile's params committed (the workers check out commits)."""
-    from pipeline.profile import profile_params, write_params
+    from pipeline.params.profile import profile_params, write_params
 
     repo = where / "source"
     git(where, "clone", "-q", str(ROOT), str(repo))
@@ -40,8 +40,8 @@ def source_repo(where: Path, profile: str | None) -> Path:
 
 
 def timed_run(source: Path, where: Path, env: dict[str, str], workers: int) -> tuple[float, dict[str, str]]:
-    from pipeline.flows import distill_pipeline
-    from pipeline.prefect_local import start_worker, stop
+    from pipeline.orchestration.flows import distill_pipeline
+    from pipeline.orchestration.prefect_local import start_worker, stop
 
     repo = where / f"run{workers}" / "repo"
     git(where, "clone", "-q", str(source), str(repo))
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 3], help="worker counts (default 1 3)")
     args = parser.parse_args(argv)
 
-    from pipeline.prefect_local import deploy, local_server
+    from pipeline.orchestration.prefect_local import deploy, local_server
 
     with tempfile.TemporaryDirectory(prefix="pool-benchmark-") as tmp:
         where = Path(tmp)

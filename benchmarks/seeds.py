@@ -72,7 +72,7 @@ def differences_markdown(pairs: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks import experiments
-    from pipeline.flows import experiment_row
+    from pipeline.orchestration.flows import experiment_row
 
     parser = experiments.parser(__doc__.splitlines()[0], "reports/seeds.md")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")

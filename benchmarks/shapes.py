@@ -27,14 +27,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.speed import median_interval, paired_speedups
-from pipeline.config import ExportConfig, StudentShape, load_params
 from pipeline.errors import ConfigError, ModelError
-from pipeline.export import LogitsOnly
-from pipeline.graphs import fuse, write_int8, write_onnx
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import resolve_pretrained
-from pipeline.runtimes import Feeds, onnx_session, run_session
+from pipeline.params.config import ExportConfig, StudentShape, load_params
+from pipeline.serving.export import LogitsOnly
+from pipeline.serving.graphs import fuse, write_int8, write_onnx
+from pipeline.serving.runtimes import Feeds, onnx_session, run_session
 
 INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
 BATCH = 32

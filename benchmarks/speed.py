@@ -30,13 +30,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.artifacts import EXPORTS, PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.config import EvaluateConfig, load_params
-from pipeline.evaluate import REFERENCE, measure_speed, row_name
-from pipeline.export import prepare
-from pipeline.graphs import fuse, write_int8, write_onnx
-from pipeline.inference import classifier_logits, use_bf16
-from pipeline.logits import pass_teacher
-from pipeline.runtimes import RUNTIMES, OnnxPredictor, Predictor, export_info, load_export, task_of
+from pipeline.params.config import EvaluateConfig, load_params
+from pipeline.report.evaluate import REFERENCE, measure_speed, row_name
+from pipeline.serving.export import prepare
+from pipeline.serving.graphs import fuse, write_int8, write_onnx
+from pipeline.serving.runtimes import RUNTIMES, OnnxPredictor, Predictor, export_info, load_export, task_of
+from pipeline.training.inference import classifier_logits, use_bf16
+from pipeline.training.logits import pass_teacher
+
 
 # ---------------------------------------------------------------- FLOPs of a shape
 def _lstm_flops(module: torch.nn.LSTM, inputs: tuple) -> int:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.inference import classifier_logits
 from pipeline.models.hf import load_classifier, load_tokenizer
+from pipeline.training.inference import classifier_logits
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,8 +55,8 @@ def markdown(rows: list[dict[str, Any]], seeds: list[int], max_train: int, unlab
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks import experiments
-    from pipeline.config import deep_merge
-    from pipeline.flows import experiment_row
+    from pipeline.orchestration.flows import experiment_row
+    from pipeline.params.config import deep_merge
 
     parser = experiments.parser(__doc__.splitlines()[0], "reports/unlabelled.md")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2], help="seeds (default 42 1 2)")

@@ -1,7 +1,7 @@
 """Where every artifact lives, and how it is written: atomically, so a killed stage leaves the old
 artifact or none, never half of one.
 
-The paths are relative to the repository root; dvc.yaml (rendered by pipeline/dag.py) names the same
+The paths are relative to the repository root; dvc.yaml (rendered by pipeline/orchestration/dag.py) names the same
 ones, from here.
 """
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipeline.config import BaseParams
+    from pipeline.params.config import BaseParams
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ its operation counts."""
 from pipeline.artifacts import (PREPARED, REPORTS, UNLABELLED, augmented_dir, load_dataset_dir, save_dataset, texts_of,
                                 write_json)
 from pipeline.augment import augmenters
-from pipeline.config import Params
 from pipeline.errors import ConfigError
-from pipeline.stage import log, stage
+from pipeline.orchestration.stage import log, stage
+from pipeline.params.config import Params
 from pipeline.tasks import prepared_task
 
 

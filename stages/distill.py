@@ -4,10 +4,10 @@ The method (a file in pipeline/methods/) says what the step does; its stage in d
 `<method>@<student>` for a one-step method, `<method>_<step>@<student>` otherwise."""
 
 from pipeline.artifacts import write_json
-from pipeline.config import Params
 from pipeline.errors import ConfigError
 from pipeline.methods import methods
-from pipeline.stage import stage
+from pipeline.orchestration.stage import stage
+from pipeline.params.config import Params
 
 USAGE = "usage: python -m stages.distill <method> <student> [<step>]"
 

@@ -4,10 +4,10 @@ reports/report.md and the figures under reports/plots/."""
 from pathlib import Path
 
 from pipeline.artifacts import EXPORTS, PREPARED, REPORTS, load_dataset_dir, texts_of
-from pipeline.config import Params
-from pipeline.evaluate import add_baseline, evaluate_exports, markdown_table, read_exports, warnings
-from pipeline.report import write_report
-from pipeline.stage import log, stage
+from pipeline.orchestration.stage import log, stage
+from pipeline.params.config import Params
+from pipeline.report.evaluate import add_baseline, evaluate_exports, markdown_table, read_exports, warnings
+from pipeline.report.outputs import write_report
 from pipeline.tasks import baseline, prepared_task
 
 

@@ -2,10 +2,10 @@
 ONNX fp32 checked against PyTorch, ONNX int8, quality of each runtime, model card)."""
 
 from pipeline.artifacts import EXPORTS, HISTORY, PREPARED, TEACHER, general_history, load_dataset_dir, student_dir
-from pipeline.card import card_info
-from pipeline.config import Params
-from pipeline.export import export_all
-from pipeline.stage import stage
+from pipeline.orchestration.stage import stage
+from pipeline.params.config import Params
+from pipeline.serving.card import card_info
+from pipeline.serving.export import export_all
 from pipeline.tasks import prepared_task
 
 

@@ -2,10 +2,10 @@
 general_distill.objectives: tinybert, minilmv2, distilbert)."""
 
 from pipeline.artifacts import CHECKPOINTS, REPORTS, general_dir, general_history, write_json
-from pipeline.config import Params
 from pipeline.errors import ConfigError
-from pipeline.general import general_distill
-from pipeline.stage import stage
+from pipeline.orchestration.stage import stage
+from pipeline.params.config import Params
+from pipeline.training.general import general_distill
 
 
 @stage(data_parallel=True)

@@ -1,9 +1,9 @@
 """Read the task's raw data, validate it, write data/prepared (a DatasetDict) and its summary."""
 
 from pipeline.artifacts import PREPARED, REPORTS, save_dataset, write_json
-from pipeline.config import Params
 from pipeline.data.prepare import prepare
-from pipeline.stage import log, stage
+from pipeline.orchestration.stage import log, stage
+from pipeline.params.config import Params
 
 
 @stage

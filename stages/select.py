@@ -4,11 +4,11 @@ with selection.json), reports/selection.json, reports/selection.md and reports/p
 import json
 
 from pipeline.artifacts import EXPORTS, REPORTS, SELECTED, atomic_path, write_json
-from pipeline.config import Params
 from pipeline.errors import ModelError
-from pipeline.plots import plot_frontier
-from pipeline.select import select, selection_markdown, write_selected
-from pipeline.stage import log, stage
+from pipeline.orchestration.stage import log, stage
+from pipeline.params.config import Params
+from pipeline.report.plots import plot_frontier
+from pipeline.report.select import select, selection_markdown, write_selected
 
 
 @stage

@@ -2,9 +2,9 @@
 or the user's fine-tuned classifier taken as given (teacher.finetune: false)."""
 
 from pipeline.artifacts import REPORTS, write_json
-from pipeline.config import Params
-from pipeline.stage import stage
-from pipeline.teacher import teacher
+from pipeline.orchestration.stage import stage
+from pipeline.params.config import Params
+from pipeline.training.teacher import teacher
 
 
 @stage(data_parallel=True)

@@ -1,9 +1,9 @@
 """One pass of the fine-tuned teacher over train + augmented text -> data/teacher_logits (Arrow)."""
 
 from pipeline.artifacts import REPORTS, write_json
-from pipeline.config import Params
-from pipeline.stage import log, stage
-from pipeline.logits import build_logits
+from pipeline.orchestration.stage import log, stage
+from pipeline.params.config import Params
+from pipeline.training.logits import build_logits
 
 
 @stage(data_parallel=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import deep_merge
+from pipeline.params.config import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -82,7 +82,7 @@ DROP = "__drop__"  # an overlay value that removes the key (e.g. a student) from
 def swept_students() -> dict[str, str]:
     """The ci profile's sweep points, dropped: each is cut from the ci general student, which TINY shrinks
     below them (`.ci/run`'s ci-profile run trains them)."""
-    from pipeline.profile import profile_params
+    from pipeline.params.profile import profile_params
 
     students = profile_params("ci", ROOT / "profiles").students()
     return {name: DROP for name, (_, cfg) in students.items() if getattr(cfg, "shape", None)}
@@ -154,8 +154,8 @@ def epochs_alone(tree: dict, overlay: dict) -> dict:
 
 def write_params(repo: Path, overlay: dict) -> None:
     """params.yaml = the ci profile + overlay (validated), every step floor off unless the overlay sets it."""
-    from pipeline.config import deep_merge, parse_params
-    from pipeline.profile import profile_params, render_params
+    from pipeline.params.config import deep_merge, parse_params
+    from pipeline.params.profile import profile_params, render_params
 
     base = profile_params("ci", ROOT / "profiles").model_dump()
     merged = parse_params(_drop(deep_merge(base, overlay))).model_dump()
@@ -165,7 +165,7 @@ def write_params(repo: Path, overlay: dict) -> None:
 def make_repo(root: Path, teacher: Path, overlay: dict | None = None) -> Path:
     """A git + DVC copy of the tracked files under root/repo, ../shared pointing at the real data,
     with tiny params and `teacher` as the pretrained teacher, committed."""
-    from pipeline.config import deep_merge
+    from pipeline.params.config import deep_merge
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "shared").symlink_to(SHARED.parent, target_is_directory=True)
@@ -235,7 +235,7 @@ def server(tmp_path_factory):
     environment to use it, and points this process at it meanwhile."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
-    from pipeline.prefect_local import local_server
+    from pipeline.orchestration.prefect_local import local_server
 
     with local_server(tmp_path_factory.mktemp("prefect_home")) as env:
         env = dict(tool_env(), **{k: v for k, v in env.items() if k.startswith("PREFECT_")})

@@ -32,7 +32,7 @@ def machine() -> dict[str, str]:
     bf16, even the fp32 BiLSTMs."""
     import torch
 
-    from pipeline.inference import use_bf16
+    from pipeline.training.inference import use_bf16
 
     caps = torch.cpu.get_capabilities()
     vendor = (str(caps.get("cpu_name") or "unknown").split() or ["unknown"])[0]

@@ -2,15 +2,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from pipeline.augment.tang import MASK, AugmentCounts, TangConfig, Tagger, TagUnigrams, augment, mask_and_replace, \
-    sample_ngram
-from pipeline.data.readers import read_raw
-from pipeline.data.text import split_words
-from pipeline.config import DataConfig
-from pipeline.errors import ConfigError
-
 from conftest import MRPC, NLTK_DATA, SST2, needs_shared
+
+from pipeline.augment.tang import (MASK, AugmentCounts, Tagger, TagUnigrams, TangConfig, augment, mask_and_replace,
+                                   sample_ngram)
+from pipeline.data.readers import read_raw
+from pipeline.errors import ConfigError
+from pipeline.params.config import DataConfig
+from pipeline.text import split_words
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from conftest import SST2
 
 from pipeline.augment.tinybert import MaskedLM, TinyBERTConfig, augment, load_mlm, vector_neighbours
-from pipeline.config import parse_params
-from pipeline.data.text import split_words
 from pipeline.errors import ModelError
 from pipeline.models.bilstm import glove_vectors
-
-from conftest import SST2
+from pipeline.params.config import parse_params
+from pipeline.text import split_words
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.evaluate import add_baseline, markdown_table, warnings
-from pipeline.report import render_report
+from pipeline.report.evaluate import add_baseline, markdown_table, warnings
+from pipeline.report.outputs import render_report
 from pipeline.tasks import Task, baseline, imbalanced, preset_task, recall_by_class
 
 SST = preset_task("sst2")

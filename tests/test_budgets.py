@@ -9,14 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-from pipeline.config import Params, deep_merge, parse_params
-from pipeline.errors import ConfigError
-from pipeline.schema import MIN_TASK_STEPS
-from pipeline.training import BestWeights, planned_steps
-
 from conftest import SST2
 from test_teacher import given_teacher
+
+from pipeline.errors import ConfigError
+from pipeline.params.config import Params, deep_merge, parse_params
+from pipeline.params.schema import MIN_TASK_STEPS
+from pipeline.training.driver import BestWeights, planned_steps
 
 
 def budget(**keys):
@@ -57,7 +56,7 @@ def test_a_floor_above_the_ceiling_is_refused_naming_the_section(overlay, where)
 def test_a_200_row_task_gets_min_steps_updates_and_keeps_its_best_dev_evaluation(tmp_path, monkeypatch):
     import stages.prepare
     import stages.teacher_finetune
-    from pipeline.profile import render_params
+    from pipeline.params.profile import render_params
 
     teacher = given_teacher(tmp_path / "pretrained", {0: "negative", 1: "positive"})
     run = tmp_path / "run"
@@ -109,7 +108,7 @@ def test_the_best_evaluation_is_kept_across_a_resume_and_nan_counts_as_worst(tmp
 
 def test_the_budgets_benchmark_turns_every_floor_off_and_tables_each_models_gain():
     from benchmarks.budgets import epochs_alone, markdown, result
-    from pipeline.config import flatten, parse_params
+    from pipeline.params.config import flatten, parse_params
 
     off = epochs_alone(Params().model_dump())
     assert off["teacher.keep_best"] is False and off["teacher.min_steps"] == 0

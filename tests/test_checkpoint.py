@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-
-from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.config import Params, deep_merge, parse_params
-from pipeline.profile import render_params
-
 from conftest import ROOT, SST2
+
+from pipeline.params.config import Params, deep_merge, parse_params
+from pipeline.params.profile import render_params
+from pipeline.training.checkpoint import CheckpointDir, fingerprint
 
 
 def test_fingerprint_tracks_config_and_inputs(tmp_path):
@@ -92,9 +91,9 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path, tiny_teache
 def test_teacher_logits_pass_resumes_at_the_first_missing_chunk(tmp_path, tiny_teacher, monkeypatch):
     import numpy as np
 
-    from pipeline import inference
     from pipeline.models.hf import load_classifier, load_tokenizer
     from pipeline.tasks import preset_task
+    from pipeline.training import inference
 
     monkeypatch.setattr(inference, "CHUNK_ROWS", 4)
     model = load_classifier(str(tiny_teacher), preset_task("sst2"))
@@ -115,9 +114,9 @@ def test_a_steps_fingerprint_is_the_params_its_stage_declares():
     """A checkpoint resumes only under the same values of the params keys its stage lists in dvc.yaml: a change
     there starts afresh (as DVC reruns the stage), a change anywhere else (another student, how many processes)
     resumes."""
-    from pipeline.config import Params, deep_merge, parse_params
-    from pipeline.dag import all_stages
     from pipeline.methods import methods
+    from pipeline.orchestration.dag import all_stages
+    from pipeline.params.config import Params, deep_merge, parse_params
 
     method = methods()["tinybert"]
     step = method.steps[0]

@@ -2,15 +2,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import MRPC, SST2, needs_shared
 
-from pipeline.config import DataConfig
 from pipeline.artifacts import atomic_path, save_dataset
 from pipeline.data.prepare import prepare, subsample
 from pipeline.data.readers import read_raw
-from pipeline.data.text import split_words, words
 from pipeline.errors import DataError
-
-from conftest import MRPC, SST2, needs_shared
+from pipeline.params.config import DataConfig
+from pipeline.text import split_words, words
 
 
 def read(cfg: DataConfig) -> dict:
@@ -251,7 +250,7 @@ def test_the_embedded_defaults_are_the_public_files_unchanged():
 
     embedded, public = read(cfg(SST2)), read(cfg(SHARED / "glue" / "SST-2"))
     assert embedded == public
-    from pipeline.general import read_corpus
+    from pipeline.training.general import read_corpus
 
     assert read_corpus(EMBEDDED / "corpus/wikitext-2-raw/wiki.test.raw.gz") == read_corpus(
         SHARED / "corpus/wikitext-2-raw/wiki.test.raw")
@@ -260,7 +259,7 @@ def test_the_embedded_defaults_are_the_public_files_unchanged():
 def test_default_params_read_nothing_outside_the_repository():
     from conftest import ROOT
 
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
     params = Params()
     for path in (params.data.source, params.augment.tang.nltk_data, params.general_distill.corpus):

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pipeline.config import deep_merge, load_params
-
 from conftest import NLTK_DATA, SST2, TINY, tool_env, write_params
 from test_resume import Crash, run_stage, trainer_spy
+
+from pipeline.params.config import deep_merge, load_params
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The README and docs/: their result tables are those the committed reports/ give (pipeline.docs), and
+"""The README and docs/: their result tables are those the committed reports/ give (pipeline.report.docs), and
 every link between the pages reaches a file and a heading that exist."""
 
 from __future__ import annotations
@@ -8,20 +8,19 @@ import re
 import shutil
 
 import pytest
-
 from conftest import ROOT
 
 
 def test_every_generated_table_is_what_the_committed_reports_give():
-    from pipeline.docs import stale
+    from pipeline.report.docs import stale
 
-    assert stale() == [], "run `python -m pipeline.docs` and commit the result"
+    assert stale() == [], "run `python -m pipeline docs` and commit the result"
 
 
 @pytest.fixture
 def tree(tmp_path):
     """A copy of the committed reports and a README with every README table generated from them."""
-    from pipeline.docs import render
+    from pipeline.report.docs import render
 
     shutil.copytree(ROOT / "reports", tmp_path / "reports")
     text = "# x\n\n<!-- generated: headline -->\n<!-- end generated -->\n\n<!-- generated: results -->\n<!-- end generated -->\n"
@@ -30,7 +29,7 @@ def tree(tmp_path):
 
 
 def test_a_number_that_differs_from_the_reports_is_named(tree):
-    from pipeline.docs import stale
+    from pipeline.report.docs import stale
 
     assert stale(tree) == []
     metrics = json.loads((tree / "reports/metrics.json").read_text())
@@ -41,7 +40,7 @@ def test_a_number_that_differs_from_the_reports_is_named(tree):
 
 
 def test_the_headline_picks_the_teacher_and_the_best_student_of_each_kind(tree):
-    from pipeline.docs import headline, method_of
+    from pipeline.report.docs import headline, method_of
 
     metrics = json.loads((tree / "reports/metrics.json").read_text())
     main, rows = metrics["main_metric"], metrics["models"]
@@ -55,7 +54,7 @@ def test_the_headline_picks_the_teacher_and_the_best_student_of_each_kind(tree):
 
 
 def test_an_unknown_table_name_is_an_error_naming_it(tree):
-    from pipeline.docs import render
+    from pipeline.report.docs import render
 
     with pytest.raises(SystemExit, match="README.md: no generated table named 'headlines'"):
         render("<!-- generated: headlines -->\n<!-- end generated -->\n", tree / "reports", "README.md")
@@ -67,7 +66,7 @@ def slug(heading: str) -> str:
 
 
 def test_every_link_between_the_pages_reaches_a_file_and_a_heading():
-    from pipeline.docs import documents
+    from pipeline.report.docs import documents
 
     pages = documents(ROOT)
     assert {"README.md", "docs/results.md", "docs/extending.md", "docs/prefect.md", "docs/troubleshooting.md",

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from pipeline.config import deep_merge
-
-from conftest import (ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, dvc, git, make_repo, doc_block, tool_env,
+from conftest import (ALL_STAGES, REPORT_ROWS, STUDENTS, TINY, TWOSTEP, doc_block, dvc, git, make_repo, tool_env,
                       write_params)
+
+from pipeline.params.config import deep_merge
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +65,11 @@ def test_repro_builds_every_artifact_and_reports_what_the_exports_do(built):
         assert row["model_speedup_throughput"] == round(row["model_throughput_b32"] / same["model_throughput_b32"], 2)
         assert row["parameters"] == export["parameters"] and row["onnx_parity_max_abs_diff"] <= 1e-4
     # the quality an export reports is what its runtime computes on the prepared dev split
-    from pipeline.artifacts import texts_of
-    from pipeline.runtimes import load_export
-    from pipeline.tasks import compute_metrics, preset_task
-
     import datasets
+
+    from pipeline.artifacts import texts_of
+    from pipeline.serving.runtimes import load_export
+    from pipeline.tasks import compute_metrics, preset_task
 
     dev = datasets.load_from_disk(str(built / "data/prepared"))["dev"]
     for name in ("tinybert4", "bilstm_kd:int8"):
@@ -222,7 +221,7 @@ def stale(repo: Path) -> set[str]:
 
 def edit(repo: Path, overrides: dict) -> None:
     """Set keys in params.yaml as a user editing it would (validated by the repo's own code)."""
-    code = ("import json, pathlib, sys; from pipeline.profile import edit_params; p = pathlib.Path('params.yaml'); "
+    code = ("import json, pathlib, sys; from pipeline.params.profile import edit_params; p = pathlib.Path('params.yaml'); "
             "p.write_text(edit_params(p.read_text(), json.loads(sys.argv[1]))[1])")
     subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], cwd=repo, env=tool_env(), check=True)
 
@@ -244,13 +243,13 @@ def test_add_a_method_as_the_docs_say(repo):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "the built pipeline")
     (repo / "pipeline/methods/cosine.py").write_text(doc_block("## Add a method", "python", EXTENDING))
-    subprocess.run([sys.executable, "-m", "pipeline.dag"], cwd=repo, env=tool_env(), check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pipeline", "dag"], cwd=repo, env=tool_env(), check=True, capture_output=True)
     example = yaml.safe_load(doc_block("## Add a method", "yaml", EXTENDING))
     assert list(example) == ["cosine"]
     with (repo / "params.yaml").open("a") as params:  # the docs' students, on this test's tiny budget
         params.write(yaml.safe_dump({"cosine": {"cosine4": {"intermediate": {"epochs": 1.0, "batch_size": 16},
                                                             "prediction": {"batch_size": 16, "min_steps": 0}}}}))
-    subprocess.run([sys.executable, "-m", "pipeline.profile", "--fill"], cwd=repo, env=tool_env(), check=True,
+    subprocess.run([sys.executable, "-m", "pipeline", "profile", "--fill"], cwd=repo, env=tool_env(), check=True,
                    capture_output=True)
     assert changed_files(repo) == {"pipeline/methods/cosine.py", "dvc.yaml", "params.yaml"}
     assert ran(dvc(repo, "repro", "cosine_prediction@cosine4")) == {"cosine_intermediate@cosine4",

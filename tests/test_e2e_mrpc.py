@@ -7,11 +7,10 @@ import re
 
 import pytest
 import yaml
-
-from pipeline.config import deep_merge
-from pipeline.tasks import imbalanced, preset_task
-
 from conftest import ALL_STAGES, DROP, LEAN, REPORT_ROWS, dvc, lean_rows, make_repo, needs_shared
+
+from pipeline.params.config import deep_merge
+from pipeline.tasks import imbalanced, preset_task
 
 pytestmark = [pytest.mark.e2e, needs_shared]
 

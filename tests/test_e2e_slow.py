@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ALL_STAGES, REPORT_ROWS, SHARED, SST2, dvc, make_repo, needs_shared, tool_env
 from families import FAMILIES, save_family_model
 
@@ -34,7 +33,7 @@ def run_dag(root: Path, teacher: Path, overlay: dict) -> tuple[Path, dict]:
 
 
 def predict(repo: Path, model: str, *texts: str) -> list[dict]:
-    out = subprocess.run([sys.executable, "-m", "pipeline.predict", f"exports/{model}", "--json", "--runtime", "int8",
+    out = subprocess.run([sys.executable, "-m", "pipeline", "predict", f"exports/{model}", "--json", "--runtime", "int8",
                           *texts], cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return [json.loads(line) for line in out.stdout.splitlines()]
@@ -131,7 +130,8 @@ def test_a_teacher_that_cannot_learn_is_reported_as_near_the_baseline(tmp_path, 
     import csv
     import random
 
-    from conftest import BILSTMS_ONLY, BILSTM_STAGES
+    from conftest import BILSTM_STAGES, BILSTMS_ONLY
+
     from pipeline.artifacts import open_input
 
     folder = tmp_path / "noise"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from families import FAMILIES, config_of, tiny_model, tokenizer_of
+
 from pipeline.errors import ConfigError, ModelError
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
@@ -91,7 +91,7 @@ def test_every_family_names_its_classifier_output_and_sizes(family):
 def test_slicing_at_full_width_gives_a_bert_student_the_teachers_function(family):
     from transformers import BertModel
 
-    from pipeline.config import StudentShape
+    from pipeline.params.config import StudentShape
 
     teacher = tiny_model(family, head="base", heads=4, dropout=0.0)
     student = BertModel(tfm.student_config(teacher.config, StudentShape(layers=2, hidden=32, heads=4,
@@ -108,7 +108,7 @@ def test_slicing_at_full_width_gives_a_bert_student_the_teachers_function(family
 def test_factorised_embeddings_slice_into_a_narrower_student(family):
     from transformers import BertModel
 
-    from pipeline.config import StudentShape
+    from pipeline.params.config import StudentShape
 
     teacher = tiny_model(family, layers=4, heads=4, head="base")  # embeddings 16 wide, hidden 32
     student = BertModel(tfm.student_config(teacher.config, StudentShape(layers=2, hidden=24, heads=4,
@@ -127,7 +127,7 @@ def test_factorised_embeddings_slice_into_a_narrower_student(family):
 def test_a_deberta_teacher_without_absolute_positions_slices_with_the_students_own():
     from transformers import BertModel
 
-    from pipeline.config import StudentShape
+    from pipeline.params.config import StudentShape
 
     teacher = tiny_model("deberta-v2", layers=2, heads=4, head="base")
     config = tfm.student_config(teacher.config, StudentShape(layers=2, hidden=24, heads=4, intermediate=48))
@@ -145,7 +145,7 @@ def test_a_deberta_teacher_without_absolute_positions_slices_with_the_students_o
 def test_a_modernbert_teacher_cannot_be_sliced_and_says_why():
     from transformers import BertModel
 
-    from pipeline.config import StudentShape
+    from pipeline.params.config import StudentShape
 
     teacher = tiny_model("modernbert", head="base")
     student = BertModel(tfm.student_config(teacher.config, StudentShape(layers=2, hidden=16, heads=2,
@@ -156,7 +156,7 @@ def test_a_modernbert_teacher_cannot_be_sliced_and_says_why():
 
 
 def test_a_student_of_a_long_context_teacher_gets_the_positions_it_needs():
-    from pipeline.config import StudentShape
+    from pipeline.params.config import StudentShape
 
     config = config_of("modernbert", positions=8192)
     shape = StudentShape(layers=2, hidden=16, heads=2, intermediate=32)
@@ -195,12 +195,12 @@ def test_an_unsupported_architecture_is_refused_by_name():
 
 def test_an_unsupported_teacher_is_refused_before_any_stage_runs(tmp_path, monkeypatch, capsys):
     """Only the one-line error, from the first stage (prepare): params validation reads the model's config."""
-    import stages.prepare
+    from conftest import SST2
     from transformers import MPNetConfig, MPNetForSequenceClassification
 
-    from conftest import SST2
-    from pipeline.config import Params, deep_merge, parse_params
-    from pipeline.profile import render_params
+    import stages.prepare
+    from pipeline.params.config import Params, deep_merge, parse_params
+    from pipeline.params.profile import render_params
 
     mpnet = tmp_path / "mpnet"
     MPNetForSequenceClassification(MPNetConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1,
@@ -221,7 +221,8 @@ def test_an_unsupported_teacher_is_refused_before_any_stage_runs(tmp_path, monke
 
 def test_what_a_family_cannot_give_a_method_is_refused_by_key(tmp_path):
     from families import save_family_model
-    from pipeline.config import Params, deep_merge, parse_params
+
+    from pipeline.params.config import Params, deep_merge, parse_params
 
     modernbert = save_family_model(tmp_path / "modernbert", "modernbert")
     base = deep_merge(Params().model_dump(), {"teacher": {"pretrained": str(modernbert)}})
@@ -241,6 +242,7 @@ def test_a_sentencepiece_vocabulary_without_tokenizer_json_loads_as_the_hub_ship
     """microsoft/deberta-v3-* ship spm.model and no tokenizer.json: reading it needs the sentencepiece
     package (an install dependency), or transformers falls back to an error about tiktoken."""
     from families import hub_style_deberta
+
     from pipeline.models.hf import load_tokenizer, same_tokenizer
 
     folder = hub_style_deberta(tmp_path / "deberta-v3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline import flows
+from pipeline.orchestration import flows
 
 
 def _rev(name: str, timestamp: str, accuracy: float) -> dict:

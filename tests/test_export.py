@@ -17,15 +17,15 @@ import torch
 from conftest import MRPC, ROOT, SST2, tool_env
 from onnx import numpy_helper
 
-from pipeline import export as export_module
 from pipeline.errors import DataError, ModelError
-from pipeline.export import export_model
-from pipeline.inference import classifier_logits
-from pipeline.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, BiLSTMPredictor, HFPredictor, OnnxPredictor, \
-    load_export, task_of
 from pipeline.models.bilstm import BiLSTMClassifier, WordTokenizer, load_bilstm, predict_logits, save_bilstm
-from pipeline.predict import main
+from pipeline.serving import export as export_module
+from pipeline.serving.export import export_model
+from pipeline.serving.predict import main
+from pipeline.serving.runtimes import (INT8_FILE, ONNX_FILE, SLOW_FUSIONS, BiLSTMPredictor, HFPredictor, OnnxPredictor,
+                                       load_export, task_of)
 from pipeline.tasks import preset_task
+from pipeline.training.inference import classifier_logits
 
 SST2_LABELS = list(preset_task("sst2").labels)
 
@@ -254,7 +254,7 @@ def test_an_int8_model_losing_too_much_is_left_out_or_fails_the_export(tiny_teac
 @pytest.mark.parametrize("int8,served", [(0.84, True), (0.8399, False), (0.86, True)])
 def test_the_int8_gate_measures_the_drop_against_onnx_fp32_and_serves_it_at_the_limit(tmp_path, task, main, int8,
                                                                                        served):
-    from pipeline.export import int8_gate
+    from pipeline.serving.export import int8_gate
 
     (tmp_path / INT8_FILE).write_bytes(b"int8")
     # PyTorch scores 5 points above ONNX fp32 here: against it every int8 would lose more than the limit
@@ -272,7 +272,7 @@ def int8_weights(path: Path) -> list[np.ndarray]:
 def test_int8_weights_take_7_bits_unless_told_8(kind, hf_export, bilstm_export, tmp_path):
     """7-bit weights keep the int8 products clear of saturation on CPUs without VNNI, wherever the
     export was made; export.int8_reduce_range: false gives 8-bit ones."""
-    from pipeline.graphs import write_int8
+    from pipeline.serving.graphs import write_int8
 
     out, summary = hf_export if kind == "hf" else bilstm_export
     assert summary["int8"]["reduce_range"] is True
@@ -329,7 +329,7 @@ def test_a_failing_quantisation_is_a_clear_error_and_leaves_no_folder(tiny_teach
 
 
 def test_quality_per_runtime_is_measured_on_what_is_served(hf_export, dev_split):
-    from pipeline.export import quality
+    from pipeline.serving.export import quality
     from pipeline.tasks import compute_metrics, preset_task
 
     out, summary = hf_export
@@ -347,14 +347,14 @@ def test_model_card_says_how_to_load(hf_export, bilstm_export):
     accuracy = hf_export[1]["quality"]["int8"]["dev_accuracy"]
     for needle in ("# teacher", "tiny random BERT", "logit regression", f"| dev_accuracy (int8) | {accuracy} |",
                    "AutoModelForSequenceClassification", 'pipeline("text-classification"', "onnxruntime",
-                   "python -m pipeline.predict"):
+                   "python -m pipeline predict"):
         assert needle in hf_card, needle
     bilstm_card = (bilstm_export[0] / "README.md").read_text()
     assert "load_bilstm" in bilstm_card and "OnnxPredictor" in bilstm_card and "lengths" in bilstm_card
 
 
 def test_a_model_card_says_where_its_relative_paths_start():
-    from pipeline.card import _usage
+    from pipeline.serving.card import _usage
 
     hf = _usage({"kind": "hf", "is_pair": False, "max_length": 128, "folder": "exports/tinybert4"})
     assert hf.startswith("Paths are as seen from the folder that holds `exports/` (the pipeline's repository root)")
@@ -592,11 +592,11 @@ def test_predict_errors_exit_2_with_a_message(bilstm_export, capsys, monkeypatch
 
 def test_predict_as_a_module(bilstm_export, tmp_path):
     out = bilstm_export[0]
-    ok = subprocess.run([sys.executable, "-m", "pipeline.predict", str(out), "--runtime", "onnx"], input="fine\n",
+    ok = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(out), "--runtime", "onnx"], input="fine\n",
                         cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[0].split()[0] in SST2_LABELS
-    bad = subprocess.run([sys.executable, "-m", "pipeline.predict", str(tmp_path / "nowhere"), "x"], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(tmp_path / "nowhere"), "x"], cwd=ROOT,
                          env=tool_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
@@ -660,8 +660,8 @@ def test_select_stage_serves_the_pick_in_its_runtime(hf_export, bilstm_export, s
     """The select stage on a workspace of two exports: the rule picks the BiLSTM in int8; selected/ is its export
     with selection.json, and predict serves it in int8 unless told otherwise. A rule nothing meets fails with
     the keys to change and writes nothing."""
-    from pipeline.profile import render_params
-    from pipeline.config import Params
+    from pipeline.params.config import Params
+    from pipeline.params.profile import render_params
 
     (tmp_path / "exports").mkdir()
     shutil.copytree(hf_export[0], tmp_path / "exports" / "teacher")

@@ -1,4 +1,4 @@
-"""One pipeline run fanned out over a work pool (pipeline/fanout.py): a real Prefect server, a process pool
+"""One pipeline run fanned out over a work pool (pipeline/orchestration/fanout.py): a real Prefect server, a process pool
 with three workers, each making its clones in its own folder, and one local-folder DVC remote."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import BILSTM_STAGES, BILSTMS_ONLY, PREFECT_GROUP, dvc, git, lock_outputs as outputs, make_repo, needs_shared
+from conftest import BILSTM_STAGES, BILSTMS_ONLY, PREFECT_GROUP, dvc, git
+from conftest import lock_outputs as outputs
+from conftest import make_repo, needs_shared
 
 HEARTBEAT_S = 30  # Prefect's smallest heartbeat period
 
@@ -19,8 +20,8 @@ HEARTBEAT_S = 30  # Prefect's smallest heartbeat period
 @pytest.mark.xdist_group(PREFECT_GROUP)
 def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_leaves(server, tiny_teacher,
                                                                                         tmp_path):
-    from pipeline.flows import distill_pipeline
-    from pipeline.prefect_local import deploy, kill_tree, start_worker, stop
+    from pipeline.orchestration.flows import distill_pipeline
+    from pipeline.orchestration.prefect_local import deploy, kill_tree, start_worker, stop
 
     repo = make_repo(tmp_path / "a", tiny_teacher, BILSTMS_ONLY)
     serial = make_repo(tmp_path / "b", tiny_teacher, BILSTMS_ONLY)
@@ -72,9 +73,9 @@ def test_a_fanned_out_run_survives_a_dead_worker_and_leaves_what_a_serial_run_le
 def test_a_stage_failing_on_bad_input_fails_once_and_stops_only_what_needs_it(server, tiny_teacher, tmp_path):
     import shutil
 
-    from pipeline.flows import distill_pipeline
-    from pipeline.workspace import StageFailed
-    from pipeline.prefect_local import deploy, start_worker, stop
+    from pipeline.orchestration.flows import distill_pipeline
+    from pipeline.orchestration.prefect_local import deploy, start_worker, stop
+    from pipeline.orchestration.workspace import StageFailed
 
     broken = tmp_path / "no_weights"  # a teacher folder params validation accepts, whose weights are missing
     shutil.copytree(tiny_teacher, broken)
@@ -120,7 +121,7 @@ def stage_clones() -> dict[str, str]:
 
 
 def test_a_run_fans_out_only_committed_code(tmp_path, tiny_teacher):
-    from pipeline.fanout import InvalidInput, check_committed
+    from pipeline.orchestration.fanout import InvalidInput, check_committed
 
     repo = make_repo(tmp_path, tiny_teacher, BILSTMS_ONLY)
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")  # the run's own: fine
@@ -132,7 +133,7 @@ def test_a_run_fans_out_only_committed_code(tmp_path, tiny_teacher):
 
 @needs_shared  # it links ../shared/data beside each clone
 def test_paths_outside_the_repository_are_linked_beside_each_clone(tmp_path, tiny_teacher):
-    from pipeline.fanout import make_clone, outside_paths
+    from pipeline.orchestration.fanout import make_clone, outside_paths
 
     repo = make_repo(tmp_path / "a", tiny_teacher, {"data": {"source": "../shared/data/glue/SST-2"}})
     outside = outside_paths(repo)
@@ -151,7 +152,7 @@ GRAPH = {"prepare": [], "augment": ["prepare"], "teacher_finetune": ["prepare"],
 
 
 def test_stages_start_when_what_they_need_is_done_and_a_failure_stops_only_its_dependents():
-    from pipeline.fanout import next_stages
+    from pipeline.orchestration.fanout import next_stages
 
     order, results = list(GRAPH), {}
     assert next_stages(order, GRAPH, [], results, {}) == ["prepare"]
@@ -166,7 +167,7 @@ def test_stages_start_when_what_they_need_is_done_and_a_failure_stops_only_its_d
 
 
 def test_stages_the_workspace_has_current_need_no_run_unless_something_upstream_ran():
-    from pipeline.fanout import next_stages
+    from pipeline.orchestration.fanout import next_stages
 
     order, current = list(GRAPH), list(GRAPH)
     results = {}

@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from conftest import BILSTMS_ONLY, PREFECT_GROUP, dvc, git, lock_outputs as outputs, make_repo
+from conftest import BILSTMS_ONLY, PREFECT_GROUP, dvc, git
+from conftest import lock_outputs as outputs
+from conftest import make_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(PREFECT_GROUP)]
 
@@ -41,7 +42,7 @@ def s3(tmp_path_factory):
     """moto's S3 API on 127.0.0.1 with one bucket; yields the environment variables that reach it."""
     import boto3
 
-    from pipeline.prefect_local import free_port, stop
+    from pipeline.orchestration.prefect_local import free_port, stop
 
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
@@ -61,7 +62,7 @@ def s3(tmp_path_factory):
 @pytest.fixture
 def git_server(tmp_path):
     """`git daemon` on 127.0.0.1 serving the bare repositories under its root; yields (root, base URL)."""
-    from pipeline.prefect_local import free_port, stop
+    from pipeline.orchestration.prefect_local import free_port, stop
 
     root = tmp_path / "git-server"
     root.mkdir()
@@ -106,9 +107,9 @@ def test_three_workers_sharing_only_a_bucket_and_the_prefect_api_leave_what_a_se
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.filesystems import RemoteFileSystem
 
-    from pipeline.fanout import outside_paths
-    from pipeline.flows import distill_pipeline
-    from pipeline.prefect_local import deploy, start_worker, stop
+    from pipeline.orchestration.fanout import outside_paths
+    from pipeline.orchestration.flows import distill_pipeline
+    from pipeline.orchestration.prefect_local import deploy, start_worker, stop
 
     for key, value in s3.items():  # the orchestrating machine's credentials: its environment, nowhere else
         monkeypatch.setenv(key, value)

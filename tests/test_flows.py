@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-
 from conftest import BILSTM_STAGES, BILSTMS_ONLY, client_call, dvc, git, make_repo, prefect, tool_env
-from pipeline.prefect_local import POOL, deploy
+
+from pipeline.orchestration.prefect_local import POOL, deploy
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +128,7 @@ def test_param_change_through_the_flow_reruns_only_dependents(server, repo):
 
 
 def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, repo, tmp_path):
-    from pipeline.flows import distill_pipeline
+    from pipeline.orchestration.flows import distill_pipeline
 
     dvc(repo, "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote"))
     ran = distill_pipeline(repo=str(repo), use_remote=True)  # computed earlier: pushes what it has
@@ -147,8 +146,8 @@ def test_second_clone_pulls_from_a_shared_remote_instead_of_recomputing(server, 
 
 
 def test_sweep_fans_out_experiments_to_workers_and_tabulates_them(server, repo):
-    from pipeline.flows import distill_sweep
-    from pipeline.prefect_local import start_worker, stop
+    from pipeline.orchestration.flows import distill_sweep
+    from pipeline.orchestration.prefect_local import start_worker, stop
 
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "baseline for experiments", "--allow-empty")
@@ -182,7 +181,7 @@ def test_stages_import_without_prefect():
 
 
 def test_run_logs_leave_out_progress_bars_and_terminal_codes():
-    from pipeline.workspace import log_line
+    from pipeline.orchestration.workspace import log_line
 
     assert log_line("Running stage 'prepare':") == "Running stage 'prepare':"
     assert log_line("\x1b[A{'eval_loss': 0.41, 'epoch': 1.0}\x1b[0m") == "{'eval_loss': 0.41, 'epoch': 1.0}"
@@ -228,7 +227,7 @@ def make_flaky(repo: Path, fail: str, how: str) -> Path:
 
 @pytest.mark.parametrize("how", ["sys.exit(1)", "os.kill(os.getpid(), signal.SIGKILL)"])
 def test_a_stage_that_fails_once_is_retried_and_the_run_completes(server, fresh, how):
-    from pipeline.flows import distill_pipeline
+    from pipeline.orchestration.flows import distill_pipeline
 
     attempts = make_flaky(fresh, "_n == 0", how)
     ran = distill_pipeline(repo=str(fresh), targets=["augment@tang"], retry_delay_seconds=0)
@@ -238,8 +237,8 @@ def test_a_stage_that_fails_once_is_retried_and_the_run_completes(server, fresh,
 
 
 def test_a_stage_that_always_fails_is_tried_the_configured_times_and_fails_with_its_message(server, fresh):
-    from pipeline.flows import distill_pipeline
-    from pipeline.workspace import StageFailed
+    from pipeline.orchestration.flows import distill_pipeline
+    from pipeline.orchestration.workspace import StageFailed
 
     attempts = make_flaky(fresh, "True", "print('the disk went away', file=sys.stderr); sys.exit(1)")
     with pytest.raises(StageFailed, match="augment") as err:
@@ -249,8 +248,8 @@ def test_a_stage_that_always_fails_is_tried_the_configured_times_and_fails_with_
 
 
 def test_an_error_line_marks_bad_input_whatever_the_exit_code(server, fresh):
-    from pipeline.flows import distill_pipeline
-    from pipeline.workspace import InvalidInput
+    from pipeline.orchestration.flows import distill_pipeline
+    from pipeline.orchestration.workspace import InvalidInput
 
     attempts = make_flaky(fresh, "True", "print('error: data/train.tsv:3: a bad row', file=sys.stderr); sys.exit(3)")
     with pytest.raises(InvalidInput, match="data/train.tsv:3: a bad row"):
@@ -259,7 +258,7 @@ def test_an_error_line_marks_bad_input_whatever_the_exit_code(server, fresh):
 
 
 def test_experiments_keep_paths_inside_the_repository_and_pin_paths_outside_it(tmp_path):
-    from pipeline.flows import experiment_args
+    from pipeline.orchestration.flows import experiment_args
 
     repo = tmp_path / "repo"
     (repo / "data/embedded/nltk_data").mkdir(parents=True)

@@ -28,9 +28,10 @@ def test_each_stage_log_line_is_a_row_with_its_time_and_memory_peaks():
 def test_the_stage_line_the_benchmark_reads_is_the_one_stages_log(caplog, monkeypatch):
     import logging
 
-    from benchmarks.gpu import stage_rows
     from conftest import ROOT
-    from pipeline.stage import stage
+
+    from benchmarks.gpu import stage_rows
+    from pipeline.orchestration.stage import stage
 
     monkeypatch.setenv("DISTILL_PARAMS", str(ROOT / "params.yaml"))
     caplog.set_level(logging.INFO, logger="pipeline")

@@ -1,14 +1,14 @@
-"""Loss terms (pipeline.losses), the weighted sum every recipe applies (pipeline.recipes) and the Tang
+"""Loss terms (pipeline.training.losses), the weighted sum every recipe applies (pipeline.methods.recipes) and the Tang
 et al. recipe's terms."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import losses
-from pipeline.losses import hard_ce, logit_mse
+from pipeline.methods.recipes import Recipe
 from pipeline.methods.tang import TangRecipe
-from pipeline.recipes import Recipe
+from pipeline.training import losses
+from pipeline.training.losses import hard_ce, logit_mse
 
 
 def test_hard_ce_ignores_unlabelled_rows():

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import WIKITEXT
 
-from pipeline import losses
-from pipeline.config import Params, deep_merge, parse_params
 from pipeline.errors import ConfigError, ModelError
 from pipeline.methods.tinybert import IntermediateRecipe
 from pipeline.models import transformer as tfm
-
-from conftest import WIKITEXT
+from pipeline.params.config import Params, deep_merge, parse_params
+from pipeline.training import losses
 
 WEIGHTS = {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
 
@@ -245,7 +244,7 @@ def test_a_teacher_left_in_train_mode_would_change_the_targets():
 def test_intermediate_distiller_trains_student_and_projection_not_teacher(tmp_path):
     from transformers import Trainer
 
-    from pipeline.training import training_arguments
+    from pipeline.training.driver import training_arguments
 
     teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
     recipe = IntermediateRecipe(student, teacher, tfm.uniform_layer_map(2, 4), WEIGHTS)
@@ -276,7 +275,7 @@ def test_a_tied_mlm_student_checkpoint_saves_and_resumes(tmp_path):
     from transformers import Trainer
 
     from pipeline.methods.distilbert import GeneralConfig, MLMRecipe
-    from pipeline.training import training_arguments
+    from pipeline.training.driver import training_arguments
 
     student, teacher = tiny_bert(head="mlm", seed=3), tiny_bert(head="mlm")
     recipe = MLMRecipe(student, teacher, GeneralConfig(), mask_id=3, special_ids=[0, 1, 2])
@@ -344,7 +343,7 @@ def test_slice_from_teacher_groups_teacher_heads_into_fewer_student_heads():
 # ---------------------------------------------------------------- general distillation recipes
 def _params(tmp_path: Path, teacher: Path, objective: str = "tinybert", **general) -> Params:
     corpus = tmp_path / "corpus.txt"
-    from pipeline.general import read_corpus
+    from pipeline.training.general import read_corpus
 
     corpus.write_text("\n".join(read_corpus(WIKITEXT)[:40]))
     overlay = {"teacher": {"pretrained": str(teacher)},
@@ -364,8 +363,8 @@ def test_general_distill_writes_a_student_task_distillation_can_start_from(tmp_p
                                                                            init):
     from transformers import AutoModelForSequenceClassification
 
-    from pipeline.general import general_distill
     from pipeline.models.transformer import PROJECTION_FILE
+    from pipeline.training.general import general_distill
 
     params = _params(tmp_path, tiny_mlm_teacher, objective=objective, init=init)
     out = tmp_path / "general"
@@ -383,7 +382,7 @@ def test_an_objectives_own_student_keys_shape_its_general_student_only(tmp_path,
     shared shape."""
     from transformers import AutoConfig
 
-    from pipeline.general import general_distill
+    from pipeline.training.general import general_distill
 
     params = _params(tmp_path, tiny_mlm_teacher, objective="minilmv2",
                      minilmv2={"relation_heads": 4, "student": {"heads": 1, "layers": 2}})
@@ -395,7 +394,7 @@ def test_an_objectives_own_student_keys_shape_its_general_student_only(tmp_path,
 
 
 def test_distilbert_objective_refuses_a_teacher_without_mlm_head(tmp_path, tiny_teacher):
-    from pipeline.general import general_distill
+    from pipeline.training.general import general_distill
 
     params = _params(tmp_path, tiny_teacher, objective="distilbert")
     with pytest.raises(ModelError, match="has no masked-LM head.*objective: tinybert"):
@@ -411,8 +410,8 @@ def test_packaged_minilm_has_no_mlm_head():
 
 
 def test_corpus_errors_name_the_path(tmp_path):
-    from pipeline.general import read_corpus
     from pipeline.errors import DataError
+    from pipeline.training.general import read_corpus
 
     with pytest.raises(DataError, match="does not exist"):
         read_corpus(tmp_path / "missing.txt")
@@ -548,7 +547,7 @@ def _lrc(student, teacher, epsilon=0.0, negatives="in_batch", k=None, weights=No
 def test_contrastive_distiller_gradients_reach_student_and_projection_and_optimizer(tmp_path):
     from transformers import Trainer
 
-    from pipeline.training import training_arguments
+    from pipeline.training.driver import training_arguments
 
     teacher, student = tiny_bert(layers=4, hidden=32), tiny_bert(layers=2, hidden=16, intermediate=32, seed=3)
     recipe = _lrc(student, teacher, epsilon=1.0, weights={"cos_nce": 1.0, "soft": 1.0, "hard": 1.0})
@@ -690,13 +689,12 @@ def test_a_sample_takes_train_rows_first_and_augmented_rows_only_to_fill_it(tmp_
 
 
 def test_task_students_of_the_general_shape_or_of_their_own_shape(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
     from transformers import BertConfig, BertModel
 
-    from safetensors.torch import save_file
-
     from pipeline.methods.tinybert import TinyBERTStudent
+    from pipeline.methods.twostep import task_student
     from pipeline.tasks import preset_task
-    from pipeline.twostep import task_student
 
     monkeypatch.chdir(tmp_path)  # no models/general here
     torch.manual_seed(0)

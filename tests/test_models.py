@@ -4,12 +4,12 @@ import torch
 
 from pipeline.data.batches import length_buckets
 from pipeline.errors import ConfigError, ModelError
-from pipeline.inference import classifier_logits, use_bf16
 from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, collate, encode,
                                     glove_vectors, init_embeddings, load_bilstm, predict_logits, save_bilstm)
 from pipeline.models.hf import load_classifier, load_tokenizer, resolve_pretrained
-from pipeline.runtimes import load_predictor
+from pipeline.serving.runtimes import load_predictor
 from pipeline.tasks import preset_task
+from pipeline.training.inference import classifier_logits, use_bf16
 
 
 def test_resolve_pretrained(tmp_path):
@@ -121,8 +121,8 @@ def test_load_errors(tmp_path):
 def test_bilstm_teacher_embedding_option_copies_teacher_rows(tiny_teacher):
     from transformers import AutoModel
 
-    from pipeline.config import Params, deep_merge, parse_params
     from pipeline.methods.tang import TangStudent, build_bilstm
+    from pipeline.params.config import Params, deep_merge, parse_params
 
     params = parse_params(deep_merge(Params().model_dump(), {"teacher": {"pretrained": str(tiny_teacher)}}))
     cfg = TangStudent(embedding="teacher", hidden=4, dense=4)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import (ALL_STAGES, SST2, TINY, TINY_STEPS, _drop, doc_block, dvc, epochs_alone, make_repo,
                       swept_students, tool_env)
 from families import save_family_model, tokenizer_of
-from pipeline.config import deep_merge
+
+from pipeline.params.config import deep_merge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -76,8 +76,8 @@ def run(repo: Path, line: str) -> subprocess.CompletedProcess:
 
 
 def test_distil_your_own_model_as_the_readme_recipe_says(tmp_path):
-    from pipeline.config import parse_params, read_yaml
-    from pipeline.profile import render_params
+    from pipeline.params.config import parse_params, read_yaml
+    from pipeline.params.profile import render_params
 
     placeholder = save_family_model(tmp_path / "placeholder", "bert")
     repo = make_repo(tmp_path, placeholder)  # its params are rewritten by the walk-through's profile
@@ -85,7 +85,7 @@ def test_distil_your_own_model_as_the_readme_recipe_says(tmp_path):
     (repo / "profiles/mine.yaml").write_text(doc_block(WALK_THROUGH, "yaml"))
     profile, repro, predict = [line.split("  #")[0].strip() for line in doc_block(WALK_THROUGH, "bash").splitlines()
                                if line.strip()]
-    assert (profile, repro) == ("python -m pipeline.profile mine", "dvc repro")
+    assert (profile, repro) == ("python -m pipeline profile mine", "dvc repro")
     run(repo, profile)
     raw = _drop(deep_merge(read_yaml(repo / "params.yaml"), BUDGET))
     params = parse_params(epochs_alone(raw, BUDGET))  # a tiny budget on top
@@ -141,7 +141,7 @@ def test_pretrained_students_of_other_families_and_tokenizers_run_through_the_da
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert {"tinybert4:onnx", "lrc4:onnx", "distil3:onnx", "minilm4:onnx"} <= set(metrics["models"])
     for name in ("tinybert4", "distil3"):  # served with their own tokenizers
-        out = subprocess.run([sys.executable, "-m", "pipeline.predict", f"exports/{name}", "--json", "a fine film"],
+        out = subprocess.run([sys.executable, "-m", "pipeline", "predict", f"exports/{name}", "--json", "a fine film"],
                              cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0 and json.loads(out.stdout)["label"] in ("negative", "positive"), out.stderr[-2000:]
     assert yaml.safe_load((repo / "params.yaml").read_text())["tinybert"]["tinybert4"]["init"] == init["albert"]

@@ -6,10 +6,10 @@ the fly) are refused when params load, naming the key, and the per-text ones (ca
 from __future__ import annotations
 
 import pytest
-
 from families import save_family_model
-from pipeline.config import Params, deep_merge, parse_params
+
 from pipeline.errors import ConfigError
+from pipeline.params.config import Params, deep_merge, parse_params
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import BILSTM_STAGES, BILSTMS_ONLY, PREFECT_GROUP, ROOT, make_repo, tool_env
 
 
@@ -35,7 +34,7 @@ def test_the_readme_prefect_recipe_is_lines_of_the_tested_block():
 @pytest.mark.slow
 @pytest.mark.xdist_group(PREFECT_GROUP)
 def test_the_readme_prefect_block_runs_as_written(tiny_teacher, tmp_path):
-    from pipeline.prefect_local import free_port
+    from pipeline.orchestration.prefect_local import free_port
 
     repo = make_repo(tmp_path, tiny_teacher, BILSTMS_ONLY)
     block = prefect_block()

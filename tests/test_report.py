@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import plots
-from pipeline.plots import pareto_front, plot_accuracy_latency, plot_sizes, plot_training_curves
+from pipeline.report import plots
+from pipeline.report.plots import pareto_front, plot_accuracy_latency, plot_sizes, plot_training_curves
 from pipeline.tasks import compute_metrics, preset_task
 
 
@@ -30,7 +30,7 @@ def test_metrics_from_fixed_logits():
 
 
 def test_ratios_to_the_teacher_compare_the_same_runtime():
-    from pipeline.evaluate import add_ratios
+    from pipeline.report.evaluate import add_ratios
 
     def row(runtime, metric, params, ms, per_s):
         return {"runtime": runtime, "dev_accuracy": metric, "parameters": params, "latency_ms_b1": ms,
@@ -123,7 +123,7 @@ def test_figures_are_written_and_show_their_data(tmp_path):
 
 
 def test_quality_splits_follow_the_param_and_always_keep_dev():
-    from pipeline.export import quality_splits
+    from pipeline.serving.export import quality_splits
 
     prepared = {"train": "T", "dev": "D", "test": "X"}
     assert quality_splits(prepared, ["dev"]) == {"dev": "D"}
@@ -134,9 +134,9 @@ def test_quality_splits_follow_the_param_and_always_keep_dev():
 def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
     import datasets
 
-    from pipeline.config import ExportConfig
     from pipeline.errors import ModelError
-    from pipeline.export import export_all
+    from pipeline.params.config import ExportConfig
+    from pipeline.serving.export import export_all
 
     dev = datasets.Dataset.from_dict({"text": ["a fine film", "dull"], "text_pair": [None, None], "label": [1, 0]})
     exports = tmp_path / "exports"
@@ -149,11 +149,11 @@ def test_one_failing_export_leaves_no_export_behind(tmp_path, tiny_teacher):
 def test_an_int8_left_out_by_its_export_is_not_served_and_the_report_says_why(tmp_path, tiny_teacher, monkeypatch):
     import datasets
 
-    from pipeline import export as export_module
-    from pipeline.config import EvaluateConfig, ExportConfig
-    from pipeline.evaluate import evaluate_exports
-    from pipeline.report import render_report
-    from pipeline.runtimes import INT8_FILE
+    from pipeline.params.config import EvaluateConfig, ExportConfig
+    from pipeline.report.evaluate import evaluate_exports
+    from pipeline.report.outputs import render_report
+    from pipeline.serving import export as export_module
+    from pipeline.serving.runtimes import INT8_FILE
 
     measured = export_module.quality
 
@@ -182,8 +182,8 @@ def test_an_int8_left_out_by_its_export_is_not_served_and_the_report_says_why(tm
 
 
 def test_ablation_costs_are_points_against_the_student_they_ablate_beside_the_paper():
-    from pipeline.evaluate import ablation_costs
-    from pipeline.report import ablation_section, agrees
+    from pipeline.report.evaluate import ablation_costs
+    from pipeline.report.outputs import ablation_section, agrees
 
     ablation = {"base": "full", "leaves_out": "data augmentation", "paper": "w/o DA (a table)", "paper_points": 7.2,
                 "budget": "1 epoch"}
@@ -202,9 +202,9 @@ def test_ablation_costs_are_points_against_the_student_they_ablate_beside_the_pa
 
 
 def test_shipped_ablations_name_a_shipped_base_and_reach_the_model_cards():
-    from pipeline.card import card_info
-    from pipeline.config import Params
-    from pipeline.profile import profile_params
+    from pipeline.params.config import Params
+    from pipeline.params.profile import profile_params
+    from pipeline.serving.card import card_info
 
     profiles = Path(__file__).resolve().parents[1] / "profiles"
     full, ablations = profile_params("full", profiles), profile_params("ablations", profiles)

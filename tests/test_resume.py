@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import NLTK_DATA, SST2, TINY, WIKITEXT, write_params
 from safetensors.torch import load_file
 
-from pipeline import training
-from pipeline.config import deep_merge
-
-from conftest import NLTK_DATA, SST2, TINY, WIKITEXT, write_params
+from pipeline.params.config import deep_merge
+from pipeline.training import driver as training
 
 K = 3  # checkpoint every K optimizer steps; the crash comes right after the first checkpoint
 STEP = {"epochs": 1.0, "batch_size": 16, "max_rows": 112}  # 7 steps: the crash at 3 comes well before the end

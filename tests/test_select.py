@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import Params, SelectConfig, deep_merge, parse_params
 from pipeline.errors import ConfigError
-from pipeline.evaluate import add_ratios
-from pipeline.select import select, selection_markdown
+from pipeline.params.config import Params, SelectConfig, deep_merge, parse_params
+from pipeline.report.evaluate import add_ratios
+from pipeline.report.select import select, selection_markdown
 
 MAIN = "dev_accuracy"
 
@@ -106,7 +106,7 @@ def test_latencies_within_the_tolerance_are_a_tie_the_more_accurate_wins():
 def test_a_teacher_whose_metric_is_0_or_below_has_no_retention_to_pick_or_draw(tmp_path):
     """A correlation can be 0 or below after a tiny budget: a share of it means nothing, so the floor is refused,
     and the most accurate pick is reported and drawn without one."""
-    from pipeline.plots import plot_frontier
+    from pipeline.report.plots import plot_frontier
 
     r = report({"s": (0.2, 1.0, 500.0), "s:int8": (0.1, 0.5, 900.0)})
     for row in r["models"].values():

@@ -158,7 +158,7 @@ def test_shapes_benchmark_names_a_teacher_it_cannot_load(tmp_path):
 
 def test_default_shapes_are_the_student_with_fewer_heads_and_the_teacher_width_at_its_depth():
     from benchmarks.shapes import default_shapes, label
-    from pipeline.config import StudentShape
+    from pipeline.params.config import StudentShape
 
     student = StudentShape(layers=4, hidden=312, heads=12, intermediate=1200)
     teacher = StudentShape(layers=6, hidden=384, heads=12, intermediate=1536)

@@ -8,13 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SHARED, needs_shared
 
-from pipeline.config import DataConfig
 from pipeline.data.prepare import prepare
 from pipeline.errors import DataError
+from pipeline.params.config import DataConfig
 from pipeline.tasks import GLUE, Task, compute_metrics, f1_macro, mcc, pearson, preset_task, spearman
-
-from conftest import SHARED, needs_shared
 
 
 def write(folder, files: dict[str, str]):
@@ -136,8 +135,8 @@ def test_bad_task_data_names_the_file_and_line(tmp_path, train, dev, overrides, 
 
 def test_a_bad_task_in_params_stops_the_prepare_stage_and_writes_nothing(tmp_path, monkeypatch, capsys):
     import stages.prepare
-    from pipeline.profile import render_params
-    from pipeline.config import Params, deep_merge, parse_params
+    from pipeline.params.config import Params, deep_merge, parse_params
+    from pipeline.params.profile import render_params
 
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "own", {"train.csv": "text,label\na,x\nb,y\n", "dev.csv": "text,label\nc,z\n"})

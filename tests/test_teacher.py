@@ -10,13 +10,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from pipeline.config import Params, deep_merge, parse_params
-from pipeline.errors import ConfigError
-from pipeline.tasks import Task, preset_task
-from pipeline.teacher import output_order
-
 from conftest import SST2
+
+from pipeline.errors import ConfigError
+from pipeline.params.config import Params, deep_merge, parse_params
+from pipeline.tasks import Task, preset_task
+from pipeline.training.teacher import output_order
 
 SST = preset_task("sst2")  # labels negative, positive; raw 0, 1
 
@@ -65,9 +64,8 @@ def test_teacher_labels_only_with_a_teacher_taken_as_given():
 
 def given_teacher(folder, id2label: dict[int, str], head: bool = True):
     """A tiny fine-tuned classifier as a user has it: its own label names, in its own order."""
-    from transformers import BertConfig, BertForSequenceClassification, BertModel
-
     from families import tokenizer_of
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     tokenizer = tokenizer_of("bert")
     torch.manual_seed(3)
@@ -83,7 +81,7 @@ def given_teacher(folder, id2label: dict[int, str], head: bool = True):
 def run_teacher_stage(tmp_path, monkeypatch, teacher, **teacher_keys):
     import stages.prepare
     import stages.teacher_finetune
-    from pipeline.profile import render_params
+    from pipeline.params.profile import render_params
 
     tmp_path.mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -99,9 +97,9 @@ def test_a_teacher_taken_as_given_is_reordered_evaluated_and_saved_untrained(tmp
     from transformers import AutoModelForSequenceClassification
 
     from pipeline.artifacts import load_dataset_dir
-    from pipeline.inference import classifier_logits
     from pipeline.models.hf import load_tokenizer
     from pipeline.tasks import compute_metrics
+    from pipeline.training.inference import classifier_logits
 
     teacher = given_teacher(tmp_path / "mine", {0: "POSITIVE", 1: "NEGATIVE"})
     run_teacher_stage(tmp_path / "run", monkeypatch, teacher)

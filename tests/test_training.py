@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import training
 from pipeline.data.batches import encode, pad_batch
-from pipeline.inference import attention_for, bf16_linears, classifier_logits, use_attention_for
-from pipeline.recipes import WithTeacher
+from pipeline.methods.recipes import WithTeacher
+from pipeline.training import driver as training
+from pipeline.training.inference import attention_for, bf16_linears, classifier_logits, use_attention_for
 
 
 def test_the_final_evaluation_reuses_the_epoch_end_one_only_when_it_ran_at_the_last_step():
@@ -85,7 +85,9 @@ def test_batches_are_padded_as_the_tokenizer_pads_them(side, fields):
 PROCESS = """
 import json, sys, torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from pipeline import distributed, losses, training
+from pipeline import distributed
+from pipeline.training import losses
+from pipeline.training import driver as training
 torch.manual_seed(100 + distributed.rank())  # dropout leaves each process's global RNG elsewhere
 distributed.setup()
 sampler = LengthGroupedSampler(8, lengths=[(7 * i) % 23 + 1 for i in range(64)])

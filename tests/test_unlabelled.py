@@ -10,12 +10,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SST2
 
-from pipeline.config import DataConfig, Params, deep_merge, parse_params
 from pipeline.data.prepare import prepare
 from pipeline.errors import ConfigError, DataError
-
-from conftest import SST2
+from pipeline.params.config import DataConfig, Params, deep_merge, parse_params
 
 
 def write(path, text: str):
@@ -135,7 +134,7 @@ def test_the_teacher_labels_unlabelled_rows_once_and_augmentation_may_use_them(t
     import stages.teacher_finetune
     import stages.teacher_logits
     from pipeline.artifacts import load_dataset_dir
-    from pipeline.profile import render_params
+    from pipeline.params.profile import render_params
 
     monkeypatch.chdir(tmp_path)
     dev_sentence = "It's a charming and often affecting journey."  # SST-2 dev's first, written otherwise

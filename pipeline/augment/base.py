@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from pipeline.schema import PositiveInt, Section
+from pipeline.params.schema import PositiveInt, Section
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 
 class AugmentBase(Section):

@@ -26,18 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from pydantic import Field, model_validator
+from tqdm.auto import tqdm
 
 from pipeline.artifacts import open_input
 from pipeline.augment.base import AugmentBase, Augmenter, Collector
-from pipeline.data.text import MASK, split_words
 from pipeline.errors import ConfigError
-from pipeline.schema import PositiveInt, Probability
+from pipeline.params.schema import PositiveInt, Probability
+from pipeline.text import MASK, split_words
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 
 

@@ -31,12 +31,12 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from pipeline.augment.base import AugmentBase, Augmenter, Collector
-from pipeline.data.text import split_words
 from pipeline.errors import ModelError
-from pipeline.schema import PositiveInt, Probability
+from pipeline.params.schema import PositiveInt, Probability
+from pipeline.text import split_words
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 log = logging.getLogger(__name__)
 AUTO, TEACHER, NONE = "auto", "teacher", "none"

@@ -1,1 +1,1 @@
-"""Task data: raw readers, row policies, the prepare step, word tokens and model batches."""
+"""Task data: raw readers, row policies, the prepare step and model batches."""

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from pipeline.artifacts import UNLABELLED, load_dataset_dir, texts_of
-from pipeline.data.text import MASK
-from pipeline.schema import TOP_UP, UNIFORM
+from pipeline.params.schema import TOP_UP, UNIFORM
 from pipeline.tasks import Task
+from pipeline.text import MASK
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.config import DataConfig
 from pipeline.errors import DataError
+from pipeline.params.config import DataConfig
 from pipeline.tasks import UNLABELLED, Task
 
 Rows = dict[str, list]

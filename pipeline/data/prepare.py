@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.artifacts import UNLABELLED
-from pipeline.config import DataConfig
 from pipeline.data.policies import Rows, label_ids
 from pipeline.data.readers import columns, read_raw, read_unlabelled
-from pipeline.data.text import normalised
 from pipeline.errors import DataError
+from pipeline.params.config import DataConfig
 from pipeline.tasks import GLUE, REGRESSION, Task
+from pipeline.text import normalised
 
 
 def subsample(rows: Rows, limit: int | None, seed: int) -> Rows:

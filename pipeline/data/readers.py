@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import UNLABELLED, open_input, plain_suffix
-from pipeline.config import DEFAULT_UNLABELLED, DataConfig
 from pipeline.data.policies import Columns, Rows, normalise
 from pipeline.errors import DataError
+from pipeline.params.config import DEFAULT_UNLABELLED, DataConfig
 from pipeline.tasks import GLUE, Preset
 
 REQUIRED_SPLITS = ("train", "dev")

@@ -3,7 +3,7 @@
 A method file defines `METHOD = Method(...)`: its name (the params section and the stage names), a
 title and summary (report, model cards, README), the params schema of one student, its default
 students, its training steps (each with the loss terms it declares), and optionally a
-general-distillation objective. Params validation (pipeline/config.py), the DAG (pipeline/dag.py), the
+general-distillation objective. Params validation (pipeline/params/config.py), the DAG (pipeline/orchestration/dag.py), the
 stages (stages/distill.py), export cards and the report read everything from here, so adding a method
 is one new file in this folder plus its students in params (see the README).
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.artifacts import CHECKPOINTS, HISTORY, REPORTS, STEPS, student_dir
-from pipeline.schema import declared
+from pipeline.params.schema import declared
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
-    from pipeline.schema import Section, Weights
+    from pipeline.params.config import Params
+    from pipeline.params.schema import Section, Weights
 
 
 @dataclass(frozen=True)

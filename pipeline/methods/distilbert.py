@@ -14,20 +14,21 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, model_validator
 
-from pipeline import losses, training
 from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, UNLABELLED, load_dataset_dir
 from pipeline.data.batches import encode_rows, model_inputs, row_origins, sample_rows, task_rows, token_collator
 from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Method, Objective, Step, StepRun
+from pipeline.methods.recipes import WithTeacher, evaluation
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import (PRETRAINED_PREFIX, load_classifier, load_teacher, load_tokenizer, local_model_type,
                                 pretrained_spec, same_tokenizer)
-from pipeline.recipes import WithTeacher, evaluation
-from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, Probability, Section,
-                             augmentation_field, augmented_rows_field, check_train_on, min_steps_field,
-                             unlabelled_field, weights, weights_field)
+from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, Probability,
+                                    Section, augmentation_field, augmented_rows_field, check_train_on, min_steps_field,
+                                    unlabelled_field, weights, weights_field)
 from pipeline.tasks import prepared_task
+from pipeline.training import driver as training
+from pipeline.training import losses
 
 Weights = weights("DistilBERTWeights", soft=(1.0, "soft CE at T on the teacher's logits (x T^2)"),
                   hard=(1.0, "CE on gold labels"), cosine=(1.0, "cosine loss between the last hidden states"))

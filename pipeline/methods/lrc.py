@@ -22,15 +22,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
-from pipeline.methods import Method, StepRun
+from pipeline.methods import Method, StepRun, twostep
+from pipeline.methods.recipes import WithTeacher, evaluation
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_teacher
-from pipeline.recipes import WithTeacher, evaluation
-from pipeline.schema import LAYER_MAP_HELP, LayerMap, NonNegative, Positive, PositiveInt, Section, weights, \
-    weights_field
+from pipeline.params.schema import (LAYER_MAP_HELP, LayerMap, NonNegative, Positive, PositiveInt, Section, weights,
+                                    weights_field)
+from pipeline.training import losses
 
 COS_NCE = (1.0, "COS-NCE on the mapped layers, averaged over them")
 TOKEN_TERMS = ("cos_nce",)  # step 2's term that runs the teacher on the student's tokens

@@ -11,15 +11,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
 from pipeline.errors import ConfigError
-from pipeline.methods import Method, Objective, StepRun
+from pipeline.methods import Method, Objective, StepRun, twostep
+from pipeline.methods.recipes import WithTeacher
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_base_model
-from pipeline.recipes import WithTeacher
-from pipeline.schema import PositiveInt, Section, weights, weights_field
+from pipeline.params.schema import PositiveInt, Section, weights, weights_field
+from pipeline.training import losses
 
 KINDS = ("query", "key", "value")
 Weights = weights("MiniLMv2Weights", query=(1.0, "query-query relation KL"), key=(1.0, "key-key relation KL"),

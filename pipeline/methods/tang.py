@@ -17,16 +17,17 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from pipeline import losses, training
 from pipeline.artifacts import PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
 from pipeline.data.batches import row_origins, sample_rows, task_rows
 from pipeline.methods import Ablation, Method, Step, StepRun
+from pipeline.methods.recipes import Recipe, evaluation
 from pipeline.models import bilstm
-from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, PositiveInt, WarmupRatio,
-                             augmentation_field, augmented_rows_field, check_train_on, min_steps_field,
-                             unlabelled_field, weights, weights_field)
+from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, PositiveInt,
+                                    WarmupRatio, augmentation_field, augmented_rows_field, check_train_on,
+                                    min_steps_field, unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
+from pipeline.training import driver as training
+from pipeline.training import losses
 
 log = logging.getLogger(__name__)
 

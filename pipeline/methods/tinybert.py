@@ -13,15 +13,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from pipeline import losses, twostep
 from pipeline.data.batches import model_inputs
 from pipeline.errors import ConfigError
-from pipeline.methods import Ablation, Method, Objective, StepRun
+from pipeline.methods import Ablation, Method, Objective, StepRun, twostep
+from pipeline.methods.recipes import WithTeacher
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_base_model
-from pipeline.recipes import WithTeacher
-from pipeline.schema import LAYER_MAP_HELP, LayerMap, Section, weights, weights_field
+from pipeline.params.schema import LAYER_MAP_HELP, LayerMap, Section, weights, weights_field
+from pipeline.training import losses
 
 Weights = weights("TinyBERTWeights",
                   embedding=(1.0, "embedding-output MSE (through the projection)"),

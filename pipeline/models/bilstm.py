@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from pipeline.data.text import words
 from pipeline.errors import ModelError
+from pipeline.text import words
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 ARCH = "bilstm"

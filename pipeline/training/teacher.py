@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline import training
 from pipeline.artifacts import (CHECKPOINTS, HISTORY, PREPARED, TEACHER, atomic_path, load_dataset_dir, texts_of,
                                 write_json)
 from pipeline.data.batches import encode_rows, sample_rows, token_collator
 from pipeline.errors import ConfigError, ModelError
-from pipeline.inference import classifier_logits, device, use_bf16
 from pipeline.models import encoders
 from pipeline.models.hf import load_classifier, load_config, load_tokenizer, resolve_pretrained
-from pipeline.schema import declared
+from pipeline.params.schema import declared
 from pipeline.tasks import Task, compute_metrics, prepared_task
+from pipeline.training import driver as training
+from pipeline.training.inference import classifier_logits, device, use_bf16
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 HISTORY_FILE = HISTORY / "teacher.json"
 PARAMS = ["precision", "seed", "teacher", "data.max_length"]  # what teacher_finetune reads (dvc.yaml's params)

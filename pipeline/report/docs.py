@@ -5,7 +5,7 @@ reader meets is one a run wrote. A generated table sits between two markers,
     ...
     <!-- end generated -->
 
-and NAME is one of TABLES. `python -m pipeline.docs` rewrites every such table in place (run it after
+and NAME is one of TABLES. `python -m pipeline docs` rewrites every such table in place (run it after
 committing a new run's reports); `--check` rewrites nothing and exits 1 naming each table that differs
 from what reports/ gives (a test runs it).
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import atomic_path
-from pipeline.evaluate import REFERENCE, RUNTIME_SEP, markdown_table
-from pipeline.report import machine
+from pipeline.report.evaluate import REFERENCE, RUNTIME_SEP, markdown_table
+from pipeline.report.outputs import machine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 FILES = ("README.md", "docs")  # where generated tables may sit (a folder: its *.md)
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 RUNTIMES = {"torch": "PyTorch", "onnx": "ONNX fp32", "int8": "ONNX int8"}
@@ -163,14 +163,14 @@ def stale(root: Path = ROOT) -> list[str]:
     return found
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 if a table is not current")
     args = parser.parse_args(argv)
     if args.check:
         found = stale()
         for line in found:
-            print(f"{line}: differs from reports/ (python -m pipeline.docs rewrites it)", file=sys.stderr)
+            print(f"{line}: differs from reports/ (python -m pipeline docs rewrites it)", file=sys.stderr)
         raise SystemExit(1 if found else 0)
     for path in documents(ROOT):
         text = path.read_text(encoding="utf-8")

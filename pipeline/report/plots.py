@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluate import latency
+from pipeline.report.evaluate import latency
 
 RUNTIME_MARKERS = {"torch": "o", "onnx": "s", "int8": "^"}
 

@@ -1,6 +1,6 @@
-"""Write params.yaml from a profile: `python -m pipeline.profile {default,ci,full,...}`.
+"""Write params.yaml from a profile: `python -m pipeline profile {default,ci,full,...}`.
 
-A profile is the typed defaults (pipeline/config.py and the method files) with profiles/<name>.yaml
+A profile is the typed defaults (pipeline/params/config.py and the method files) with profiles/<name>.yaml
 merged on top; `default` is the defaults alone. A student a profile adds may start `like: <student>`
 (`resolve_like`). The result is validated, then written to params.yaml, which DVC tracks: `dvc repro`
 afterwards reruns exactly the stages whose params changed.
@@ -22,14 +22,14 @@ import yaml
 from pydantic import BaseModel
 
 from pipeline.artifacts import atomic_path
-from pipeline.config import PARAMS_FILE, Params, StudentShape, deep_merge, parse_params, read_yaml
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.params.config import PARAMS_FILE, Params, StudentShape, deep_merge, parse_params, read_yaml
 
 PROFILES_DIR = Path("profiles")
 HEADER = """\
-# Every knob of the pipeline, validated (pipeline/config.py) before any stage runs; DVC reruns exactly
-# the stages whose keys change. Written by `python -m pipeline.profile <name>`: the defaults (in
-# pipeline/config.py and pipeline/methods/) with profiles/<name>.yaml on top. Edit it freely, but
+# Every knob of the pipeline, validated (pipeline/params/config.py) before any stage runs; DVC reruns exactly
+# the stages whose keys change. Written by `python -m pipeline profile <name>`: the defaults (in
+# pipeline/params/config.py and pipeline/methods/) with profiles/<name>.yaml on top. Edit it freely, but
 # switching profile rewrites it: keep changes you want to keep in a profile of your own.
 # `<<: *name` writes a student as student `name` plus the keys that follow (a YAML merge key)."""
 
@@ -237,8 +237,8 @@ def _plain(value: Any) -> Any:
         {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", help=f"profile name ({', '.join(available())})")
     parser.add_argument("--output", default=PARAMS_FILE, help="file to write (default: params.yaml)")
     parser.add_argument("--fill", action="store_true",

@@ -1,7 +1,7 @@
 """What the flows do to a DVC workspace: run dvc (its output in the run log, its failures classified as
 bad input or a transient failure), read the stage graph, read and edit params; and the two Prefect tasks
-every flow shares, one stage and a remote sync. The pipeline flow (pipeline/flows.py) and the fan-out
-(pipeline/fanout.py) both stand on it."""
+every flow shares, one stage and a remote sync. The pipeline flow (pipeline/orchestration/flows.py) and the fan-out
+(pipeline/orchestration/fanout.py) both stand on it."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from prefect import get_run_logger, task
 from prefect.tasks import exponential_backoff
 
 from pipeline.artifacts import atomic_path
-from pipeline.config import PARAMS_FILE, Params, read_yaml
 from pipeline.errors import ConfigError
-from pipeline.profile import edit_params
+from pipeline.params.config import PARAMS_FILE, Params, read_yaml
+from pipeline.params.profile import edit_params
 
-VALIDATION_EXIT = 2  # what a stage exits with on a PipelineError (pipeline/stage.py)
+VALIDATION_EXIT = 2  # what a stage exits with on a PipelineError (pipeline/orchestration/stage.py)
 
 
 class InvalidInput(RuntimeError):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, SUMMARY_FILE
+from pipeline.serving.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, SUMMARY_FILE
 
 TEACHER_METHOD = "fine-tuned teacher (Hugging Face Trainer, cross-entropy on gold labels)"
 GIVEN_TEACHER = "the user's fine-tuned classifier, taken as given (teacher.finetune: false): not trained here"
@@ -15,7 +15,7 @@ GIVEN_TEACHER = "the user's fine-tuned classifier, taken as given (teacher.finet
 
 def card_info(name: str, params) -> dict[str, Any]:
     """What a model card says about how a model was made: teacher, data, method and its params."""
-    from pipeline.config import flatten
+    from pipeline.params.config import flatten
 
     if name == "teacher":
         given = not params.teacher.finetune
@@ -86,15 +86,15 @@ labels = config["labels"]
 tokenizer's pad id, and the true length of each row); the tokenizer is the folder's own.
 
 ```python
-from pipeline.runtimes import OnnxPredictor
+from pipeline.serving.runtimes import OnnxPredictor
 
 predictor = OnnxPredictor("{summary['name']}", "FOLDER", "{ONNX_FILE}", threads=2)  # or "{INT8_FILE}"
 logits = predictor.logits(["a gorgeous film"]{pair_list}, batch_size=32)
 ```"""
     example = "$'the first text\\tthe second text'" if summary["is_pair"] else '"a gorgeous film"'
     cli = f"""```bash
-python -m pipeline.predict FOLDER {example}
-python -m pipeline.predict FOLDER --file texts.txt --json --runtime onnx   # or int8, torch
+python -m pipeline predict FOLDER {example}
+python -m pipeline predict FOLDER --file texts.txt --json --runtime onnx   # or int8, torch
 ```"""
     if summary["is_pair"]:
         cli += "\n\nPair task: every argument or line holds two tab-separated texts."

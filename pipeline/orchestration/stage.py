@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 
 from pipeline import distributed
-from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.errors import PipelineError
+from pipeline.params.config import PARAMS_FILE, Params, load_params
 
 log = logging.getLogger("pipeline")
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.config import EvaluateConfig
 from pipeline.errors import ModelError
-from pipeline.runtimes import Predictor, export_info, load_export, weights_size
+from pipeline.params.config import EvaluateConfig
+from pipeline.serving.runtimes import Predictor, export_info, load_export, weights_size
 
 RUNTIME_SEP = ":"  # row names: "tinybert4" (PyTorch), "tinybert4:onnx", "tinybert4:int8"
 REFERENCE = "teacher"

@@ -11,9 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline import distributed
-from pipeline.checkpoint import CheckpointDir
 from pipeline.data.batches import encode, length_buckets, pad_batch
 from pipeline.errors import ConfigError
+from pipeline.training.checkpoint import CheckpointDir
 
 
 def device() -> torch.device:

@@ -9,16 +9,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipeline import distributed
-from pipeline.artifacts import CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, UNLABELLED, augmented_dir, \
-    load_dataset_dir, save_dataset, texts_of
-from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.inference import CHUNK_ROWS, bf16_linears, content_key, device, resumable_logits, use_attention_for, \
-    use_bf16
+from pipeline.artifacts import (CHECKPOINTS, PREPARED, TEACHER, TEACHER_LOGITS, UNLABELLED, augmented_dir,
+                                load_dataset_dir, save_dataset, texts_of)
 from pipeline.models.hf import load_teacher
 from pipeline.tasks import prepared_task
+from pipeline.training.checkpoint import CheckpointDir, fingerprint
+from pipeline.training.inference import (CHUNK_ROWS, bf16_linears, content_key, device, resumable_logits,
+                                         use_attention_for, use_bf16)
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 
 def pass_teacher(bf16: bool):

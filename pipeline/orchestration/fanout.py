@@ -29,9 +29,9 @@ from typing import Any
 from dvc.utils.serialize import dump_yaml, dumps_yaml, load_yaml
 from prefect import flow, get_run_logger
 
-from pipeline.config import PARAMS_FILE, flatten
-from pipeline.workspace import (PATH_PARAMS, InvalidInput, StageFailed, current_params, repro_stage, run_dvc,
-                                stage_graph)
+from pipeline.orchestration.workspace import (PATH_PARAMS, InvalidInput, StageFailed, current_params, repro_stage,
+                                              run_dvc, stage_graph)
+from pipeline.params.config import PARAMS_FILE, flatten
 
 LOCK_FILE = "dvc.lock"
 # files a run may change in the workspace it starts from; anything else must be committed first, because

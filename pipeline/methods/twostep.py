@@ -16,21 +16,21 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 
-from pipeline import losses, training
-from pipeline.artifacts import (PREPARED, TEACHER, TEACHER_LOGITS, atomic_path, general_dir, load_dataset_dir,
-                                write_json)
+from pipeline.artifacts import PREPARED, TEACHER, TEACHER_LOGITS, atomic_path, general_dir, load_dataset_dir, write_json
 from pipeline.data.batches import encode_rows, model_inputs, row_origins, task_rows, token_collator
 from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Step, StepRun, objectives
+from pipeline.methods.recipes import Recipe, evaluation
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import (PRETRAINED_PREFIX, load_base_model, load_classifier, load_teacher, load_tokenizer,
                                 local_model_type, pretrained_spec, resolve_pretrained, same_tokenizer)
-from pipeline.recipes import Recipe, evaluation
-from pipeline.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegative, NonNegativeInt, Positive, PositiveInt,
-                             Section, ShapeKey, Weights, augmentation_field, augmented_rows_field, min_steps_field,
-                             unlabelled_field, weights, weights_field)
+from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegative, NonNegativeInt, Positive,
+                                    PositiveInt, Section, ShapeKey, Weights, augmentation_field, augmented_rows_field,
+                                    min_steps_field, unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
+from pipeline.training import driver as training
+from pipeline.training import losses
 
 RANDOM, SLICE = "random", "teacher_slice"
 NO_GENERAL = (RANDOM, SLICE)  # inits that need no general_distill student

@@ -1,9 +1,9 @@
 """Classify texts from the command line with an exported model or a trained model folder.
 
-    python -m pipeline.predict exports/bilstm_kd "a gorgeous film" "a dull , lifeless mess"
-    python -m pipeline.predict models/teacher --file sentences.txt --json
-    cat sentences.txt | python -m pipeline.predict exports/teacher --runtime onnx
-    python -m pipeline.predict selected "a gorgeous film"   # the student `select` picked, in its runtime
+    python -m pipeline predict exports/bilstm_kd "a gorgeous film" "a dull , lifeless mess"
+    python -m pipeline predict models/teacher --file sentences.txt --json
+    cat sentences.txt | python -m pipeline predict exports/teacher --runtime onnx
+    python -m pipeline predict selected "a gorgeous film"   # the student `select` picked, in its runtime
 
 Texts come from the arguments, from --file (one example per line) or, when neither is given, from
 standard input. For pair tasks (MRPC) each argument or line holds two tab-separated texts. Prints one
@@ -27,8 +27,8 @@ from pipeline.errors import DataError, PipelineError
 EXIT_ERROR = 2
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None, prog: str = "python -m pipeline predict") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="an export folder, or a model folder (models/teacher, "
                                                   "models/students/NAME)")
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (pair tasks: 'first<TAB>second')")
@@ -155,7 +155,7 @@ def format_scores(scores: np.ndarray, texts: Sequence[str], pairs: Sequence[str]
 
 def run(args: argparse.Namespace) -> list[str]:
     """The output lines; the folder is checked before any input is read, the model loaded after."""
-    from pipeline.runtimes import load_export, read_config, selected_runtime, task_of
+    from pipeline.serving.runtimes import load_export, read_config, selected_runtime, task_of
 
     read_config(args.folder)
     task = task_of(args.folder)
@@ -194,8 +194,8 @@ def _quiet_libraries() -> None:
         pass
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m pipeline predict") -> int:
+    args = parse_args(argv, prog)
     _quiet_libraries()
     try:
         lines = run(args)

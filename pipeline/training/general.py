@@ -13,20 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import training
 from pipeline.artifacts import PREPARED, UNLABELLED, load_dataset_dir, open_input, plain_suffix, texts_of
-from pipeline.config import GeneralDistillBase
 from pipeline.data.batches import token_collator
 from pipeline.errors import ConfigError, DataError
 from pipeline.methods import objectives
 from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import load_tokenizer, resolve_pretrained
-from pipeline.schema import declared
+from pipeline.params.config import GeneralDistillBase
+from pipeline.params.schema import declared
 from pipeline.tasks import prepared_task
+from pipeline.training import driver as training
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Render dvc.yaml, the DAG, from the stage list below and the method registry:
-`python -m pipeline.dag` (writes dvc.yaml; `--check` only compares).
+`python -m pipeline dag` (writes dvc.yaml; `--check` only compares).
 
 Each method step becomes a `foreach` stage over the method's params section; each stage lists the
 artifacts it reads, the params keys it reads, and the code it runs: the Python files of this project
@@ -20,16 +20,17 @@ import yaml
 
 from pipeline.artifacts import (AUGMENTED, EXPORTS, HISTORY, PREPARED, REPORTS, SELECTED, TEACHER, TEACHER_LOGITS,
                                 augmented_dir, general_dir, general_history)
-from pipeline.augment import NAMES as AUGMENTATIONS, augmenters
-from pipeline.config import PARAMS_FILE
+from pipeline.augment import NAMES as AUGMENTATIONS
+from pipeline.augment import augmenters
 from pipeline.data.readers import hub_source
-from pipeline import general, teacher
 from pipeline.methods import Method, methods, objectives
+from pipeline.params.config import PARAMS_FILE
+from pipeline.training import general, teacher
 
 DVC_FILE = "dvc.yaml"
-ROOT = Path(__file__).resolve().parents[1]
-NOT_FOLLOWED = {"pipeline", "pipeline.config", "pipeline.schema", "pipeline.stage", "pipeline.methods",
-                "pipeline.errors", "pipeline.profile"}
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+NOT_FOLLOWED = {"pipeline", "pipeline.params.config", "pipeline.params.schema", "pipeline.params.profile",
+                "pipeline.orchestration.stage", "pipeline.methods", "pipeline.errors"}
 
 
 # ---------------------------------------------------------------- code dependencies
@@ -159,8 +160,8 @@ def all_stages() -> list[Stage]:
 
 # ---------------------------------------------------------------- rendering
 HEADER = """\
-# The DAG, rendered from pipeline/dag.py and the method registry (pipeline/methods/) by
-# `python -m pipeline.dag`: edit those, not this file. Each stage is `python -m stages.<name>`; its
+# The DAG, rendered from pipeline/orchestration/dag.py and the method registry (pipeline/methods/) by
+# `python -m pipeline dag`: edit those, not this file. Each stage is `python -m stages.<name>`; its
 # `params` are the params.yaml keys it reads, so changing a key reruns exactly the stages that read it
 # (and what follows them); its deps list the artifacts and the code it runs."""
 
@@ -191,15 +192,15 @@ def render(stages: list[Stage]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml differs from the rendering")
     args = parser.parse_args(argv)
     text = render(all_stages())
     path = ROOT / DVC_FILE
     if args.check:
         if path.read_text(encoding="utf-8") != text:
-            print(f"error: {DVC_FILE} is not the rendering of the registry; run `python -m pipeline.dag`", file=sys.stderr)
+            print(f"error: {DVC_FILE} is not the rendering of the registry; run `python -m pipeline dag`", file=sys.stderr)
             sys.exit(1)
         return
     path.write_text(text, encoding="utf-8")

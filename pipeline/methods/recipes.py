@@ -1,6 +1,6 @@
 """What every training recipe shares. A recipe is a small `nn.Module` around a student (plus trainable
 extras such as width projections) whose forward computes the method's raw named loss terms and returns
-{"loss": sum(weight x term), <term>: value, ..., "logits"}; pipeline.training trains it.
+{"loss": sum(weight x term), <term>: value, ..., "logits"}; pipeline.training.driver trains it.
 
 Terms with weight 0 are not computed (their inputs may not exist, e.g. attention scores when head
 counts differ). Teachers are held outside the module tree: frozen, never in the optimizer, never in a
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from pipeline import losses
 from pipeline.models import encoders
+from pipeline.training import losses
 
 
 class Recipe(nn.Module):
@@ -59,7 +59,7 @@ def evaluation(logits: torch.Tensor, labels: torch.Tensor | None) -> dict[str, t
 
 
 def frozen(model: nn.Module) -> nn.Module:
-    from pipeline.inference import use_attention_for
+    from pipeline.training.inference import use_attention_for
 
     use_attention_for(model)
     model.eval()

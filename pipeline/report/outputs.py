@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import atomic_path, write_json
-from pipeline.evaluate import markdown_table, recall_table
-from pipeline.plots import plot_accuracy_latency, plot_sizes, plot_training_curves
+from pipeline.report.evaluate import markdown_table, recall_table
+from pipeline.report.plots import plot_accuracy_latency, plot_sizes, plot_training_curves
 
 
 def write_report(report: dict[str, Any], histories: dict[str, Path], reports: Path) -> None:

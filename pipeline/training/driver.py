@@ -31,12 +31,12 @@ from torch import nn
 
 from pipeline import distributed
 from pipeline.artifacts import atomic_path
-from pipeline.checkpoint import CheckpointDir, fingerprint
-from pipeline.inference import use_attention_for, use_bf16
 from pipeline.tasks import Task, compute_metrics
+from pipeline.training.checkpoint import CheckpointDir, fingerprint
+from pipeline.training.inference import use_attention_for, use_bf16
 
 if TYPE_CHECKING:
-    from pipeline.config import Params
+    from pipeline.params.config import Params
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def training_arguments(output_dir: str, *, epochs: float, learning_rate: float, 
     """Trainer settings shared by every job: dev evaluation per epoch or every `eval_steps` (when `evaluate`), resumable
     checkpoints, length-grouped batches (padding waste matters on CPU), fused AdamW (its optimizer
     step is several times faster on CPU than the per-tensor loop, which dominates small models),
-    bf16 autocast when `bf16` (see pipeline.inference.use_bf16)."""
+    bf16 autocast when `bf16` (see pipeline.training.inference.use_bf16)."""
     from transformers import TrainingArguments
 
     return TrainingArguments(

@@ -1,6 +1,6 @@
 """Typed parameters: every knob of the pipeline, validated before any work starts.
 
-`params.yaml` is the file DVC tracks; `python -m pipeline.profile <name>` writes it from the defaults
+`params.yaml` is the file DVC tracks; `python -m pipeline profile <name>` writes it from the defaults
 here and in the method files, overlaid with `profiles/<name>.yaml`. The sections of the student methods
 (`tang`, `distilbert`, `tinybert`, ...) come from the method registry (pipeline/methods/), each a map of
 student name -> settings. Loading fails with one message per bad key, e.g.
@@ -21,8 +21,9 @@ from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Method, Objective, methods, objectives
 from pipeline.models.encoders import FAMILIES, SLICE
 from pipeline.models.hf import local_model_type
-from pipeline.schema import (DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, Dropout, LayerMap, NonNegativeInt,
-                             PositiveInt, Section, ShapeKey, check_steps, max_steps_field, min_steps_field)
+from pipeline.params.schema import (DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, Dropout, LayerMap,
+                                    NonNegativeInt, PositiveInt, Section, ShapeKey, check_steps, max_steps_field,
+                                    min_steps_field)
 
 PARAMS_FILE = "params.yaml"
 DEFAULT_UNLABELLED = "data/unlabelled"  # a folder of the repository that holds no text unless the user adds some
@@ -526,7 +527,7 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> BaseParams:
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     if "sweep" in raw:
         raise ConfigError(f"{source}: sweep: a profile's section, not a params key: write it in profiles/NAME.yaml "
-                          "and run `python -m pipeline.profile NAME`, which writes each of its points into params.yaml "
+                          "and run `python -m pipeline profile NAME`, which writes each of its points into params.yaml "
                           "as a student")
     try:
         return params_model().model_validate(raw)

@@ -10,7 +10,7 @@ session loads it (MatMul + Softmax attention, LayerNormalization, BiasGelu).
 
 Neither fuses a residual Add into its LayerNormalization (SkipLayerNormalization): onnxruntime's CPU kernel
 for it divides element by element in scalar code, and ran 3.5-5x slower than the Add and the
-LayerNormalization it replaces, at batch 1 and 32 alike (pipeline.runtimes.SLOW_FUSIONS).
+LayerNormalization it replaces, at batch 1 and 32 alike (pipeline.serving.runtimes.SLOW_FUSIONS).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from pipeline.errors import ModelError
-from pipeline.runtimes import Feeds
+from pipeline.serving.runtimes import Feeds
 
 OPSET = 17
 EXPORTER = "torch.onnx (TorchScript-based, dynamo=False)"
@@ -64,7 +64,8 @@ def write_int8(fp32: Path, int8: Path, calibration: Sequence[Feeds] | None = Non
     fly, and a fused Attention becomes onnxruntime's quantised QAttention. Static: activation ranges calibrated
     on the `calibration` batches, QDQ around every MatMul (a fused Attention stays fp32)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):

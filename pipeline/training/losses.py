@@ -1,5 +1,5 @@
 """Distillation loss terms as small pure functions over tensors. Methods (pipeline/methods/) name
-them, and a recipe's loss is the weighted sum of its named terms (pipeline.recipes).
+them, and a recipe's loss is the weighted sum of its named terms (pipeline.methods.recipes).
 
 Conventions: `student`/`teacher` are logits of shape (batch, num_labels); `labels` are class ids
 with -1 for rows that have no gold label (augmented rows), which hard-label terms ignore. A regression

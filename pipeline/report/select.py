@@ -16,9 +16,9 @@ from typing import Any
 
 from pipeline.artifacts import atomic_path, write_json
 from pipeline.errors import ConfigError
-from pipeline.evaluate import REFERENCE, latency, row_name
-from pipeline.plots import pareto_front
-from pipeline.runtimes import SELECTION_FILE
+from pipeline.report.evaluate import REFERENCE, latency, row_name
+from pipeline.report.plots import pareto_front
+from pipeline.serving.runtimes import SELECTION_FILE
 
 
 def rule_text(cfg) -> str:
@@ -156,7 +156,7 @@ def selection_markdown(report: dict[str, Any], selection: dict[str, Any]) -> str
              f"{selection['latency_ms']:g} ms {'at batch 1' if batch == 1 else f'per batch of {batch}'}; "
              f"{pick['speedup_b1']}x the teacher's speed in {pick['runtime']} at batch 1, "
              f"{pick['speedup_throughput']}x at batch {b}. It is in `selected/` "
-             "(`python -m pipeline.predict selected TEXT` serves it in its runtime).", ""]
+             "(`python -m pipeline predict selected TEXT` serves it in its runtime).", ""]
     lines += [f"- {note}" for note in selection["notes"]] + ([""] if selection["notes"] else [])
     lines += ["## The frontier", "",
               "Every student in every runtime, fastest first; *front*: no student of its runtime is both faster "

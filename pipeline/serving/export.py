@@ -4,10 +4,10 @@ code (stage `export`: every model of the run into exports/<name>/):
 - the model in its own format: Hugging Face `save_pretrained` (teacher, Transformer students) or the
   BiLSTM student folder of pipeline.models.bilstm, with the task's label names in its config;
 - `model.onnx`: fp32, dynamic batch and sequence axes, the same inputs the PyTorch predictors feed; with
-  `fuse_graph` (the default), a Transformer's graph rewritten with onnxruntime's fused operators (pipeline.graphs);
+  `fuse_graph` (the default), a Transformer's graph rewritten with onnxruntime's fused operators (pipeline.serving.graphs);
 - `model.int8.onnx`: int8 quantisation of model.onnx (dynamic by default, or static calibrated on train
   rows), served only if it stays within `int8_max_drop` points of fp32 on dev (`int8_gate`);
-- `README.md` (model card, pipeline.card) and `export.json` (files, sizes, parity, quality per runtime).
+- `README.md` (model card, pipeline.serving.card) and `export.json` (files, sizes, parity, quality per runtime).
 
 The ONNX graph is kept only if onnxruntime reproduces the PyTorch logits on real dev sentences, batched
 so that padding varies within a batch; the folder appears only when every step succeeded.
@@ -34,15 +34,14 @@ import torch
 from torch import nn
 
 from pipeline.artifacts import atomic_path, remove_path, texts_of
-from pipeline.card import render_card
 from pipeline.data.batches import MODEL_INPUTS
 from pipeline.errors import DataError, ModelError
-from pipeline.graphs import EXPORTER, OPSET, fuse, write_int8, write_onnx
-from pipeline.models import encoders
-from pipeline.models import bilstm
-from pipeline.runtimes import (CARD_FILE, INT8_FILE, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
-                               bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
-                               run_session)
+from pipeline.models import bilstm, encoders
+from pipeline.serving.card import render_card
+from pipeline.serving.graphs import EXPORTER, OPSET, fuse, write_int8, write_onnx
+from pipeline.serving.runtimes import (CARD_FILE, INT8_FILE, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
+                                       bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
+                                       run_session)
 from pipeline.tasks import GLUE, Task, compute_metrics, imbalanced, preset_task, recall_by_class
 
 PARITY_BATCH = 16

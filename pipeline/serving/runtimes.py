@@ -270,7 +270,7 @@ def onnx_session(path: Path, threads: int | None = None, fusions_off: Sequence[s
     import onnxruntime as ort
 
     if not path.is_file():
-        raise ModelError(f"{path}: ONNX file not found (not an export folder? make one with pipeline.export)")
+        raise ModelError(f"{path}: ONNX file not found (not an export folder? make one with pipeline.serving.export)")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only: no per-session warnings on stderr
     if threads:

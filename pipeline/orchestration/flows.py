@@ -9,7 +9,7 @@ schedules, work pools and a markdown artifact with the results.
   as DVC's workspace lock requires), with optional params overrides, force, and a DVC remote to
   pull existing outputs from and push new ones to (how several machines share work). With
   `stage_deployment`, it fans the stages out instead: each a `distill-stage` flow run on the pool, in
-  its own clone, independent stages side by side (pipeline/fanout.py).
+  its own clone, independent stages side by side (pipeline/orchestration/fanout.py).
 - `distill-sweep`: a list of params overrides run as DVC experiments, each in its own temporary
   workspace (`dvc exp run --temp`), fanned out as separate `distill-experiment` flow runs on the work
   pool when deployed; a table artifact of `dvc exp show` results at the end.
@@ -27,10 +27,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
-from pipeline.config import PARAMS_FILE, flatten
-from pipeline.fanout import fan_out
-from pipeline.workspace import (PATH_PARAMS, StageFailed, apply_params, current_params, merged_params, repro_stage,
-                                retry_transient, run_dvc, stage_order, sync_remote)
+from pipeline.orchestration.fanout import fan_out
+from pipeline.orchestration.workspace import (PATH_PARAMS, StageFailed, apply_params, current_params, merged_params,
+                                              repro_stage, retry_transient, run_dvc, stage_order, sync_remote)
+from pipeline.params.config import PARAMS_FILE, flatten
+
 
 def run_markdown(repo: str | Path, results: dict[str, str]) -> str:
     """The run's artifact: the stages it ran, the evaluation table and where the plots are."""
@@ -55,7 +56,7 @@ def distill_pipeline(repo: str = ".", targets: list[str] | None = None, params: 
     pool, started once the stages it depends on are done, each in a fresh clone of the repository's commit,
     sharing outputs through the DVC remote `remote` (a name or URL; default: the repository's default
     remote) and cloning `git_source` (default: this repository's folder; a URL for workers on other
-    machines, with the commit pushed there): see pipeline/fanout.py. A run whose worker shows no sign of
+    machines, with the commit pushed there): see pipeline/orchestration/fanout.py. A run whose worker shows no sign of
     life for `lost_after_s` seconds is started again, up to `retries` times."""
     repo = str(Path(repo).resolve())
     if params:

@@ -1,0 +1,2 @@
+"""Reports: evaluation (quality, retention, size, speed), the report and plots, the pick, and the
+tables the docs show."""
