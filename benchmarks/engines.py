@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from pipeline.artifacts import EXPORTS, PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
-from pipeline.serving.runtimes import ONNX_FILE, Feeds, OnnxPredictor, Runtime, load_export
+from pipeline.serving.kinds import TRANSFORMER, Feeds
+from pipeline.serving.runtimes import ONNX_FILE, OnnxPredictor, Runtime, load_export
 from pipeline.training.inference import bf16_linears, bf16_native
 
 Engine = Callable[[Feeds], np.ndarray]
@@ -72,7 +73,7 @@ def engines_for(folder: Path, threads: int) -> tuple[Runtime, dict[str, Engine],
     bf16 = bf16_native(torch.device("cpu"))
     engines: dict[str, Engine] = {"torch fp32": torch_engine(torch_predictor, False)}
     notes = []
-    if bf16 and torch_predictor.kind == "hf":
+    if bf16 and torch_predictor.kind is TRANSFORMER:
         engines["torch bf16"] = torch_engine(load_export(folder, "torch"), True)
     engines["onnxruntime fp32"] = OnnxPredictor(folder.name, folder, threads=threads).run
     try:

@@ -32,9 +32,9 @@ from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import resolve_pretrained
 from pipeline.params.config import ExportConfig, StudentShape, load_params
-from pipeline.serving.export import LogitsOnly
 from pipeline.serving.graphs import fuse, write_int8, write_onnx
-from pipeline.serving.runtimes import Feeds, onnx_session, run_session
+from pipeline.serving.kinds import Feeds, LogitsOnly
+from pipeline.serving.runtimes import onnx_session, run_session
 
 INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
 BATCH = 32

@@ -32,9 +32,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipeline.artifacts import EXPORTS, PREPARED, TEACHER_LOGITS, load_dataset_dir, texts_of
 from pipeline.params.config import EvaluateConfig, load_params
 from pipeline.report.evaluate import REFERENCE, measure_speed, row_name
-from pipeline.serving.export import prepare
 from pipeline.serving.graphs import fuse, write_int8, write_onnx
-from pipeline.serving.runtimes import RUNTIMES, OnnxPredictor, Predictor, export_info, load_export, task_of
+from pipeline.serving.kinds import kind_of
+from pipeline.serving.runtimes import (RUNTIMES, OnnxPredictor, Predictor, export_info, load_export, read_config,
+                                       task_of)
 from pipeline.training.inference import classifier_logits, use_bf16
 from pipeline.training.logits import pass_teacher
 
@@ -91,7 +92,8 @@ def graph_variants(folder: Path, work: Path, calibration: tuple[list[str], list[
     info, task = export_info(folder), task_of(folder)
     fp32_other, int8_other, other_method = [r for r in graph_runtimes(folder).values()
                                             if r not in ("onnx", "int8", BASELINE)]
-    exportable = prepare(folder, work / "model", task, int(info.get("max_length", 128)))
+    max_length = int(info.get("max_length", 128))
+    exportable = kind_of(read_config(folder)).prepare_export(folder, work / "model", task, max_length)
     fp32 = work / f"{fp32_other}.onnx"
     write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes, fp32)
     if fp32_other == "onnx-fused":

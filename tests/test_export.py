@@ -22,7 +22,7 @@ from pipeline.models.bilstm import BiLSTMClassifier, WordTokenizer, load_bilstm,
 from pipeline.serving import export as export_module
 from pipeline.serving.export import export_model
 from pipeline.serving.predict import main
-from pipeline.serving.runtimes import (INT8_FILE, ONNX_FILE, SLOW_FUSIONS, BiLSTMPredictor, HFPredictor, OnnxPredictor,
+from pipeline.serving.runtimes import (INT8_FILE, ONNX_FILE, SLOW_FUSIONS, OnnxPredictor, TorchPredictor,
                                        load_export, task_of)
 from pipeline.tasks import preset_task
 from pipeline.training.inference import classifier_logits
@@ -141,7 +141,7 @@ def test_hf_onnx_inputs_are_dynamic_and_predictors_agree(hf_export, sst2_dev):
         assert [d.dim_param for d in dims] == ["batch", "sequence"], tensor.name
     lengths = {len(t.split()) for t in sst2_dev}
     assert len(lengths) > 10  # the parity sentences really vary in length
-    reference = HFPredictor("torch", out).logits(sst2_dev, None, 16)
+    reference = TorchPredictor("torch", out).logits(sst2_dev, None, 16)
     onnx_logits = load_export(out, "onnx", threads=1).logits(sst2_dev, None, 16)
     assert np.abs(onnx_logits - reference).max() <= 1e-4
 
@@ -386,7 +386,7 @@ def test_bilstm_export_is_self_contained_and_onnx_matches(bilstm_export, bilstm_
                                predict_logits(original, original_tok, sst2_dev, None, 16), atol=1e-6)
     token_counts = {len(tokenizer(t)) for t in sst2_dev[:16]}
     assert len(token_counts) > 5  # one batch mixes many lengths: padding must not leak into the states
-    reference = BiLSTMPredictor("torch", out).logits(sst2_dev, None, 16)
+    reference = TorchPredictor("torch", out).logits(sst2_dev, None, 16)
     logits = OnnxPredictor("onnx", out, ONNX_FILE).logits(sst2_dev, None, 16)
     assert np.abs(logits - reference).max() <= 1e-4
 

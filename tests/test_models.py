@@ -7,7 +7,7 @@ from pipeline.errors import ConfigError, ModelError
 from pipeline.models.bilstm import (MASK, BiLSTMClassifier, WordPieceTokenizer, WordTokenizer, collate, encode,
                                     glove_vectors, init_embeddings, load_bilstm, predict_logits, save_bilstm)
 from pipeline.models.hf import load_classifier, load_tokenizer, resolve_pretrained
-from pipeline.serving.runtimes import load_predictor
+from pipeline.serving.runtimes import TorchPredictor
 from pipeline.tasks import preset_task
 from pipeline.training.inference import classifier_logits, use_bf16
 
@@ -90,7 +90,7 @@ def test_bilstm_shapes_and_folder_round_trip(tmp_path, is_pair):
     loaded, loaded_tok, config = load_bilstm(tmp_path / "s")
     assert config["task"] == "sst2" and loaded_tok.vocab == tok.vocab
     torch.testing.assert_close(loaded(**batch), logits)
-    predictor = load_predictor("s", tmp_path / "s")
+    predictor = TorchPredictor("s", tmp_path / "s")
     np.testing.assert_allclose(predictor.logits(texts, pairs, 2), logits.detach().numpy(), atol=1e-5)
 
 
@@ -112,7 +112,7 @@ def test_wordpiece_tokenizer_round_trip(tmp_path, tiny_teacher):
 
 def test_load_errors(tmp_path):
     with pytest.raises(ModelError, match="not a model or export folder"):
-        load_predictor("x", tmp_path)
+        TorchPredictor("x", tmp_path)
     (tmp_path / "config.json").write_text('{"arch": "bert"}')
     with pytest.raises(ModelError, match="not 'bilstm'"):
         load_bilstm(tmp_path)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from string import Template
 from typing import Any
 
+from pipeline.serving.kinds import KINDS
 from pipeline.serving.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, SUMMARY_FILE
 
 TEACHER_METHOD = "fine-tuned teacher (Hugging Face Trainer, cross-entropy on gold labels)"
@@ -52,60 +54,24 @@ def _table(rows: dict[str, Any]) -> str:
 
 
 def _usage(summary: dict[str, Any]) -> str:
-    pair = ', "the second text"' if summary["is_pair"] else ""
-    pair_list = ', ["the second text"]' if summary["is_pair"] else ", None"
-    if summary["kind"] == "hf":
-        torch_part = f"""```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-
-model = AutoModelForSequenceClassification.from_pretrained("FOLDER")
-tokenizer = AutoTokenizer.from_pretrained("FOLDER")
-classify = pipeline("text-classification", model="FOLDER")
-print(classify({{"text": "a gorgeous film"{', "text_pair": "the second text"' if summary["is_pair"] else ''}}}))
-```"""
-        onnx_part = f"""```python
-import numpy as np, onnxruntime as ort
-from transformers import AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("FOLDER")
-# or {INT8_FILE}; without SkipLayerNormFusion, whose CPU kernel is slower than what it fuses
-session = ort.InferenceSession("FOLDER/{ONNX_FILE}", disabled_optimizers={list(SLOW_FUSIONS)!r})
-enc = tokenizer(["a gorgeous film"]{pair}, truncation=True, max_length={summary["max_length"]}, padding=True,
-                return_tensors="np")
-logits = session.run(None, {{i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}})[0]
-```"""
-    else:
-        torch_part = f"""```python
-from pipeline.models.bilstm import load_bilstm, predict_logits
-
-model, tokenizer, config = load_bilstm("FOLDER")
-logits = predict_logits(model, tokenizer, ["a gorgeous film"]{pair_list}, batch_size=32)
-labels = config["labels"]
-```"""
-        onnx_part = f"""ONNX inputs: {', '.join(summary['onnx_inputs'])} (token ids padded with the
-tokenizer's pad id, and the true length of each row); the tokenizer is the folder's own.
-
-```python
-from pipeline.serving.runtimes import OnnxPredictor
-
-predictor = OnnxPredictor("{summary['name']}", "FOLDER", "{ONNX_FILE}", threads=2)  # or "{INT8_FILE}"
-logits = predictor.logits(["a gorgeous film"]{pair_list}, batch_size=32)
-```"""
-    example = "$'the first text\\tthe second text'" if summary["is_pair"] else '"a gorgeous film"'
+    kind, pair = KINDS[summary["kind"]], summary["is_pair"]
+    values = {"pair": ', "the second text"' if pair else "", "pair_list": ', ["the second text"]' if pair else ", None",
+              "text_pair": ', "text_pair": "the second text"' if pair else "", "onnx": ONNX_FILE, "int8": INT8_FILE,
+              "fusions": repr(list(SLOW_FUSIONS)), "max_length": summary["max_length"], "name": summary.get("name", ""),
+              "inputs": ", ".join(summary.get("onnx_inputs", []))}
+    torch_part, onnx_part = (Template(text).substitute(values) for text in (kind.torch_usage, kind.onnx_usage))
+    example = "$'the first text\\tthe second text'" if pair else '"a gorgeous film"'
     cli = f"""```bash
 python -m pipeline predict FOLDER {example}
 python -m pipeline predict FOLDER --file texts.txt --json --runtime onnx   # or int8, torch
 ```"""
-    if summary["is_pair"]:
+    if pair:
         cli += "\n\nPair task: every argument or line holds two tab-separated texts."
-    needs = ("`transformers` and `onnxruntime` for the Python snippets; this repository's `pipeline` package "
-             "(`pip install -e .` in a checkout) for the command line" if summary["kind"] == "hf" else
-             "this repository's `pipeline` package (`pip install -e .` in a checkout)")
     folder = Path(summary["folder"])
     where = "" if folder.is_absolute() else (
         f"Paths are as seen from the folder that holds `{folder.parent}/` (the pipeline's repository root); from "
         "anywhere else, put this folder's own path in their place. ")
-    where += f"Needs {needs}."
+    where += f"Needs {kind.needs}."
     return (f"{where}\n\n### PyTorch\n\n{torch_part}\n\n### ONNX (onnxruntime)\n\n{onnx_part}\n\n"
             f"### Command line\n\n{cli}\n").replace("FOLDER", summary["folder"])
 
@@ -127,7 +93,7 @@ def render_card(summary: dict[str, Any], card_info: dict[str, Any], files: dict[
     details". Quality per runtime comes from summary["quality"]; speed is measured by the evaluate stage
     (a run's reports/report.md), not here, so an export is the same whenever it is made."""
     known = ("description", "teacher", "data", "method", "params")
-    arch = "BERT-style Transformer (Hugging Face)" if summary["kind"] == "hf" else "BiLSTM (Tang et al. 2019)"
+    arch = KINDS[summary["kind"]].architecture
     overview = {
         "name": summary["name"], "architecture": arch, "parameters": f"{summary['parameters']:,}",
         "task": f"{summary['task']['name']} ({summary['task']['problem']}, "

@@ -16,32 +16,27 @@ Exporter: torch's TorchScript-based exporter (`torch.onnx.export(..., dynamo=Fal
 deprecated but present, needs no extra package and exports these models in well under a second. The
 torch.export-based exporter needs the `onnxscript` package, takes seconds even for a tiny BERT, and, like
 the TorchScript one, cannot export `pack_padded_sequence`: BiLSTMs are therefore exported through a
-padding-aware twin (`PaddedBiLSTM`, no packed sequences) whose logits the parity check compares with
-the original model's.
+padding-aware twin (`PaddedBiLSTM` in pipeline.serving.kinds, no packed sequences) whose logits the parity
+check compares with the original model's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from pipeline.artifacts import atomic_path, remove_path, texts_of
-from pipeline.data.batches import MODEL_INPUTS
 from pipeline.errors import DataError, ModelError
-from pipeline.models import bilstm, encoders
 from pipeline.serving.card import render_card
 from pipeline.serving.graphs import EXPORTER, OPSET, fuse, write_int8, write_onnx
-from pipeline.serving.runtimes import (CARD_FILE, INT8_FILE, ONNX_FILE, RUNTIMES, SUMMARY_FILE, Batches, Feeds,
-                                       bilstm_batches, hf_batches, load_export, model_kind, onnx_session, read_config,
-                                       run_session)
+from pipeline.serving.kinds import Exportable, kind_of
+from pipeline.serving.runtimes import (CARD_FILE, INT8_FILE, ONNX_FILE, RUNTIMES, SUMMARY_FILE, load_export,
+                                       onnx_session, read_config, run_session)
 from pipeline.tasks import GLUE, Task, compute_metrics, imbalanced, preset_task, recall_by_class
 
 PARITY_BATCH = 16
@@ -49,132 +44,6 @@ CALIBRATION_BATCH = 32
 QUALITY_BATCH = 128
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- export-time model views
-class LogitsOnly(nn.Module):
-    """A Hugging Face classifier with positional inputs in `names` order returning the logits tensor:
-    the ONNX graph's signature."""
-
-    def __init__(self, model: nn.Module, names: Sequence[str]):
-        super().__init__()
-        self.model = model
-        self.names = list(names)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, inputs))).logits
-
-
-class PaddedBiLSTM(bilstm.BiLSTMClassifier):
-    """The same BiLSTM computed on padded batches without packed sequences, so it can be traced.
-
-    Forward direction: run on the padded batch and read the state at position length-1 (later padding
-    cannot reach it). Backward direction: reverse each row within its own length, run the reverse
-    weights forward, read position length-1. Same weights, same maths as the packed original."""
-
-    def __init__(self, source: bilstm.BiLSTMClassifier):
-        super().__init__(**source.config)
-        self.load_state_dict(source.state_dict())
-        dim, hidden = source.config["embedding_dim"], source.config["hidden"]
-        self.forward_lstm = nn.LSTM(dim, hidden, batch_first=True)
-        self.backward_lstm = nn.LSTM(dim, hidden, batch_first=True)
-        with torch.no_grad():
-            for weight in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-                getattr(self.forward_lstm, weight).copy_(getattr(self.lstm, weight))
-                getattr(self.backward_lstm, weight).copy_(getattr(self.lstm, f"{weight}_reverse"))
-        self.eval()
-
-    def encode(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        emb = self.dropout(self.embedding(input_ids))
-        last = (lengths.clamp(min=1) - 1).unsqueeze(1)  # (batch, 1), as the original clamps
-        pos = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        reverse = torch.where(pos <= last, last - pos, pos)  # padding stays where it is
-        emb_reversed = emb.gather(1, reverse.unsqueeze(-1).expand_as(emb))
-        out_f, _ = self.forward_lstm(emb)
-        out_b, _ = self.backward_lstm(emb_reversed)
-        at_last = last.unsqueeze(-1).expand(-1, 1, out_f.shape[-1])
-        return torch.cat([out_f.gather(1, at_last).squeeze(1), out_b.gather(1, at_last).squeeze(1)], dim=-1)
-
-
-@dataclass
-class Exportable:
-    """A model saved into the export folder plus what its ONNX export and parity check need."""
-
-    kind: str
-    parameters: int
-    traced: nn.Module  # what goes to ONNX
-    input_names: list[str]
-    dynamic_axes: dict[str, dict[int, str]]
-    batches: Callable[[Sequence[str], Sequence[str] | None, int], Batches]  # input order
-    reference: Callable[[Feeds], np.ndarray]  # the PyTorch logits the graph must reproduce
-    fusion: tuple[int, int] | None = None  # (hidden, heads) of a Transformer whose graph onnxruntime's BERT fusion knows
-
-    def sample(self, task: Task) -> tuple[torch.Tensor, ...]:
-        """Two rows of different lengths, so the traced graph includes padding and masking."""
-        texts = ["a b c d e f g h", "a b"]
-        pairs = ["e f", "c d e f g h"] if task.is_pair else None
-        _, feeds = next(self.batches(texts, pairs, len(texts)))
-        return tuple(torch.from_numpy(feeds[n]) for n in self.input_names)
-
-
-def _prepare_hf(source: Path, dst: Path, task: Task, max_length: int) -> Exportable:
-    """save_pretrained (safetensors) + tokenizer, with the task's label names in the config."""
-    from pipeline.models.hf import load_classifier, load_tokenizer
-
-    model = load_classifier(str(source), key=str(source)).eval()
-    tokenizer = load_tokenizer(str(source), key=str(source))
-    if model.config.num_labels != task.num_labels:
-        raise ModelError(f"{source}: the model has {model.config.num_labels} labels, task {task.name} has "
-                         f"{task.num_labels}")
-    for key, value in task.model_labels().items():
-        setattr(model.config, key, value)
-    model.config.finetuning_task = task.name
-    model.save_pretrained(str(dst))
-    tokenizer.save_pretrained(str(dst))
-    model.set_attn_implementation("eager")  # the attention pattern onnxruntime's fusion recognises
-    names = [k for k in MODEL_INPUTS if k in tokenizer(["a"], ["b"] if task.is_pair else None)]
-    wrapped = LogitsOnly(model, names).eval()
-
-    @torch.inference_mode()
-    def reference(feeds: Feeds) -> np.ndarray:
-        return wrapped(*(torch.from_numpy(feeds[n]) for n in names)).numpy()
-
-    return Exportable(
-        kind="hf", parameters=sum(p.numel() for p in model.parameters()), traced=wrapped, input_names=names,
-        dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
-        batches=lambda t, p, b: hf_batches(tokenizer, t, p, b, max_length, by_length=False),
-        reference=reference,
-        fusion=(encoders.dims(model).hidden, encoders.dims(model).heads) if encoders.family(model).fusion else None)
-
-
-def _prepare_bilstm(source: Path, dst: Path, task: Task) -> Exportable:
-    """Re-save the student folder (weights, vocabulary, tokenisation settings) with the task's labels."""
-    model, tokenizer, config = bilstm.load_bilstm(source)
-    if model.config["num_labels"] != task.num_labels or bool(model.config["is_pair"]) != task.is_pair:
-        raise ModelError(f"{source}: a BiLSTM with {model.config['num_labels']} labels (is_pair="
-                         f"{model.config['is_pair']}) does not fit task {task.name}")
-    extra = {k: v for k, v in config.items() if k not in ("arch", "model", "tokenizer")}
-    extra.update(task=task.to_json(), labels=list(task.labels))
-    bilstm.save_bilstm(model, tokenizer, dst, extra)
-    names = ["input_ids", "lengths"] + (["input_ids_b", "lengths_b"] if task.is_pair else [])
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "lengths": {0: "batch"},
-            "input_ids_b": {0: "batch", 1: "sequence_b"}, "lengths_b": {0: "batch"}}
-
-    @torch.inference_mode()
-    def reference(feeds: Feeds) -> np.ndarray:
-        return model(**{n: torch.from_numpy(feeds[n]) for n in names}).numpy()
-
-    return Exportable(
-        kind="bilstm", parameters=sum(p.numel() for p in model.parameters()), traced=PaddedBiLSTM(model),
-        input_names=names, dynamic_axes={n: axes[n] for n in names},
-        batches=lambda t, p, b: bilstm_batches(tokenizer, t, p, b), reference=reference)
-
-
-def prepare(source: Path, dst: Path, task: Task, max_length: int) -> Exportable:
-    """Save the model at `source` into `dst` in its own format; return what its ONNX export needs."""
-    if model_kind(read_config(source)) == "bilstm":
-        return _prepare_bilstm(source, dst, task)
-    return _prepare_hf(source, dst, task, max_length)
 
 
 # ---------------------------------------------------------------- export steps
@@ -254,11 +123,11 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
     `int8_calibration` (texts, pairs), when that is given; dynamic otherwise; its weights in 7 bits with
     `int8_reduce_range`. With `per_class`, quality includes each class's recall."""
     source, out_dir, task = Path(model_folder), Path(out_dir), _resolve_task(task)
-    kind = model_kind(read_config(source))
+    kind = kind_of(read_config(source))
     texts, pairs = _parity_inputs(task, dev_texts, dev_pairs, parity_examples)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        exportable = prepare(source, tmp, task, max_length)
+        exportable = kind.prepare_export(source, tmp, task, max_length)
         write_onnx(exportable.traced, exportable.sample(task), exportable.input_names, exportable.dynamic_axes,
                    tmp / ONNX_FILE)
         fused = fuse(tmp / ONNX_FILE, *exportable.fusion) if fuse_graph and exportable.fusion else {}
@@ -268,7 +137,7 @@ def export_model(model_folder: str | Path, out_dir: str | Path, *, name: str, ta
         parity = parity_summary(compare_runtimes(exportable, tmp, texts, pairs), out_dir / ONNX_FILE, tolerance)
         summary: dict[str, Any] = {
             "name": name, "order": order, "task": task.to_json(), "labels": list(task.labels), "is_pair": task.is_pair,
-            "kind": kind, "source": str(source), "parameters": exportable.parameters, "max_length": max_length,
+            "kind": kind.name, "source": str(source), "parameters": exportable.parameters, "max_length": max_length,
             "exporter": EXPORTER, "opset": OPSET, "onnx_inputs": exportable.input_names, "fused_operators": fused,
             "parity_examples": len(texts), **parity, "folder": str(out_dir), "card_info": card_info,
             "histories": histories or {},

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from pipeline.errors import ModelError
-from pipeline.serving.runtimes import Feeds
+from pipeline.serving.kinds import Feeds
 
 OPSET = 17
 EXPORTER = "torch.onnx (TorchScript-based, dynamo=False)"

@@ -11,17 +11,16 @@ BiLSTM: its own tokenizer, input-order batches), so their logits are comparable 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from pipeline.data.batches import encode, length_buckets, pad_batch
-from pipeline.errors import DataError, ModelError
-from pipeline.models import bilstm, encoders
-from pipeline.tasks import CLASSIFICATION, GLUE, REGRESSION, Task
+from pipeline.artifacts import PREPARED
+from pipeline.errors import ModelError
+from pipeline.serving.kinds import Feeds, ModelKind, kind_of
+from pipeline.tasks import Task, prepared_task
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -29,9 +28,6 @@ SUMMARY_FILE = "export.json"
 SELECTION_FILE = "selection.json"  # in selected/: the model and runtime the select stage picked, and why
 CARD_FILE = "README.md"
 RUNTIMES: dict[str, str | None] = {"torch": None, "onnx": ONNX_FILE, "int8": INT8_FILE}
-
-Feeds = dict[str, np.ndarray]
-Batches = Iterator[tuple[np.ndarray, Feeds]]
 
 
 # ---------------------------------------------------------------- model folder metadata
@@ -52,11 +48,6 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ModelError(f"{config_file}: expected a JSON object")
     return config
-
-
-def model_kind(config: dict[str, Any]) -> str:
-    """'bilstm' for pipeline.models.bilstm folders, 'hf' for Hugging Face classifiers."""
-    return "bilstm" if config.get("arch") == bilstm.ARCH else "hf"
 
 
 def selected_runtime(folder: str | Path) -> str | None:
@@ -89,19 +80,7 @@ def task_of(folder: str | Path) -> Task:
     recorded = export_info(folder).get("task") or config.get("task")
     if isinstance(recorded, dict):
         return Task.from_json(recorded)
-    if model_kind(config) == "bilstm":
-        n = int(config.get("model", {}).get("num_labels", 2))
-        labels = tuple(str(x) for x in config.get("labels") or range(n))
-        own = Task(str(recorded or "unknown"), REGRESSION if n == 1 else CLASSIFICATION, labels, (),
-                   bool(config.get("model", {}).get("is_pair", False)))
-    else:
-        regression = config.get("problem_type") == "regression"
-        id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
-        n = 1 if regression else len(id2label) or int(config.get("num_labels", 2))
-        labels = ("score",) if regression else tuple(id2label.get(i, f"LABEL_{i}") for i in range(n))
-        name = str(config.get("finetuning_task") or "unknown")
-        preset = GLUE.get(name)
-        own = Task(name, REGRESSION if regression else CLASSIFICATION, labels, (), bool(preset and preset.pair))
+    own = kind_of(config).task(config, recorded)
     workspace = _workspace_task(Path(folder))
     if workspace is not None and (workspace.problem, workspace.labels) == (own.problem, own.labels):
         return workspace
@@ -110,48 +89,10 @@ def task_of(folder: str | Path) -> Task:
 
 def _workspace_task(folder: Path) -> Task | None:
     """The prepared task of the pipeline workspace whose models/ holds `folder`, if there is one."""
-    from pipeline.artifacts import PREPARED
-    from pipeline.tasks import prepared_task
-
     for parent in folder.resolve().parents:
         if parent.name == "models" and (parent.parent / PREPARED / "meta.json").is_file():
             return prepared_task(parent.parent / PREPARED)
     return None
-
-
-def bilstm_tokenizer(folder: Path, config: dict[str, Any]):
-    """A BiLSTM folder's tokenizer without loading its weights (what the ONNX runtime needs)."""
-    try:
-        kind, max_words = config["tokenizer"]["kind"], config["tokenizer"]["max_words"]
-        tokenizer_class = bilstm.TOKENIZERS[kind]
-    except (KeyError, TypeError):
-        raise ModelError(f"{folder / 'config.json'}: missing or unknown tokenizer settings (key 'tokenizer')") from None
-    try:
-        return tokenizer_class.load(folder, max_words)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{folder}: cannot load the BiLSTM tokenizer ({exc})") from None
-
-
-# ---------------------------------------------------------------- batches: what every runtime is fed
-def hf_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int, max_length: int,
-               by_length: bool = True) -> Batches:
-    """(row indices, padded int64 arrays) per batch, tokenised exactly as classifier_logits does.
-
-    by_length=False keeps input order, so lengths vary inside a batch: the parity check wants that."""
-    enc = encode(tokenizer, texts, pairs, max_length)
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    if by_length:
-        groups = length_buckets(lengths, batch_size)
-    else:
-        groups = [np.arange(i, min(i + batch_size, len(lengths))) for i in range(0, len(lengths), batch_size)]
-    for idx in groups:
-        yield idx, pad_batch(tokenizer, enc, idx)
-
-
-def bilstm_batches(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> Batches:
-    """The input-order batches of pipeline.models.bilstm.predict_logits, as numpy feeds."""
-    for start, stop, inputs in bilstm.batches(tokenizer, texts, pairs, batch_size):
-        yield np.arange(start, stop), {k: t.numpy() for k, t in inputs.items()}
 
 
 # ---------------------------------------------------------------- predictors
@@ -175,18 +116,15 @@ class Runtime:
 
     name: str
     folder: Path
-    kind: str  # "hf" or "bilstm"
+    kind: ModelKind
     tokenizer: Any
     is_pair: bool | None  # a BiLSTM knows; a Transformer takes what the caller passes
     max_length: int = 128
 
     def batches(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> list[tuple[np.ndarray, Feeds]]:
         texts, pairs = list(texts), list(pairs) if pairs is not None else None
-        if self.kind == "bilstm":
-            if self.is_pair and pairs is None:
-                raise DataError(f"{self.folder}: a pair model: every example needs a second text")
-            return list(bilstm_batches(self.tokenizer, texts, pairs if self.is_pair else None, batch_size))
-        return list(hf_batches(self.tokenizer, texts, pairs, batch_size, self.max_length))
+        return list(self.kind.batches(self.tokenizer, texts, pairs, batch_size, self.max_length, self.is_pair,
+                                      self.folder))
 
     def run(self, feeds: Feeds) -> np.ndarray:
         raise NotImplementedError
@@ -201,53 +139,19 @@ class Runtime:
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
-class HFPredictor(Runtime):
-    """A Hugging Face sequence classifier folder (the teacher, Transformer students) in PyTorch."""
-
-    kind, is_pair = "hf", None
+class TorchPredictor(Runtime):
+    """A model folder (the teacher, a student, an export) in PyTorch."""
 
     def __init__(self, name: str, folder: str | Path, max_length: int = 128):
-        from pipeline.models.hf import load_classifier, load_tokenizer
-
         self.name, self.folder, self.max_length = name, Path(folder), max_length
-        self.model = load_classifier(str(self.folder), key=name).eval()
-        self.tokenizer = load_tokenizer(str(self.folder), key=name)
+        self.kind = kind_of(read_config(self.folder))
+        self.model, self.tokenizer, self.is_pair = self.kind.load(self.folder, name)
 
-    @torch.inference_mode()
     def run(self, feeds: Feeds) -> np.ndarray:
-        inputs = encoders.accepted(self.model, {k: torch.from_numpy(v) for k, v in feeds.items()})
-        return self.model(**inputs).logits.float().numpy()
+        return self.kind.forward(self.model, feeds)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
-
-
-class BiLSTMPredictor(Runtime):
-    """A BiLSTM student folder (pipeline.models.bilstm format) in PyTorch."""
-
-    kind = "bilstm"
-
-    def __init__(self, name: str, folder: str | Path):
-        from pipeline.models.bilstm import load_bilstm
-
-        self.name, self.folder = name, Path(folder)
-        self.model, self.tokenizer, self.config = load_bilstm(self.folder)
-        self.is_pair = bool(self.model.config["is_pair"])
-
-    @torch.inference_mode()
-    def run(self, feeds: Feeds) -> np.ndarray:
-        return self.model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-
-def load_predictor(name: str, folder: str | Path, max_length: int = 128) -> Predictor:
-    """The PyTorch predictor of a model or export folder."""
-    folder = Path(folder)
-    if model_kind(read_config(folder)) == "bilstm":
-        return BiLSTMPredictor(name, folder)
-    return HFPredictor(name, folder, max_length)
 
 
 def weights_size(p: Predictor) -> int:
@@ -299,17 +203,10 @@ class OnnxPredictor(Runtime):
                  max_length: int = 128, fusions_off: Sequence[str] = SLOW_FUSIONS):
         self.name, self.folder, self.max_length = name, Path(folder), max_length
         config = read_config(self.folder)
-        self.kind = model_kind(config)
+        self.kind = kind_of(config)
         self.path = self.folder / onnx_file
         self.session = onnx_session(self.path, threads, fusions_off)
-        if self.kind == "bilstm":
-            self.tokenizer = bilstm_tokenizer(self.folder, config)
-            self.is_pair = bool(config.get("model", {}).get("is_pair", False))
-        else:
-            from pipeline.models.hf import load_tokenizer
-
-            self.tokenizer = load_tokenizer(str(self.folder), key=name)
-            self.is_pair = None
+        self.tokenizer, self.is_pair = self.kind.tokenizer(self.folder, config, name)
 
     def run(self, feeds: Feeds) -> np.ndarray:
         return run_session(self.session, feeds)
@@ -326,7 +223,7 @@ def load_export(folder: str | Path, runtime: str = "torch", *, name: str | None 
                 threads: int | None = None) -> Predictor:
     """A Predictor for an export folder (or a plain model folder with runtime="torch").
 
-    torch loads the folder with HFPredictor/BiLSTMPredictor; onnx and int8 run model.onnx and
+    torch loads the folder with TorchPredictor; onnx and int8 run model.onnx and
     model.int8.onnx. The default name carries the runtime, so several runtimes can sit in one report."""
     folder = Path(folder)
     if runtime not in RUNTIMES:
@@ -338,7 +235,7 @@ def load_export(folder: str | Path, runtime: str = "torch", *, name: str | None 
     if left_out:
         raise ModelError(f"{folder}: int8 was left out of this export ({left_out})")
     if onnx_file is None:
-        return load_predictor(name or folder.name, folder, max_length)
+        return TorchPredictor(name or folder.name, folder, max_length)
     return OnnxPredictor(name or f"{folder.name}-{runtime}", folder, onnx_file, threads=threads,
                          max_length=max_length)
 
