@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # methods and augment packages' __init__, and augment/base.py) sit with params, which validates students
 # and augmentations against them; their method files load only when asked.
 LAYERS = [
-    ("shared", ["pipeline.__init__", "pipeline.errors", "pipeline.distributed", "pipeline.artifacts", "pipeline.tasks", "pipeline.text"]),
+    ("shared", ["pipeline.__init__", "pipeline.errors", "pipeline.distributed", "pipeline.artifacts", "pipeline.tasks",
+                "pipeline.text"]),
     ("models", ["pipeline.models"]),
     ("params", ["pipeline.params", "pipeline.methods.__init__", "pipeline.augment.__init__", "pipeline.augment.base"]),
     ("data", ["pipeline.data"]),
@@ -147,3 +148,42 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path, monkeypatch):
 def test_every_module_has_a_layer(module):
     assert module in project_modules()
     layer_of(module)
+
+
+def test_serving_asks_the_model_kind_adapter_and_never_which_kind():
+    """Export, runtimes, cards and predict reach a Transformer or a BiLSTM only through
+    pipeline.serving.kinds: no other serving module names a kind or imports a kind's model code."""
+    modules = project_modules()
+    kind_code = {"pipeline.models.bilstm", "pipeline.models.hf", "pipeline.models.encoders"}
+    found = []
+    for module, path in modules.items():
+        if not module.startswith("pipeline.serving.") or module == "pipeline.serving.kinds":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found += [f"{module}:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and n.value in ("hf", "bilstm")]
+        found += [f"{module}:{line}: imports {target}" for target, line, _ in imports(path, modules)
+                  if target in kind_code]
+    assert found == []
+
+
+METHOD_IMPORTS = ("pipeline.methods.__init__", "pipeline.methods.twostep", "pipeline.methods.recipes",
+                  "pipeline.params.schema", "pipeline.training.losses", "pipeline.training.driver", "pipeline.models",
+                  "pipeline.data.batches", "pipeline.artifacts", "pipeline.errors", "pipeline.tasks",
+                  "pipeline.__init__", "pipeline.training.__init__", "pipeline.data.__init__", "pipeline.params.__init__")
+
+
+def test_method_files_import_only_what_docs_extending_lists():
+    """docs/extending.md ("What a method file imports") lists these modules; a method file needs no more."""
+    modules = project_modules()
+    methods = [m for m in modules if m.startswith("pipeline.methods.")
+               and m.rsplit(".", 1)[1] not in ("__init__", "twostep", "recipes")]
+    assert "pipeline.methods.tinybert" in methods
+    found = [f"{m}:{line}: {target}" for m in methods for target, line, _ in imports(modules[m], modules)
+             if not any(target == allowed or target.startswith(allowed + ".") for allowed in METHOD_IMPORTS)]
+    assert found == []
+    listed = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8").split("### What a method file imports")[1]
+    for allowed in METHOD_IMPORTS:
+        name = allowed.removesuffix(".__init__")
+        if name.count("."):
+            assert f"`{name}" in listed, f"{name}: allowed here but not listed in docs/extending.md"

@@ -23,8 +23,8 @@ from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import (PRETRAINED_PREFIX, load_classifier, load_teacher, load_tokenizer, local_model_type,
                                 pretrained_spec, same_tokenizer)
-from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, Probability,
-                                    Section, augmentation_field, augmented_rows_field, check_train_on, min_steps_field,
+from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, LearningRate, MinSteps, Positive,
+                                    Probability, Section, augmentation_field, augmented_rows_field, check_train_on,
                                     unlabelled_field, weights, weights_field)
 from pipeline.tasks import prepared_task
 from pipeline.training import driver as training
@@ -55,8 +55,8 @@ class DistilBERTStudent(Budget):
                           "spaced, the top one included: 6 layers -> [1, 3, 5])")
     temperature: Positive = Field(2.0, description="softmax temperature of the soft-label term")
     weights: Weights = weights_field(Weights)
-    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
-    learning_rate: Positive = Field(5e-5, description="AdamW learning rate")
+    min_steps: MinSteps = MIN_TASK_STEPS
+    learning_rate: LearningRate = 5e-5
 
     @model_validator(mode="after")
     def _rows(self) -> DistilBERTStudent:

@@ -22,9 +22,9 @@ from pipeline.data.batches import row_origins, sample_rows, task_rows
 from pipeline.methods import Ablation, Method, Step, StepRun
 from pipeline.methods.recipes import Recipe, evaluation
 from pipeline.models import bilstm
-from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegativeInt, Positive, PositiveInt,
-                                    WarmupRatio, augmentation_field, augmented_rows_field, check_train_on,
-                                    min_steps_field, unlabelled_field, weights, weights_field)
+from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, BatchSize, Budget, Epochs, LearningRate, MinSteps,
+                                    PositiveInt, Warmup, augmentation_field, augmented_rows_field, check_train_on,
+                                    unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 from pipeline.training import driver as training
 from pipeline.training import losses
@@ -55,11 +55,11 @@ class TangStudent(Budget):
     dense: PositiveInt = Field(200, description="units of the ReLU layer before the logits")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on embeddings and features")
     max_words: PositiveInt = Field(64, description="truncate inputs to this many tokens")
-    epochs: Positive = Field(3.0, description="training epochs")
-    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
-    learning_rate: Positive = Field(2e-3, description="Adam learning rate")
-    batch_size: PositiveInt = Field(128, description="training batch size")
-    warmup_ratio: WarmupRatio = Field(0.0, description="share of steps with linear warm-up")
+    epochs: Epochs = 3.0
+    min_steps: MinSteps = MIN_TASK_STEPS
+    learning_rate: LearningRate = 2e-3
+    batch_size: BatchSize = 128
+    warmup_ratio: Warmup = 0.0
 
     @model_validator(mode="after")
     def _logits_to_learn_from(self) -> TangStudent:

@@ -25,9 +25,9 @@ from pipeline.models import encoders
 from pipeline.models import transformer as tfm
 from pipeline.models.hf import (PRETRAINED_PREFIX, load_base_model, load_classifier, load_teacher, load_tokenizer,
                                 local_model_type, pretrained_spec, resolve_pretrained, same_tokenizer)
-from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, NonNegative, NonNegativeInt, Positive,
-                                    PositiveInt, Section, ShapeKey, Weights, augmentation_field, augmented_rows_field,
-                                    min_steps_field, unlabelled_field, weights, weights_field)
+from pipeline.params.schema import (MIN_TASK_STEPS, AugmentedRows, Budget, LearningRate, MaxRows, MinSteps, NonNegative,
+                                    Positive, PositiveInt, Section, ShapeKey, Weights, augmentation_field,
+                                    augmented_rows_field, unlabelled_field, weights, weights_field)
 from pipeline.tasks import Task, prepared_task
 from pipeline.training import driver as training
 from pipeline.training import losses
@@ -66,15 +66,15 @@ class TwoStepStudent(Section):
 
 
 class Step1(Budget):
-    max_rows: PositiveInt | None = Field(2000, description="random sample of this many training rows (null: all)")
+    max_rows: MaxRows = 2000
     epochs: NonNegative = Field(1.0, description="training epochs (0: step 1 trains nothing, the student goes to "
                                                  "step 2 as it starts)")
 
 
 class Step2(Budget):
-    max_rows: PositiveInt | None = Field(12000, description="random sample of this many training rows (null: all)")
-    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
-    learning_rate: Positive = Field(2e-4, description="AdamW learning rate")
+    max_rows: MaxRows = 12000
+    min_steps: MinSteps = MIN_TASK_STEPS
+    learning_rate: LearningRate = 2e-4
     temperature: Positive = Field(1.0, description="softmax temperature of the soft CE")
 
 

@@ -21,9 +21,9 @@ from pipeline.errors import ConfigError, ModelError
 from pipeline.methods import Method, Objective, methods, objectives
 from pipeline.models.encoders import FAMILIES, SLICE
 from pipeline.models.hf import local_model_type
-from pipeline.params.schema import (DROPOUT_HELP, GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, Dropout, LayerMap,
-                                    NonNegativeInt, PositiveInt, Section, ShapeKey, check_steps, max_steps_field,
-                                    min_steps_field)
+from pipeline.params.schema import (GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, BatchSize, Epochs, LayerMap,
+                                    LearningRate, MaxRows, MaxSteps, MinSteps, PositiveInt, Section, ShapeKey,
+                                    StepDropout, Warmup, check_steps)
 
 PARAMS_FILE = "params.yaml"
 DEFAULT_UNLABELLED = "data/unlabelled"  # a folder of the repository that holds no text unless the user adds some
@@ -164,21 +164,20 @@ class TeacherConfig(Section):
         None, description="with finetune false, where the model's label names (its config's id2label) do not "
                           "name the task's labels: each task label -> the model's label name or output id "
                           "(null: matched by name, case-insensitively)")
-    max_rows: PositiveInt | None = Field(
-        20000, description="fine-tune on a random sample of this many train rows (null: all); the teacher's logits "
-                           "still cover every train row")
-    epochs: float = Field(1.0, gt=0, description="fine-tuning epochs")
-    min_steps: NonNegativeInt = min_steps_field(MIN_TASK_STEPS)
-    max_steps: PositiveInt | None = max_steps_field()
+    max_rows: MaxRows = Field(20000, description="fine-tune on a random sample of this many train rows (null: all); "
+                                                 "the teacher's logits still cover every train row")
+    epochs: Epochs = 1.0
+    min_steps: MinSteps = MIN_TASK_STEPS
+    max_steps: MaxSteps = None
     eval_steps: PositiveInt | None = Field(None, description="evaluate on dev every this many optimizer steps (null: "
                                                              "after each epoch)")
     keep_best: bool = Field(True, description="keep the weights of the dev evaluation with the best main metric, "
                                               "not those of the last step")
-    learning_rate: float = Field(8e-5, gt=0, description="AdamW learning rate")
-    batch_size: PositiveInt = Field(64, description="training batch size")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
+    learning_rate: LearningRate = 8e-5
+    batch_size: BatchSize = 64
+    warmup_ratio: Warmup = 0.1
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    dropout: Dropout = Field(0.0, description=DROPOUT_HELP)
+    dropout: StepDropout = 0.0
 
     @field_validator("pretrained")
     @classmethod
@@ -243,13 +242,13 @@ class GeneralDistillBase(Section):
     init: Literal["random", "teacher_slice"] = Field(
         "teacher_slice", description="random, or the mapped teacher layers cut to the student's width (structured-pruning init)")
     layer_map: LayerMap = Field(None, description=LAYER_MAP_HELP)
-    epochs: float = Field(1.0, gt=0, description="passes over the corpus")
-    min_steps: NonNegativeInt = min_steps_field()
-    max_steps: PositiveInt | None = max_steps_field()
-    learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate")
-    batch_size: PositiveInt = Field(32, description="sequences per batch")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
-    dropout: Dropout = Field(None, description=DROPOUT_HELP)
+    epochs: Epochs = 1.0
+    min_steps: MinSteps = 0
+    max_steps: MaxSteps = None
+    learning_rate: LearningRate = 5e-4
+    batch_size: BatchSize = 32
+    warmup_ratio: Warmup = 0.1
+    dropout: StepDropout = None
 
     @field_validator("objectives")
     @classmethod

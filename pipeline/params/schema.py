@@ -26,6 +26,20 @@ ShapeKey = Literal["layers", "hidden", "heads", "intermediate"]  # the keys of a
 LayerMap = list[Annotated[int, Field(ge=1)]] | None
 LAYER_MAP_HELP = "1-based teacher layer for each student layer (null: uniform, g(m) = m * N / M)"
 
+# The fields of a training budget, each declared once (type, bounds, meaning); every section that trains (the
+# teacher, general distillation, each step of a method) takes those it has and gives its own defaults:
+# `epochs: Epochs = 3.0`.
+MaxRows = Annotated[PositiveInt | None, Field(description="random sample of this many training rows (null: all)")]
+Epochs = Annotated[float, Field(gt=0, description="training epochs: passes over the step's rows")]
+MinSteps = Annotated[int, Field(ge=0, description="at least this many optimizer steps: more epochs over the same "
+                                                  "rows where `epochs` gives fewer (0: `epochs` alone)")]
+MaxSteps = Annotated[PositiveInt | None, Field(description="at most this many optimizer steps: training stops there "
+                                                           "where `epochs` gives more (null: `epochs` alone)")]
+LearningRate = Annotated[float, Field(gt=0, description="peak learning rate (AdamW; Adam for the BiLSTM)")]
+BatchSize = Annotated[int, Field(gt=0, description="training batch size (rows; sequences in general distillation)")]
+Warmup = Annotated[float, Field(ge=0, lt=1, description="share of steps with linear warm-up")]
+StepDropout = Annotated[Dropout, Field(description=DROPOUT_HELP)]
+
 
 def check_train_on(train_on: str, augmentation: str | None) -> None:
     """Augmented rows have teacher logits only: a student trained on the gold-labelled split has none."""
@@ -66,18 +80,6 @@ MIN_TASK_STEPS = 250  # the default floor of the teacher's and every student's t
 # still get the updates a fine-tuning run needs (250 steps at batch 64: 16,000 rows, four epochs of a 4,000-row task)
 
 
-def min_steps_field(default: int = 0):
-    """A budget's floor on optimizer steps."""
-    return Field(default, ge=0, description="at least this many optimizer steps: more epochs over the same rows "
-                                            "where `epochs` gives fewer (0: `epochs` alone)")
-
-
-def max_steps_field():
-    """A budget's ceiling on optimizer steps."""
-    return Field(None, gt=0, description="at most this many optimizer steps: training stops there where `epochs` "
-                                         "gives more (null: `epochs` alone)")
-
-
 def check_steps(budget) -> None:
     if budget.max_steps is not None and budget.min_steps > budget.max_steps:
         raise ValueError(f"min_steps ({budget.min_steps}) is above max_steps ({budget.max_steps})")
@@ -90,14 +92,14 @@ class Section(BaseModel):
 class Budget(Section):
     """How much a training step learns from, and how fast."""
 
-    max_rows: PositiveInt | None = Field(None, description="random sample of this many training rows (null: all)")
-    epochs: Positive = Field(1.0, description="training epochs")
-    min_steps: NonNegativeInt = min_steps_field()
-    max_steps: PositiveInt | None = max_steps_field()
-    learning_rate: Positive = Field(1e-4, description="AdamW learning rate")
-    batch_size: PositiveInt = Field(32, description="training batch size")
-    warmup_ratio: WarmupRatio = Field(0.1, description="share of steps with linear warm-up")
-    dropout: Dropout = Field(None, description=DROPOUT_HELP)
+    max_rows: MaxRows = None
+    epochs: Epochs = 1.0
+    min_steps: MinSteps = 0
+    max_steps: MaxSteps = None
+    learning_rate: LearningRate = 1e-4
+    batch_size: BatchSize = 32
+    warmup_ratio: Warmup = 0.1
+    dropout: StepDropout = None
 
     @model_validator(mode="after")
     def _steps(self):
