@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.artifacts import PREPARED
+from pipeline.errors import DataError
+
 CLASSIFICATION, REGRESSION = "classification", "regression"
 UNLABELLED = -1
 
@@ -137,9 +140,6 @@ def preset_task(name: str) -> Task:
 
 def prepared_task(prepared: str | Path | None = None) -> Task:
     """The task as the prepare stage resolved it (data/prepared/meta.json)."""
-    from pipeline.artifacts import PREPARED
-    from pipeline.errors import DataError
-
     meta = Path(prepared or PREPARED) / "meta.json"
     if not meta.is_file():
         raise DataError(f"{meta}: not found (run the prepare stage: dvc repro prepare)")

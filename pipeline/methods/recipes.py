@@ -16,6 +16,7 @@ from torch import nn
 
 from pipeline.models import encoders
 from pipeline.training import losses
+from pipeline.training.inference import use_attention_for
 
 
 class Recipe(nn.Module):
@@ -59,8 +60,6 @@ def evaluation(logits: torch.Tensor, labels: torch.Tensor | None) -> dict[str, t
 
 
 def frozen(model: nn.Module) -> nn.Module:
-    from pipeline.training.inference import use_attention_for
-
     use_attention_for(model)
     model.eval()
     for p in model.parameters():

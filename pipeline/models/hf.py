@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.artifacts import TEACHER, TEACHER_NAME
 from pipeline.errors import ModelError
+from pipeline.models.encoders import family_of_type
 from pipeline.tasks import Task
 
 PACKAGE_PREFIX = "package:"
@@ -49,8 +50,6 @@ def resolve_pretrained(spec: str, key: str = "teacher.pretrained") -> str:
 def local_model_type(spec: str, key: str = "teacher.pretrained") -> str | None:
     """The `model_type` of a params value's config.json, read from disk without loading anything, and
     checked against the supported families; None for a Hub id (its config is not at hand until loaded)."""
-    from pipeline.models.encoders import family_of_type
-
     source = Path(resolve_pretrained(spec, key))
     if not source.is_dir():
         return None

@@ -24,6 +24,7 @@ from pipeline.models.hf import local_model_type
 from pipeline.params.schema import (GOLD_TERMS, LAYER_MAP_HELP, MIN_TASK_STEPS, BatchSize, Epochs, LayerMap,
                                     LearningRate, MaxRows, MaxSteps, MinSteps, PositiveInt, Section, ShapeKey,
                                     StepDropout, Warmup, check_steps)
+from pipeline.tasks import CLASSIFICATION_METRICS, GLUE, REGRESSION, REGRESSION_METRICS
 
 PARAMS_FILE = "params.yaml"
 DEFAULT_UNLABELLED = "data/unlabelled"  # a folder of the repository that holds no text unless the user adds some
@@ -97,8 +98,6 @@ class DataConfig(Section):
 
     def resolved(self) -> tuple[str, tuple[str, ...] | None, tuple[str, ...]]:
         """(problem, labels or None when train says, metrics): data.* over the preset's."""
-        from pipeline.tasks import GLUE, REGRESSION
-
         preset = GLUE.get(self.task)
         problem = self.problem or (preset.problem if preset else "classification")
         labels = tuple(self.labels) if self.labels else (preset.labels if preset and preset.problem == problem else None)
@@ -109,8 +108,6 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _task_fits(self) -> DataConfig:
-        from pipeline.tasks import CLASSIFICATION_METRICS, REGRESSION_METRICS
-
         problem, labels, metrics = self.resolved()
         fitting = REGRESSION_METRICS if problem == "regression" else CLASSIFICATION_METRICS
         wrong = [m for m in metrics if m not in fitting]

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from pipeline.artifacts import atomic_path
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.methods import methods
 from pipeline.params.config import PARAMS_FILE, Params, StudentShape, deep_merge, parse_params, read_yaml
 
 PROFILES_DIR = Path("profiles")
@@ -53,8 +54,6 @@ def resolve_like(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """A profile's student written `{like: other, key: value, ...}` is student `other` of the same method,
     as this profile leaves it (the defaults with the profile's changes), plus those keys: an ablation
     named in a profile reads as its base and what it changes, whatever the base's settings are there."""
-    from pipeline.methods import methods
-
     for method in methods():
         students = raw.get(method)
         if not isinstance(students, dict):
@@ -80,8 +79,6 @@ def resolve_sweep(raw: dict[str, Any], source: str) -> dict[str, Any]:
     value...}` adds one student per value, named NAME_VALUE, that is the `like` student (of any method, as
     this profile leaves it) with that value of AXIS (shape or hidden, SWEEP_AXES) and the other keys set.
     A shape value LxHxAxI sets the student's whole `shape`."""
-    from pipeline.methods import methods
-
     sweeps = raw.pop("sweep", None) or {}
     if not isinstance(sweeps, dict):
         raise ConfigError(f"{source}: sweep: expected a mapping of sweep name -> {{like: student, AXIS: [values]}}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from pipeline.params.config import flatten
 from pipeline.serving.kinds import KINDS
 from pipeline.serving.runtimes import INT8_FILE, ONNX_FILE, SLOW_FUSIONS, SUMMARY_FILE
 
@@ -17,8 +18,6 @@ GIVEN_TEACHER = "the user's fine-tuned classifier, taken as given (teacher.finet
 
 def card_info(name: str, params) -> dict[str, Any]:
     """What a model card says about how a model was made: teacher, data, method and its params."""
-    from pipeline.params.config import flatten
-
     if name == "teacher":
         given = not params.teacher.finetune
         method, cfg = GIVEN_TEACHER if given else TEACHER_METHOD, params.teacher
