@@ -18,7 +18,6 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
-WarmupRatio = Annotated[float, Field(ge=0, lt=1)]
 Dropout = Annotated[float, Field(ge=0, lt=1)] | None
 DROPOUT_HELP = "dropout of the trained model during this step (null: the model's own, 0.1 for BERT)"
 
